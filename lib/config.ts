@@ -1,0 +1,155 @@
+/**
+ * Runtime configuration, parsed once at start into a typed object: defaults, then environment
+ * overrides, then a block nobody may override (the settings our delivery guarantees rest on).
+ * Nothing else in orderflow reads process.env.
+ */
+import type { Encoding } from "./codec/codec.ts";
+
+/** librdkafka properties, by their dotted names. */
+export type KafkaProperties = Record<string, string | number | boolean>;
+
+/** Which replication settings the topic catalog applies. */
+export type TopicProfile = "local" | "cluster";
+
+export interface Config {
+  /** The service or tool this process is, for example "payment"; names logs, client ids and groups. */
+  readonly service: string;
+  readonly kafka: {
+    readonly brokers: string;
+    readonly clientId: string;
+    /** Extra producer properties; the guarantee block is applied on top. */
+    readonly producer: KafkaProperties;
+    /** Extra consumer properties; the guarantee block is applied on top. */
+    readonly consumer: KafkaProperties;
+    /** How long a produce may wait for the broker's ack before it fails. */
+    readonly deliveryTimeoutMs: number;
+  };
+  /** Prepended to every topic name; lets tests and tenants share a cluster. Empty by default. */
+  readonly topicPrefix: string;
+  readonly redisUrl: string;
+  /** How produced values are encoded; consumers read either, by header. */
+  readonly encoding: Encoding;
+  readonly topicProfile: TopicProfile;
+  readonly logLevel: string;
+  readonly consumer: {
+    /** In-process attempts for a retriable handler error before the record is dead-lettered. */
+    readonly maxAttempts: number;
+    readonly retryInitialDelayMs: number;
+    readonly retryMaxDelayMs: number;
+    /** Partitions of one consumer handled at the same time (records within one stay in order). */
+    readonly partitionsConcurrently: number;
+    /** No record handled for this long while lag grows → the watchdog reports a stall. */
+    readonly stallAfterMs: number;
+  };
+}
+
+/** Producer settings the guarantees need: no duplicates from retries, every replica acks. */
+export const lockedProducerProperties: KafkaProperties = {
+  "enable.idempotence": true,
+  acks: "all",
+  "max.in.flight.requests.per.connection": 5,
+};
+
+/** Consumer settings the guarantees need: only committed transactional data, offsets only by us. */
+export const lockedConsumerProperties: KafkaProperties = {
+  "isolation.level": "read_committed",
+  "enable.auto.commit": true,
+  "auto.offset.reset": "earliest",
+};
+
+const defaultProducerProperties: KafkaProperties = {
+  "linger.ms": 5,
+  "batch.num.messages": 10000,
+  "compression.type": "lz4",
+};
+
+const defaultConsumerProperties: KafkaProperties = {
+  "session.timeout.ms": 45000,
+  "max.poll.interval.ms": 300000,
+  "fetch.wait.max.ms": 100,
+  "auto.commit.interval.ms": 1000,
+  "partition.assignment.strategy": "cooperative-sticky",
+};
+
+/** A configuration value that cannot be used; names the variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function integer(env: Env, name: string, fallback: number, min: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new ConfigError(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got ${JSON.stringify(raw)}`);
+  }
+  return raw as T;
+}
+
+/**
+ * Collects librdkafka overrides from variables named PREFIX + the property in upper snake case:
+ * KAFKA_PRODUCER_LINGER_MS=10 → linger.ms=10.
+ */
+function kafkaOverrides(env: Env, prefix: string): KafkaProperties {
+  const props: KafkaProperties = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(prefix) || value === undefined) continue;
+    const key = name.slice(prefix.length).toLowerCase().replaceAll("_", ".");
+    props[key] = /^-?\d+$/.test(value) ? Number(value) : value;
+  }
+  return props;
+}
+
+function locked(props: KafkaProperties, guarantees: KafkaProperties, kind: string): KafkaProperties {
+  for (const [key, value] of Object.entries(guarantees)) {
+    if (key in props && props[key] !== value) {
+      throw new ConfigError(`${kind} property ${key} is fixed to ${String(value)} and cannot be overridden`);
+    }
+  }
+  return { ...props, ...guarantees };
+}
+
+/** Reads the configuration of `service` from the environment. Throws ConfigError on a bad value. */
+export function loadConfig(service: string, env: Env = process.env): Config {
+  return {
+    service,
+    kafka: {
+      brokers: env["KAFKA_BROKERS"] ?? "127.0.0.1:9092",
+      clientId: env["KAFKA_CLIENT_ID"] ?? `orderflow-${service}`,
+      producer: locked(
+        { ...defaultProducerProperties, ...kafkaOverrides(env, "KAFKA_PRODUCER_") },
+        lockedProducerProperties,
+        "producer",
+      ),
+      consumer: locked(
+        { ...defaultConsumerProperties, ...kafkaOverrides(env, "KAFKA_CONSUMER_") },
+        lockedConsumerProperties,
+        "consumer",
+      ),
+      deliveryTimeoutMs: integer(env, "KAFKA_DELIVERY_TIMEOUT_MS", 10000, 1),
+    },
+    topicPrefix: env["TOPIC_PREFIX"] ?? "",
+    redisUrl: env["REDIS_URL"] ?? "redis://127.0.0.1:6379",
+    encoding: oneOf(env, "ORDERFLOW_ENCODING", ["binary", "json"], "binary"),
+    topicProfile: oneOf(env, "TOPIC_PROFILE", ["local", "cluster"], "local"),
+    logLevel: oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"], "info"),
+    consumer: {
+      maxAttempts: integer(env, "CONSUMER_MAX_ATTEMPTS", 5, 1),
+      retryInitialDelayMs: integer(env, "CONSUMER_RETRY_INITIAL_MS", 100, 1),
+      retryMaxDelayMs: integer(env, "CONSUMER_RETRY_MAX_MS", 5000, 1),
+      partitionsConcurrently: integer(env, "CONSUMER_PARTITIONS_CONCURRENTLY", 3, 1),
+      stallAfterMs: integer(env, "CONSUMER_STALL_AFTER_MS", 60000, 1),
+    },
+  };
+}

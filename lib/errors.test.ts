@@ -1,0 +1,21 @@
+import { describe, expect, it } from "vitest";
+import { PoisonRecordError, RejectedError, TransientError, errorClassOf, isRetriable, messageOf } from "./errors.ts";
+
+describe("error classification", () => {
+  it("follows what the error says about itself", () => {
+    expect(isRetriable(new TransientError("busy"))).toBe(true);
+    expect(isRetriable(new PoisonRecordError("malformed", "bad"))).toBe(false);
+    expect(isRetriable(new RejectedError("no"))).toBe(false);
+    expect(isRetriable({ retriable: false })).toBe(false);
+    expect(isRetriable(new Error("unknown"))).toBe(true);
+  });
+
+  it("gives stable class names", () => {
+    expect(errorClassOf(new PoisonRecordError("invalid", "x"))).toBe("poison.invalid");
+    expect(errorClassOf(new TransientError("x"))).toBe("transient");
+    expect(errorClassOf(new TypeError("x"))).toBe("TypeError");
+    expect(errorClassOf(new Error("x"))).toBe("unknown");
+    expect(errorClassOf("a string")).toBe("unknown");
+    expect(messageOf("plain")).toBe("plain");
+  });
+});

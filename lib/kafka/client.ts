@@ -1,0 +1,69 @@
+/**
+ * Kafka clients built from the typed config: one `Kafka` per process, producers with the
+ * guarantee block (idempotent, acks=all), consumers that read only committed data and store an
+ * offset only after its record was handled. Client logs go to our logger.
+ */
+import { KafkaJS } from "@confluentinc/kafka-javascript";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+
+export type Kafka = KafkaJS.Kafka;
+export type Producer = KafkaJS.Producer;
+export type Consumer = KafkaJS.Consumer;
+export type Admin = KafkaJS.Admin;
+
+/** Routes the client's own log lines into pino. */
+function clientLogger(log: Logger): KafkaJS.Logger {
+  const child = log.child({ component: "kafka-client" });
+  let level = KafkaJS.logLevel.WARN;
+  const at = (threshold: KafkaJS.logLevel, write: (obj: object, msg: string) => void) =>
+    (message: string, extra?: object) => {
+      if (level >= threshold) write(extra ?? {}, message);
+    };
+  return {
+    info: at(KafkaJS.logLevel.INFO, (o, m) => child.info(o, m)),
+    warn: at(KafkaJS.logLevel.WARN, (o, m) => child.warn(o, m)),
+    error: at(KafkaJS.logLevel.ERROR, (o, m) => child.error(o, m)),
+    debug: at(KafkaJS.logLevel.DEBUG, (o, m) => child.debug(o, m)),
+    namespace: () => clientLogger(log),
+    setLogLevel: (next: KafkaJS.logLevel) => {
+      level = next;
+    },
+  };
+}
+
+/** The process's Kafka entry point. */
+export function createKafka(config: Config, log: Logger): Kafka {
+  return new KafkaJS.Kafka({
+    kafkaJS: {
+      brokers: config.kafka.brokers.split(",").map((broker) => broker.trim()),
+      clientId: config.kafka.clientId,
+      logger: clientLogger(log),
+      logLevel: KafkaJS.logLevel.WARN,
+    },
+  });
+}
+
+/** An idempotent producer (acks=all); connect() it before use. */
+export function createProducer(kafka: Kafka, config: Config, extra: Record<string, string | number | boolean> = {}): Producer {
+  return kafka.producer({
+    ...config.kafka.producer,
+    "message.timeout.ms": config.kafka.deliveryTimeoutMs,
+    ...extra,
+  });
+}
+
+/** A consumer of `groupId`; offsets are stored by the client only after our handler returns. */
+export function createConsumer(
+  kafka: Kafka,
+  config: Config,
+  groupId: string,
+  extra: Record<string, unknown> = {},
+): Consumer {
+  return kafka.consumer({ ...config.kafka.consumer, "group.id": groupId, ...extra });
+}
+
+/** The actual name of a catalog topic under the configured prefix. */
+export function topicName(config: Pick<Config, "topicPrefix">, base: string): string {
+  return `${config.topicPrefix}${base}`;
+}

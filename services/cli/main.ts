@@ -1,0 +1,41 @@
+/**
+ * `orderflow` — the operators' command line. Each command prints for people by default and JSON
+ * with --json; it exits 0 on success, 1 on a failure, 2 on a usage error.
+ */
+import { Command, CommanderError } from "commander";
+import { loadConfig } from "../../lib/config.ts";
+import { createLogger } from "../../lib/log.ts";
+import { messageOf } from "../../lib/errors.ts";
+import { createKafka } from "../../lib/kafka/client.ts";
+import type { CliContext } from "./context.ts";
+import { topicsCommand } from "./topics.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** The command tree; the context (config, Kafka) is built only when a command runs. */
+export function buildProgram(env: Env): Command {
+  const program = new Command("orderflow")
+    .description("Operate an orderflow installation")
+    .option("--json", "machine-readable output")
+    .exitOverride();
+  const context = (): CliContext => {
+    const config = loadConfig("cli", env);
+    const log = createLogger("cli", config.logLevel);
+    return { config, log, kafka: createKafka(config, log), json: Boolean(program.opts<{ json?: boolean }>().json) };
+  };
+  program.addCommand(topicsCommand(context));
+  return program;
+}
+
+/** Runs the CLI on `argv` (node, script, ...args) and returns the exit code. */
+export async function runCli(argv: readonly string[], env: Env = process.env): Promise<number> {
+  process.exitCode = 0;
+  try {
+    await buildProgram(env).parseAsync([...argv]);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`orderflow: ${messageOf(err)}\n`);
+    return 1;
+  }
+}
