@@ -14,6 +14,7 @@ import {
   type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
+import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator, type Violation } from "@bufbuild/protovalidate";
 import { PoisonRecordError } from "../errors.ts";
 import {
@@ -41,7 +42,7 @@ const validator = createValidator();
 
 /** Renders violations as "field: message; field: message". */
 export function describeViolations(violations: readonly Violation[]): string {
-  return violations.map((v) => `${v.field.toString() || "(message)"}: ${v.message}`).join("; ");
+  return violations.map((v) => `${pathToString(v.field) || "(message)"}: ${v.message}`).join("; ");
 }
 
 /** Validates a message against its buf.validate rules; throws PoisonRecordError("invalid"). */

@@ -110,7 +110,7 @@ export class ConsumerRunner {
     await this.#consumer.subscribe({ topics: subscriptions.map((s) => s.topic) });
     await this.#consumer.run({
       partitionsConsumedConcurrently: config.consumer.partitionsConcurrently,
-      eachMessage: ({ topic, partition, message }) => this.#process(topic, partition, message as RawMessage),
+      eachMessage: ({ topic, partition, message }) => this.#process(topic, partition, message),
     });
     this.#running = true;
     if (watchdogIntervalMs > 0) {

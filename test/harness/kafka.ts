@@ -82,7 +82,7 @@ export async function readRecords(t: TestKafka, topic: string, count: number, ti
     await consumer.subscribe({ topics: [topic] });
     await consumer.run({
       eachMessage: ({ topic: from, partition, message }) => {
-        records.push({ topic: from, partition, offset: message.offset, key: message.key, value: message.value, headers: message.headers as RawHeaders });
+        records.push({ topic: from, partition, offset: message.offset, key: message.key, value: message.value, headers: message.headers });
         return Promise.resolve();
       },
     });

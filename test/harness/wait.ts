@@ -20,7 +20,7 @@ export async function waitFor<T>(probe: () => T | undefined | false | Promise<T 
       lastError = err;
     }
     if (Date.now() > deadline) {
-      const detail = lastError === undefined ? "" : ` (last error: ${String(lastError)})`;
+      const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : "";
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));

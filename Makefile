@@ -1,0 +1,59 @@
+# orderflow — the commands users and CI run. `make up` and `make test` are the README's two commands.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+KAFKA := infra/kafka/kafka.sh
+REDIS := infra/redis.sh
+CLI := node services/cli/orderflow.mjs
+
+.PHONY: help setup up down status test test-unit lint gen check-gen breaking compose-check ci
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: ## install OS packages and npm dependencies
+	@bash infra/setup.sh
+
+up: setup ## start Kafka, Redis and the topics in the background; returns when ready
+	@bash $(KAFKA) start single
+	@bash $(REDIS) start
+	@$(CLI) topics apply
+	@echo "orderflow is up: Kafka $$(bash $(KAFKA) bootstrap single), Redis 127.0.0.1:$${REDIS_PORT:-6379}"
+
+down: ## stop everything `make up` started
+	@bash $(KAFKA) stop all
+	@bash $(REDIS) stop
+
+status: ## what is running
+	@bash $(KAFKA) status || true
+	@bash $(REDIS) status || true
+
+test: setup ## the whole suite (unit + integration on the real broker and Redis) with coverage
+	@npx vitest run --coverage
+
+test-unit: ## unit tests only, no broker needed
+	@npx vitest run --project unit
+
+gen: ## regenerate gen/ and API_SPEC.md from proto/
+	@npx tsx infra/buf/validate-proto.ts
+	@npx buf generate
+	@npx tsx infra/api-spec.ts --write
+
+check-gen: gen ## fail when gen/ or API_SPEC.md differ from what proto/ generates
+	@git diff --exit-code --stat -- gen API_SPEC.md || (echo "gen/ or API_SPEC.md is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- gen)" || (echo "untracked files in gen/: run make gen and commit" >&2; exit 1)
+
+lint: ## type-check, eslint, buf lint
+	@npx tsx infra/buf/validate-proto.ts
+	@npx tsc -p tsconfig.json
+	@npx eslint .
+	@npx buf lint
+
+breaking: ## buf breaking against the previous commit
+	@npx tsx infra/buf/validate-proto.ts
+	@bash infra/buf/breaking.sh
+
+compose-check: ## validate infra/docker-compose.yml (no engine needed)
+	@docker-compose -f infra/docker-compose.yml config >/dev/null && echo "compose: infra/docker-compose.yml is valid"
+	@bash $(KAFKA) check-pins
+
+ci: setup lint check-gen breaking compose-check test ## what .ci/run runs
