@@ -8,6 +8,7 @@ describe("classifyKafkaError", () => {
     expect(classifyKafkaError(new KafkaJS.KafkaJSError("a", { abortable: true, retriable: true }))).toBe("abortable");
     expect(classifyKafkaError(new KafkaJS.KafkaJSError("r", { retriable: true }))).toBe("retriable");
     expect(classifyKafkaError(new KafkaJS.KafkaJSError("u"))).toBe("unknown");
+    expect(classifyKafkaError(new KafkaJS.KafkaJSError("fenced", { code: KafkaJS.ErrorCodes.ERR__FENCED }))).toBe("fatal");
     expect(classifyKafkaError(new Error("plain"))).toBe("unknown");
   });
 });

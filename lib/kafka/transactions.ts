@@ -12,10 +12,13 @@ import { createProducer, type Kafka, type Producer } from "./client.ts";
 /** The client's verdict on an error from a transactional call. */
 export type TransactionErrorKind = "retriable" | "abortable" | "fatal" | "unknown";
 
-/** Reads the retriable/abortable/fatal flags the client sets on transactional errors. */
+/** Codes that end a producer even when the client leaves its `fatal` flag unset (seen for fencing). */
+const fatalCodes: ReadonlySet<number> = new Set([KafkaJS.ErrorCodes.ERR__FENCED, KafkaJS.ErrorCodes.ERR__FATAL]);
+
+/** Reads the retriable/abortable/fatal flags and codes the client sets on transactional errors. */
 export function classifyKafkaError(err: unknown): TransactionErrorKind {
   if (!(err instanceof KafkaJS.KafkaJSError)) return "unknown";
-  if (err.fatal) return "fatal";
+  if (err.fatal || fatalCodes.has(err.code)) return "fatal";
   if (err.abortable) return "abortable";
   if (err.retriable) return "retriable";
   return "unknown";

@@ -12,18 +12,24 @@ import { topicsCommand } from "./topics.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** Commands added with addCommand do not inherit exitOverride: set it on the whole tree. */
+function exitOverrideEverywhere(command: Command): void {
+  command.exitOverride();
+  for (const sub of command.commands) exitOverrideEverywhere(sub);
+}
+
 /** The command tree; the context (config, Kafka) is built only when a command runs. */
 export function buildProgram(env: Env): Command {
   const program = new Command("orderflow")
     .description("Operate an orderflow installation")
-    .option("--json", "machine-readable output")
-    .exitOverride();
+    .option("--json", "machine-readable output");
   const context = (): CliContext => {
     const config = loadConfig("cli", env);
     const log = createLogger("cli", config.logLevel);
     return { config, log, kafka: createKafka(config, log), json: Boolean(program.opts<{ json?: boolean }>().json) };
   };
   program.addCommand(topicsCommand(context));
+  exitOverrideEverywhere(program);
   return program;
 }
 

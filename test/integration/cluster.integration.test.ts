@@ -42,7 +42,16 @@ describe.runIf(inject("localKafka"))("3-node cluster", () => {
     await admin.createTopics({
       topics: [{ topic, numPartitions: 1, replicationFactor: 3, configEntries: [{ name: "min.insync.replicas", value: "2" }] }],
     });
-    const leaderOf = async () => (await admin.fetchTopicMetadata({ topics: [topic] }))[0]?.partitions[0]?.leader ?? -1;
+    // A long-lived admin client keeps asking a killed broker and times out, so each probe uses a fresh one.
+    const leaderOf = async () => {
+      const probe = kafka.admin();
+      await probe.connect();
+      try {
+        return (await probe.fetchTopicMetadata({ topics: [topic] }))[0]?.partitions[0]?.leader ?? -1;
+      } finally {
+        await probe.disconnect();
+      }
+    };
     const leader = await waitFor(async () => ((await leaderOf()) > 0 ? leaderOf() : undefined), { what: "a leader" });
 
     producer = createProducer(kafka, config);
@@ -75,6 +84,7 @@ describe.runIf(inject("localKafka"))("3-node cluster", () => {
     expect(sendingDuringFailover).toBeUndefined();
     kafkaSh("node-start", String(leader));
 
+    expect(acked.size + failed.length).toBe(2000);
     expect(acked.size).toBeGreaterThan(1500);
     const records = await readRecords({ config, log, kafka, admin, topic: (b) => b, close: () => Promise.resolve() }, topic, acked.size, 60_000);
     const read = new Set(records.map((r) => r.value?.toString()));
