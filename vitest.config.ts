@@ -9,7 +9,7 @@ export default defineConfig({
       include: ["lib/**/*.ts", "services/**/*.ts"],
       exclude: ["**/*.test.ts"],
       reporter: ["text-summary", "text", "json-summary"],
-      thresholds: { lines: 80, statements: 80, functions: 80, branches: 75 },
+      thresholds: { lines: 80, statements: 80, functions: 80, branches: 80 },
     },
     projects: [
       {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `buf breaking` of proto/ against the previous commit. The previous tree is checked out apart,
-# given the same printed buf/validate import, built to an image and compared with the work tree.
+# given the same printed buf/validate import, and compared with the work tree (same workspace shape).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -17,6 +17,5 @@ tmp="$(mktemp -d)"
 trap 'git worktree remove --force "$tmp/tree" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 git worktree add --detach "$tmp/tree" "$base" >/dev/null 2>&1
 cp -r .proto-deps "$tmp/tree/.proto-deps"
-npx buf build "$tmp/tree" -o "$tmp/previous.binpb"
-npx buf breaking --against "$tmp/previous.binpb"
+npx buf breaking --against "$tmp/tree"
 echo "breaking: proto/ is compatible with $base"
