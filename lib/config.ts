@@ -30,6 +30,8 @@ export interface Config {
   /** How produced values are encoded; consumers read either, by header. */
   readonly encoding: Encoding;
   readonly topicProfile: TopicProfile;
+  /** Where downloaded Kafka jars are cached (their tools read topic configs). */
+  readonly cacheDir: string;
   readonly logLevel: string;
   readonly consumer: {
     /** In-process attempts for a retriable handler error before the record is dead-lettered. */
@@ -143,6 +145,7 @@ export function loadConfig(service: string, env: Env = process.env): Config {
     redisUrl: env["REDIS_URL"] ?? "redis://127.0.0.1:6379",
     encoding: oneOf(env, "ORDERFLOW_ENCODING", ["binary", "json"], "binary"),
     topicProfile: oneOf(env, "TOPIC_PROFILE", ["local", "cluster"], "local"),
+    cacheDir: env["ORDERFLOW_CACHE"] ?? `${env["HOME"] ?? "."}/.cache/orderflow`,
     logLevel: oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"], "info"),
     consumer: {
       maxAttempts: integer(env, "CONSUMER_MAX_ATTEMPTS", 5, 1),

@@ -1,7 +1,7 @@
 /**
  * Makes the broker match the topic catalog: creates what is missing with the catalog's partitions,
- * replication and configs, and reports drift (partition count, replication factor) without ever
- * deleting or shrinking anything.
+ * replication and configs, and reports drift (partition count, replication factor, configs) without
+ * ever deleting, shrinking or rewriting anything.
  */
 import type { Admin } from "./client.ts";
 
@@ -17,14 +17,18 @@ export interface TopicState {
   readonly name: string;
   readonly partitions: number;
   readonly replicationFactor: number;
+  /** Overridden configs, when they could be read (see topic-configs.ts). */
+  readonly configs?: Readonly<Record<string, string>>;
 }
 
 /** A difference between the catalog and the broker that apply does not fix by itself. */
 export interface Drift {
   readonly topic: string;
-  readonly field: "partitions" | "replication-factor";
-  readonly desired: number;
-  readonly actual: number;
+  /** "partitions", "replication-factor", or "config:<name>". */
+  readonly field: string;
+  readonly desired: number | string;
+  /** The broker's value; "(default)" when the topic does not override the config. */
+  readonly actual: number | string;
 }
 
 export interface ApplyResult {
@@ -82,26 +86,44 @@ export function compareTopics(desired: readonly DesiredTopic[], actual: readonly
     if (have.replicationFactor !== want.replicationFactor) {
       drift.push({ topic: want.name, field: "replication-factor", desired: want.replicationFactor, actual: have.replicationFactor });
     }
+    if (have.configs !== undefined) {
+      for (const [name, value] of Object.entries(want.configs)) {
+        const actual = have.configs[name] ?? "(default)";
+        if (actual !== value) drift.push({ topic: want.name, field: `config:${name}`, desired: value, actual });
+      }
+    }
   }
   return { missing, present, drift };
 }
 
-/** Partitions and replication of the named topics that exist. */
-export async function describeTopics(admin: Admin, names: readonly string[]): Promise<TopicState[]> {
+/** Partitions and replication of the named topics that exist, with configs when `configs` is given. */
+export async function describeTopics(
+  admin: Admin,
+  names: readonly string[],
+  configs?: ReadonlyMap<string, Record<string, string>>,
+): Promise<TopicState[]> {
   const existing = new Set(await admin.listTopics());
   const wanted = names.filter((name) => existing.has(name));
   if (wanted.length === 0) return [];
   const metadata = await admin.fetchTopicMetadata({ topics: wanted });
-  return metadata.map((topic) => ({
-    name: topic.name,
-    partitions: topic.partitions.length,
-    replicationFactor: topic.partitions[0]?.replicas.length ?? 0,
-  }));
+  return metadata.map((topic) => {
+    const topicConfigs = configs?.get(topic.name);
+    return {
+      name: topic.name,
+      partitions: topic.partitions.length,
+      replicationFactor: topic.partitions[0]?.replicas.length ?? 0,
+      ...(topicConfigs === undefined ? {} : { configs: topicConfigs }),
+    };
+  });
 }
 
-/** Creates missing topics and reports drift. Never deletes. */
-export async function applyTopics(admin: Admin, desired: readonly DesiredTopic[]): Promise<ApplyResult> {
-  const actual = await describeTopics(admin, desired.map((topic) => topic.name));
+/** Creates missing topics and reports drift (configs too, when `configs` is given). Never deletes. */
+export async function applyTopics(
+  admin: Admin,
+  desired: readonly DesiredTopic[],
+  configs?: ReadonlyMap<string, Record<string, string>>,
+): Promise<ApplyResult> {
+  const actual = await describeTopics(admin, desired.map((topic) => topic.name), configs);
   const { missing, present, drift } = compareTopics(desired, actual);
   if (missing.length > 0) {
     await admin.createTopics({

@@ -21,7 +21,7 @@ export function testConfig(service: string, env: Record<string, string> = {}): C
     KAFKA_BROKERS: inject("kafkaBrokers"),
     REDIS_URL: inject("redisUrl"),
     TOPIC_PREFIX: uniquePrefix(),
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: process.env["TEST_LOG_LEVEL"] ?? "fatal",
     CONSUMER_RETRY_INITIAL_MS: "10",
     CONSUMER_RETRY_MAX_MS: "50",
     ...env,

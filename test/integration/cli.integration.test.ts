@@ -27,7 +27,7 @@ afterEach(() => {
 });
 
 const cli = (prefix: string, ...args: string[]) =>
-  runCli(["node", "orderflow", ...args], { KAFKA_BROKERS: inject("kafkaBrokers"), TOPIC_PREFIX: prefix, LOG_LEVEL: "warn" });
+  runCli(["node", "orderflow", ...args], { KAFKA_BROKERS: inject("kafkaBrokers"), TOPIC_PREFIX: prefix, LOG_LEVEL: "warn", HOME: process.env["HOME"] ?? "" });
 
 describe("orderflow topics", () => {
   it("apply creates the whole catalog once; describe then agrees with it", async () => {
@@ -58,13 +58,16 @@ describe("orderflow topics", () => {
       await t.close();
     });
 
-    it("describe exits 1 and names missing topics and drift", async () => {
+    it("describe exits 1 and names missing topics, partition drift and config drift", async () => {
       const prefix = t.config.topicPrefix;
       await createTopics(t.admin, [`${prefix}orders.created`], 1);
+      await t.admin.createTopics({ topics: [{ topic: `${prefix}orders.failed`, numPartitions: 6, configEntries: [{ name: "retention.ms", value: "1000" }] }] });
       expect(await cli(prefix, "topics", "describe")).toBe(1);
       const text = output.join("");
       expect(text).toMatch(/orders\.created: partitions is 1, catalog says 6/);
+      expect(text).toMatch(/orders\.failed: config:retention\.ms is 1000, catalog says 604800000/);
       expect(text).toMatch(/orders\.validated\s+MISSING/);
+      expect(text).not.toContain("configs not checked");
     });
   });
 
