@@ -27,6 +27,8 @@ export interface Config {
   /** Prepended to every topic name; lets tests and tenants share a cluster. Empty by default. */
   readonly topicPrefix: string;
   readonly redisUrl: string;
+  /** First part of every Redis key we write, so that installations and tests can share a Redis. */
+  readonly redisKeyPrefix: string;
   /** How produced values are encoded; consumers read either, by header. */
   readonly encoding: Encoding;
   readonly topicProfile: TopicProfile;
@@ -143,6 +145,7 @@ export function loadConfig(service: string, env: Env = process.env): Config {
     },
     topicPrefix: env["TOPIC_PREFIX"] ?? "",
     redisUrl: env["REDIS_URL"] ?? "redis://127.0.0.1:6379",
+    redisKeyPrefix: env["REDIS_KEY_PREFIX"] ?? "of",
     encoding: oneOf(env, "ORDERFLOW_ENCODING", ["binary", "json"], "binary"),
     topicProfile: oneOf(env, "TOPIC_PROFILE", ["local", "cluster"], "local"),
     cacheDir: env["ORDERFLOW_CACHE"] ?? `${env["HOME"] ?? "."}/.cache/orderflow`,

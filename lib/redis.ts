@@ -1,0 +1,28 @@
+/**
+ * Redis access: one ioredis connection per process and key naming under a prefix. Atomic
+ * multi-key changes are Lua scripts registered with `defineCommand`, which sends EVALSHA and falls
+ * back to EVAL when the server answers NOSCRIPT (after a restart or SCRIPT FLUSH).
+ */
+import { Redis } from "ioredis";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+
+export type { Redis } from "ioredis";
+
+/** Builds keys under one prefix: keys("stock", "laptop") → "of:stock:laptop". */
+export type Keys = (...parts: readonly string[]) => string;
+
+export function keyspace(prefix: string): Keys {
+  return (...parts) => [prefix, ...parts].join(":");
+}
+
+/** A connection that retries forever with capped backoff and fails commands fast while down. */
+export function createRedis(config: Pick<Config, "redisUrl">, log: Logger): Redis {
+  const redis = new Redis(config.redisUrl, {
+    maxRetriesPerRequest: 2,
+    enableOfflineQueue: true,
+    retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
+  });
+  redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
+  return redis;
+}
