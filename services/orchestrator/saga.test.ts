@@ -1,0 +1,263 @@
+import { randomUUID } from "node:crypto";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FailureReason, OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
+import {
+  EmailTemplate,
+  InventoryAction,
+  InventoryReleasedSchema,
+  InventoryReservationFailedSchema,
+  InventoryReservedSchema,
+  OrderCancelRequestedSchema,
+  OrderCreatedSchema,
+  PaymentAction,
+  PaymentCompletedSchema,
+  PaymentFailedSchema,
+  PaymentRefundedSchema,
+  ReleaseReason,
+  type EmailRequested,
+  type InventoryActionRequested,
+  type OrderFailed,
+  type PaymentRequested,
+} from "../../gen/orderflow/v1/events_pb.ts";
+import { sampleOf } from "../../test/harness/samples.ts";
+import { decide, nextDueMs, type Effect, type SagaContext, type SagaInput, type SagaState } from "./saga.ts";
+
+const context: SagaContext = {
+  nowMs: 1_000_000,
+  products: new Map([
+    ["laptop", { currency: "USD", priceMinor: 99999n }],
+    ["mouse", { currency: "USD", priceMinor: 2500n }],
+  ]),
+  stepTimeoutMs: 30_000,
+  maxOrderMinor: 10_000_000n,
+  compensationRetryMs: 1_000,
+  compensationMaxAttempts: 3,
+};
+
+const orderId = randomUUID();
+const created = (patch: Partial<MessageInitShape<typeof OrderCreatedSchema>> = {}): SagaInput => ({
+  kind: "order-created",
+  event: create(OrderCreatedSchema, Object.assign(sampleOf(OrderCreatedSchema, orderId), patch)),
+});
+const paid: SagaInput = { kind: "payment-completed", event: create(PaymentCompletedSchema, sampleOf(PaymentCompletedSchema, orderId)) };
+const declined: SagaInput = { kind: "payment-failed", event: create(PaymentFailedSchema, sampleOf(PaymentFailedSchema, orderId)) };
+const reserved: SagaInput = { kind: "stock-reserved", event: create(InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId)) };
+const short: SagaInput = { kind: "stock-short", event: create(InventoryReservationFailedSchema, sampleOf(InventoryReservationFailedSchema, orderId)) };
+const refunded: SagaInput = { kind: "payment-refunded", event: create(PaymentRefundedSchema, sampleOf(PaymentRefundedSchema, orderId)) };
+const cancel: SagaInput = { kind: "cancel-requested", event: create(OrderCancelRequestedSchema, sampleOf(OrderCancelRequestedSchema, orderId)) };
+const expired: SagaInput = {
+  kind: "stock-released",
+  event: create(InventoryReleasedSchema, { ...sampleOf(InventoryReleasedSchema, orderId), reason: ReleaseReason.EXPIRED }),
+};
+
+/** Runs inputs in order; returns the final state and every effect, each tagged with its topic. */
+function run(inputs: readonly SagaInput[], ctx: SagaContext = context): { state: SagaState | undefined; effects: Effect[] } {
+  let state: SagaState | undefined;
+  const effects: Effect[] = [];
+  for (const input of inputs) {
+    const decision = decide(state, input, ctx);
+    state = decision.state;
+    effects.push(...decision.effects);
+  }
+  return { state, effects };
+}
+
+const topics = (effects: readonly Effect[]) => effects.flatMap((e) => (e.kind === "publish" ? [e.topic] : [`park:${e.compensation}`]));
+const messagesOn = <T,>(effects: readonly Effect[], topic: string) =>
+  effects.flatMap((e) => (e.kind === "publish" && e.topic === topic ? [e.message as T] : []));
+const terminalTopics = (effects: readonly Effect[]) => topics(effects).filter((t) => ["orders.completed", "orders.failed", "orders.cancelled"].includes(t));
+const emails = (effects: readonly Effect[]) => messagesOn<EmailRequested>(effects, "notifications.email").map((e) => e.template);
+const paymentActions = (effects: readonly Effect[]) => messagesOn<PaymentRequested>(effects, "payments.requested").map((p) => p.action);
+const inventoryActions = (effects: readonly Effect[]) => messagesOn<InventoryActionRequested>(effects, "inventory.requested").map((i) => i.action);
+
+describe("saga: validation", () => {
+  it("starts payment and reservation together for a valid order", () => {
+    const { state, effects } = run([created()]);
+    expect(state?.status).toBe(OrderStatus.VALIDATED);
+    expect(topics(effects)).toEqual(["orders.validated", "payments.requested", "orders.audit"]);
+    expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE]);
+    expect(state?.deadlineMs).toBe(context.nowMs + context.stepTimeoutMs);
+  });
+
+  it.each([
+    ["an unknown SKU", { items: [{ productId: "unicorn", quantity: 1, unitPrice: { currencyCode: "USD", amountMinor: 1n } }], total: { currencyCode: "USD", amountMinor: 1n } }, /unknown product unicorn/],
+    ["a price that is not the catalog's", { items: [{ productId: "laptop", quantity: 1, unitPrice: { currencyCode: "USD", amountMinor: 100n } }], total: { currencyCode: "USD", amountMinor: 100n } }, /laptop costs 99999/],
+    ["a total that is not the sum", { total: { currencyCode: "USD", amountMinor: 5n } }, /does not equal the sum/],
+    ["another currency", { items: [{ productId: "mouse", quantity: 1, unitPrice: { currencyCode: "EUR", amountMinor: 2500n } }], total: { currencyCode: "EUR", amountMinor: 2500n } }, /sold in USD, not EUR/],
+    ["a total over the limit", { items: [{ productId: "laptop", quantity: 1000, unitPrice: { currencyCode: "USD", amountMinor: 99999n } }], total: { currencyCode: "USD", amountMinor: 99999000n } }, /exceeds the limit/],
+  ])("fails %s with VALIDATION and starts nothing", (_name, patch, detail) => {
+    const { state, effects } = run([created(patch)]);
+    expect(state?.status).toBe(OrderStatus.FAILED);
+    expect(state?.failure?.reason).toBe(FailureReason.VALIDATION);
+    expect(state?.failure?.detail).toMatch(detail);
+    expect(terminalTopics(effects)).toEqual(["orders.failed"]);
+    expect(paymentActions(effects)).toEqual([]);
+    expect(emails(effects)).toEqual([EmailTemplate.ORDER_FAILED]);
+  });
+
+  it("ignores a second OrderCreated for the same order", () => {
+    const first = run([created()]);
+    expect(decide(first.state, created(), context)).toEqual({ state: first.state, effects: [] });
+  });
+});
+
+describe("saga: outcomes", () => {
+  it.each([
+    ["payment first", [created(), paid, reserved]],
+    ["reservation first", [created(), reserved, paid]],
+  ])("completes when both succeed (%s): commit, confirm, email", (_name, inputs) => {
+    const { state, effects } = run(inputs);
+    expect(state?.status).toBe(OrderStatus.COMPLETED);
+    expect(terminalTopics(effects)).toEqual(["orders.completed"]);
+    expect(inventoryActions(effects)).toEqual([InventoryAction.COMMIT]);
+    expect(emails(effects)).toEqual([EmailTemplate.ORDER_CONFIRMED]);
+    expect(state?.deadlineMs).toBeUndefined();
+  });
+
+  it("payment declined after the reservation: release, FAILED(PAYMENT), failure email", () => {
+    const { state, effects } = run([created(), reserved, declined]);
+    expect(state?.failure?.reason).toBe(FailureReason.PAYMENT);
+    expect(inventoryActions(effects)).toEqual([InventoryAction.RELEASE]);
+    expect(emails(effects)).toEqual([EmailTemplate.PAYMENT_FAILED]);
+    expect(messagesOn<OrderFailed>(effects, "orders.failed")[0]?.refunded).toBe(false);
+  });
+
+  it("payment declined before the reservation: the late reservation is released", () => {
+    const { state, effects } = run([created(), declined, reserved]);
+    expect(state?.status).toBe(OrderStatus.FAILED);
+    expect(inventoryActions(effects)).toEqual([InventoryAction.RELEASE]);
+    expect(terminalTopics(effects)).toEqual(["orders.failed"]);
+  });
+
+  it("stock short after the charge: refund, FAILED(INVENTORY), out-of-stock email", () => {
+    const { state, effects } = run([created(), paid, short]);
+    expect(state?.failure?.reason).toBe(FailureReason.INVENTORY);
+    expect(state?.failure?.detail).toMatch(/laptop: 3 wanted, 1 available/);
+    expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE, PaymentAction.REFUND]);
+    expect(emails(effects)).toEqual([EmailTemplate.OUT_OF_STOCK]);
+    expect(messagesOn<OrderFailed>(effects, "orders.failed")[0]?.refunded).toBe(true);
+  });
+
+  it("stock short before the charge: the late charge is refunded", () => {
+    const { state, effects } = run([created(), short, paid]);
+    expect(state?.payment).toBe("refund_requested");
+    expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE, PaymentAction.REFUND]);
+    expect(terminalTopics(effects)).toEqual(["orders.failed"]);
+  });
+
+  it("a step that does not answer in time: compensate what is done, FAILED(TIMEOUT)", () => {
+    const late = { ...context, nowMs: context.nowMs + context.stepTimeoutMs };
+    const before = run([created(), reserved]);
+    expect(decide(before.state, { kind: "tick" }, { ...context, nowMs: late.nowMs - 1 }).effects).toEqual([]);
+    const { state, effects } = decide(before.state, { kind: "tick" }, late);
+    expect(state?.failure).toEqual({ reason: FailureReason.TIMEOUT, detail: "payment did not answer in time" });
+    expect(inventoryActions(effects)).toEqual([InventoryAction.RELEASE]);
+  });
+
+  it("a reservation that expires before payment finishes fails the order and refunds a late charge", () => {
+    const { state, effects } = run([created(), reserved, expired, paid]);
+    expect(state?.failure?.reason).toBe(FailureReason.TIMEOUT);
+    expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE, PaymentAction.REFUND]);
+  });
+});
+
+describe("saga: cancel", () => {
+  it("before completion: compensate and CANCELLED", () => {
+    const { state, effects } = run([created(), paid, cancel, reserved]);
+    expect(state?.status).toBe(OrderStatus.CANCELLED);
+    expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE, PaymentAction.REFUND]);
+    expect(inventoryActions(effects)).toEqual([InventoryAction.RELEASE]);
+    expect(terminalTopics(effects)).toEqual(["orders.cancelled"]);
+    expect(emails(effects)).toEqual([EmailTemplate.ORDER_CANCELLED]);
+  });
+
+  it("after completion: refund", () => {
+    const { state, effects } = run([created(), paid, reserved, cancel]);
+    expect(state?.status).toBe(OrderStatus.CANCELLED);
+    expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE, PaymentAction.REFUND]);
+    expect(terminalTopics(effects)).toEqual(["orders.completed", "orders.cancelled"]);
+    expect(emails(effects)).toEqual([EmailTemplate.ORDER_CONFIRMED, EmailTemplate.ORDER_REFUNDED]);
+  });
+
+  it("after failure: nothing more happens", () => {
+    const failed = run([created(), declined]);
+    expect(decide(failed.state, cancel, context).effects).toEqual([]);
+  });
+});
+
+describe("saga: duplicates and compensations", () => {
+  it("a duplicate answer has no second effect", () => {
+    const once = run([created(), paid]);
+    expect(decide(once.state, paid, context)).toEqual({ state: once.state, effects: [] });
+    const done = run([created(), paid, reserved]);
+    expect(decide(done.state, reserved, context).effects).toEqual([]);
+  });
+
+  it("re-sends an unconfirmed refund with backoff, then parks it", () => {
+    let { state } = run([created(), paid, short]);
+    expect(state?.pending.refund).toEqual({ attempts: 1, dueMs: context.nowMs + 1000 });
+    const at = (ms: number) => ({ ...context, nowMs: ms });
+    let decision = decide(state, { kind: "tick" }, at(context.nowMs + 1000));
+    expect(paymentActions(decision.effects)).toEqual([PaymentAction.REFUND]);
+    expect(decision.state?.pending.refund).toEqual({ attempts: 2, dueMs: context.nowMs + 1000 + 2000 });
+    state = decision.state;
+    decision = decide(state, { kind: "tick" }, at(context.nowMs + 3000));
+    expect(decision.state?.pending.refund?.attempts).toBe(3);
+    decision = decide(decision.state, { kind: "tick" }, at(context.nowMs + 100_000));
+    expect(decision.effects).toEqual([{ kind: "park", compensation: "refund", attempts: 3 }]);
+    expect(decision.state?.parked).toEqual(["refund"]);
+    expect(decision.state && nextDueMs(decision.state)).toBeUndefined();
+  });
+
+  it("a confirmed refund settles it", () => {
+    const { state } = run([created(), paid, short, refunded]);
+    expect(state?.payment).toBe("refunded");
+    expect(state?.pending.refund).toBeUndefined();
+  });
+
+  it("ignores inputs for an order it does not know", () => {
+    expect(decide(undefined, paid, context)).toEqual({ state: undefined, effects: [] });
+  });
+});
+
+describe("saga: invariants over every arrival order", () => {
+  const answers = { paid, declined, reserved, short, cancel, tick: { kind: "tick" } as SagaInput };
+  it("exactly one outcome; every charge of an incomplete order refunded; every reservation either released or committed", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom("paid", "declined"),
+        fc.constantFrom("reserved", "short"),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 1000 }),
+        (payment, stock, withCancel, withTimeout, seed) => {
+          const inputs: SagaInput[] = [answers[payment], answers[stock]];
+          if (withCancel) inputs.push(answers.cancel);
+          if (withTimeout) inputs.push(answers.tick);
+          const order = fc.sample(fc.shuffledSubarray(inputs, { minLength: inputs.length, maxLength: inputs.length }), { seed, numRuns: 1 })[0] ?? inputs;
+          let state: SagaState | undefined;
+          const effects: Effect[] = [];
+          for (const input of [created(), ...order]) {
+            const decision = decide(state, input, input.kind === "tick" ? { ...context, nowMs: context.nowMs + context.stepTimeoutMs } : context);
+            state = decision.state;
+            effects.push(...decision.effects);
+          }
+          const terminals = terminalTopics(effects).filter((t) => t !== "orders.cancelled" || !terminalTopics(effects).includes("orders.completed"));
+          expect(terminals).toHaveLength(1);
+          const completed = state?.status === OrderStatus.COMPLETED;
+          const charged = payment === "paid";
+          if (charged && !completed) expect(paymentActions(effects)).toContain(PaymentAction.REFUND);
+          if (stock === "reserved") {
+            // A tick may re-send an unconfirmed release; what matters is that it is one kind of action.
+            const actions = [...new Set(inventoryActions(effects))];
+            expect(actions.length).toBe(1);
+            expect(actions[0]).toBe(completed || (state?.status === OrderStatus.CANCELLED && terminalTopics(effects).includes("orders.completed")) ? InventoryAction.COMMIT : InventoryAction.RELEASE);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
