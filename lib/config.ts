@@ -35,6 +35,8 @@ export interface Config {
   /** Where downloaded Kafka jars are cached (their tools read topic configs). */
   readonly cacheDir: string;
   readonly logLevel: string;
+  /** Port of /health and /metrics; 0 picks a free one. */
+  readonly opsPort: number;
   readonly consumer: {
     /** In-process attempts for a retriable handler error before the record is dead-lettered. */
     readonly maxAttempts: number;
@@ -80,9 +82,11 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
+/** The environment as configuration reads it. */
+export type Env = Readonly<Record<string, string | undefined>>;
 
-function integer(env: Env, name: string, fallback: number, min: number): number {
+/** An integer variable >= min, or the fallback when unset; throws ConfigError naming the variable. */
+export function integer(env: Env, name: string, fallback: number, min: number): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
@@ -149,6 +153,7 @@ export function loadConfig(service: string, env: Env = process.env): Config {
     encoding: oneOf(env, "ORDERFLOW_ENCODING", ["binary", "json"], "binary"),
     topicProfile: oneOf(env, "TOPIC_PROFILE", ["local", "cluster"], "local"),
     cacheDir: env["ORDERFLOW_CACHE"] ?? `${env["HOME"] ?? "."}/.cache/orderflow`,
+    opsPort: integer(env, "OPS_PORT", 0, 0),
     logLevel: oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"], "info"),
     consumer: {
       maxAttempts: integer(env, "CONSUMER_MAX_ATTEMPTS", 5, 1),

@@ -124,7 +124,7 @@ export interface Decision {
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED]);
 
 function publish<Desc extends DescMessage>(topic: string, schema: Desc, message: MessageInitShape<Desc>, key: string): Publish {
-  return { kind: "publish", topic, schema, message, key } as Publish;
+  return { kind: "publish", topic, schema, message, key };
 }
 
 function money(state: SagaState) {

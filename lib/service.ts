@@ -1,0 +1,165 @@
+/**
+ * The shape every service process has: tracing and config first, then Kafka, Redis and metrics,
+ * the service's own consumers, the ops server, and a graceful stop on SIGTERM. A service's main.ts
+ * only says what it consumes and how it handles it.
+ */
+import { topicSpec } from "../infra/topics.ts";
+import { loadConfig, type Config } from "./config.ts";
+import { errorClassOf, messageOf } from "./errors.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { createMetrics, type Metrics } from "./metrics.ts";
+import { startOpsServer, type HealthCheck, type OpsServer } from "./ops-server.ts";
+import { createRedis, keyspace, type Keys, type Redis } from "./redis.ts";
+import { stopOnSignals } from "./shutdown.ts";
+import { createKafka, topicName, type Admin, type Kafka } from "./kafka/client.ts";
+import { ConsumerRunner, type RecordHandler } from "./kafka/consumer-runner.ts";
+import { createPublisher, type Publisher } from "./kafka/publisher.ts";
+
+/** What a service gets to build itself. */
+export interface Runtime {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly kafka: Kafka;
+  readonly admin: Admin;
+  readonly publisher: Publisher;
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly metrics: Metrics;
+  /** Declares a consumer group over catalog topics; started after the build, stopped first. */
+  consume(options: { readonly group: string; readonly topics: readonly string[]; readonly handler: RecordHandler }): ConsumerRunner;
+}
+
+/** What a service adds to the common parts. */
+export interface ServiceParts {
+  readonly checks?: readonly HealthCheck[];
+  /** Starts what is not a consumer (HTTP servers, timers); runs after the consumers started. */
+  readonly start?: () => Promise<void>;
+  /** Stops it; runs after the consumers drained. */
+  readonly stop?: () => Promise<void>;
+}
+
+/** A running service, for tests that run one in-process. */
+export interface RunningService {
+  readonly runtime: Runtime;
+  readonly ops: OpsServer;
+  stop(): Promise<void>;
+}
+
+/** Publisher that counts what the broker acknowledged. */
+function counted(publisher: Publisher, metrics: Metrics): Publisher {
+  return {
+    async publish(base, schema, init, options) {
+      const delivery = await publisher.publish(base, schema, init, options);
+      metrics.produced.inc({ topic: base });
+      return delivery;
+    },
+    async send(topic, record) {
+      const delivery = await publisher.send(topic, record);
+      metrics.produced.inc({ topic });
+      return delivery;
+    },
+    disconnect: () => publisher.disconnect(),
+  };
+}
+
+/** Builds and starts a service; resolves once it is consuming and its ops port answers. */
+export async function startService(
+  name: string,
+  build: (runtime: Runtime) => Promise<ServiceParts> | ServiceParts,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<RunningService> {
+  const config = loadConfig(name, env);
+  const log = createLogger(name, config.logLevel);
+  const kafka = createKafka(config, log);
+  const admin = kafka.admin();
+  await admin.connect();
+  const metrics = createMetrics(name);
+  const publisher = counted(await createPublisher(kafka, config), metrics);
+  const redis = createRedis(config, log);
+  const runners: ConsumerRunner[] = [];
+
+  const runtime: Runtime = {
+    config,
+    log,
+    kafka,
+    admin,
+    publisher,
+    redis,
+    keys: keyspace(config.redisKeyPrefix),
+    metrics,
+    consume({ group, topics, handler }) {
+      const runner = new ConsumerRunner({
+        kafka,
+        admin,
+        config,
+        log,
+        groupId: group,
+        subscriptions: topics.map((base) => ({ topic: topicName(config, base), valueTypes: topicSpec(base).valueTypes })),
+        publisher,
+        handler: async (record, context) => {
+          const end = metrics.handlerSeconds.startTimer({ topic: context.topic });
+          try {
+            await handler(record, context);
+          } finally {
+            end();
+          }
+        },
+        onOutcome: (outcome, record, error) => {
+          metrics.consumed.inc({ topic: record.topic, outcome });
+          if (outcome === "dead-lettered") metrics.deadLettered.inc({ topic: record.topic, error_class: errorClassOf(error) });
+        },
+      });
+      runners.push(runner);
+      return runner;
+    },
+  };
+
+  const parts = await build(runtime);
+  for (const runner of runners) await runner.start();
+  await parts.start?.();
+
+  const checks: HealthCheck[] = [
+    {
+      name: "kafka",
+      check: () => {
+        const states = runners.map((r) => r.health());
+        if (states.some((s) => !s.running)) return { status: "error", detail: "a consumer is not running" };
+        const stalled = states.filter((s) => s.stall.stalled);
+        return stalled.length > 0 ? { status: "degraded", detail: { stalled } } : { status: "ok", detail: { consumers: states.length } };
+      },
+    },
+    {
+      name: "redis",
+      check: async () => ((await redis.ping()) === "PONG" ? { status: "ok" } : { status: "error", detail: "no PONG" }),
+    },
+    ...(parts.checks ?? []),
+  ];
+  const ops = await startOpsServer({ port: config.opsPort, checks, registry: metrics.registry });
+  log.info({ opsPort: ops.port }, "ready");
+
+  return {
+    runtime,
+    ops,
+    async stop() {
+      for (const runner of runners) await runner.stop();
+      await parts.stop?.();
+      await publisher.disconnect();
+      await admin.disconnect();
+      redis.disconnect();
+      await ops.close();
+    },
+  };
+}
+
+/** The entry of a service process: start, stop on SIGTERM/SIGINT, exit 1 if it cannot start. */
+export function runService(name: string, build: (runtime: Runtime) => Promise<ServiceParts> | ServiceParts): void {
+  startService(name, build).then(
+    (service) => {
+      stopOnSignals(() => service.stop(), service.runtime.log);
+    },
+    (err: unknown) => {
+      createLogger(name).fatal({ err: messageOf(err) }, "could not start");
+      process.exit(1);
+    },
+  );
+}

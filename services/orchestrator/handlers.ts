@@ -1,0 +1,183 @@
+/**
+ * The orchestrator's Kafka shell around the pure saga: turns consumed records into saga inputs,
+ * stores each decision with its effects (SagaStore), then carries the effects out — publishing
+ * records and parking compensations — and a timer that fires deadlines and compensation retries.
+ */
+import type { DecodedRecord } from "../../lib/codec/codec.ts";
+import { encodeRecord } from "../../lib/codec/codec.ts";
+import type { Config } from "../../lib/config.ts";
+import { messageOf } from "../../lib/errors.ts";
+import type { Logger } from "../../lib/log.ts";
+import type { Keys, Redis } from "../../lib/redis.ts";
+import { topicName } from "../../lib/kafka/client.ts";
+import type { Publisher } from "../../lib/kafka/publisher.ts";
+import type {
+  InventoryReleased,
+  InventoryReservationFailed,
+  InventoryReserved,
+  OrderCancelRequested,
+  OrderCreated,
+  PaymentCompleted,
+  PaymentFailed,
+  PaymentRefunded,
+} from "../../gen/orderflow/v1/events_pb.ts";
+import { decide, type CatalogPrice, type SagaInput } from "./saga.ts";
+import type { OrchestratorSettings } from "./settings.ts";
+import { SagaStore, entryCreatedMs, outboxMessage, toOutbox, type StoredSaga } from "./store.ts";
+
+/** The timer republishes an outbox only when the handler that wrote it had this long to do so. */
+const OUTBOX_RECOVERY_AFTER_MS = 5_000;
+
+/** The catalog topics the orchestrator consumes. */
+export const orchestratorTopics = [
+  "orders.created",
+  "orders.cancel.requested",
+  "payments.completed",
+  "payments.failed",
+  "payments.refunded",
+  "inventory.reserved",
+  "inventory.failed",
+  "inventory.released",
+  "inventory.committed",
+] as const;
+
+/** Maps a record of a consumed topic to the saga input it is. */
+export function inputOf(topic: string, record: DecodedRecord): SagaInput {
+  const message = record.message as unknown;
+  switch (topic) {
+    case "orders.created":
+      return { kind: "order-created", event: message as OrderCreated };
+    case "orders.cancel.requested":
+      return { kind: "cancel-requested", event: message as OrderCancelRequested };
+    case "payments.completed":
+      return { kind: "payment-completed", event: message as PaymentCompleted };
+    case "payments.failed":
+      return { kind: "payment-failed", event: message as PaymentFailed };
+    case "payments.refunded":
+      return { kind: "payment-refunded", event: message as PaymentRefunded };
+    case "inventory.reserved":
+      return { kind: "stock-reserved", event: message as InventoryReserved };
+    case "inventory.failed":
+      return { kind: "stock-short", event: message as InventoryReservationFailed };
+    case "inventory.released":
+      return { kind: "stock-released", event: message as InventoryReleased };
+    case "inventory.committed":
+      return { kind: "stock-committed" };
+    default:
+      throw new Error(`the orchestrator does not consume ${topic}`);
+  }
+}
+
+export interface OrchestratorDeps {
+  readonly config: Config;
+  readonly settings: OrchestratorSettings;
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly publisher: Publisher;
+  readonly log: Logger;
+  readonly now?: () => number;
+}
+
+export function createOrchestrator(deps: OrchestratorDeps) {
+  const { config, settings, redis, keys, publisher, log } = deps;
+  const now = deps.now ?? Date.now;
+  const store = new SagaStore(redis, keys);
+
+  /** Catalog prices of the SKUs an order names (absent = unknown SKU). */
+  async function prices(input: SagaInput): Promise<Map<string, CatalogPrice>> {
+    const found = new Map<string, CatalogPrice>();
+    if (input.kind !== "order-created") return found;
+    for (const item of input.event.items) {
+      const product = await redis.hgetall(keys("product", item.productId));
+      if (product["price_minor"] !== undefined && product["currency"] !== undefined) {
+        found.set(item.productId, { currency: product["currency"], priceMinor: BigInt(product["price_minor"]) });
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Publishes and parks what the saga's outbox holds, then removes what was done. With
+   * `olderThanMs`, only an outbox whose first entry is at least that old (one a crash left behind).
+   */
+  async function flush(orderId: string, olderThanMs?: number): Promise<void> {
+    const { saga } = await store.load(orderId);
+    const first = saga?.outbox[0];
+    if (saga === undefined || first === undefined) return;
+    if (olderThanMs !== undefined && now() - entryCreatedMs(first) < olderThanMs) return;
+    for (const entry of saga.outbox) {
+      if (entry.kind === "park") {
+        await store.park(orderId, entry, now());
+        log.error({ orderId, compensation: entry.compensation, attempts: entry.attempts }, "compensation parked");
+        continue;
+      }
+      const { schema, message } = outboxMessage(entry);
+      await publisher.send(
+        topicName(config, entry.topic),
+        encodeRecord(schema, message, { key: entry.key, orderId, producer: config.service, encoding: config.encoding, eventId: entry.id }),
+      );
+    }
+    const done = new Set(saga.outbox.map((entry) => entry.id));
+    await store.update(orderId, (current) =>
+      current === undefined ? undefined : { ...current, outbox: current.outbox.filter((entry) => !done.has(entry.id)) },
+    );
+  }
+
+  /** Applies one input to one saga (idempotent by event id) and carries out the effects. */
+  async function apply(orderId: string, input: SagaInput, eventId?: string): Promise<StoredSaga | undefined> {
+    const products = await prices(input);
+    const saga = await store.update(orderId, (current) => {
+      if (eventId !== undefined && current?.seen.includes(eventId)) return undefined;
+      const decision = decide(current?.state, input, {
+        nowMs: now(),
+        products,
+        stepTimeoutMs: settings.stepTimeoutMs,
+        maxOrderMinor: settings.maxOrderMinor,
+        compensationRetryMs: settings.compensationRetryMs,
+        compensationMaxAttempts: settings.compensationMaxAttempts,
+      });
+      if (decision.state === undefined) return undefined;
+      return {
+        state: decision.state,
+        seen: SagaStore.seenWith(current?.seen ?? [], eventId),
+        outbox: [...(current?.outbox ?? []), ...toOutbox(decision.effects)],
+      };
+    });
+    await flush(orderId);
+    return saga;
+  }
+
+  /** One timer round: fire due sagas, finish outboxes a crash left behind. */
+  async function tick(): Promise<void> {
+    for (const orderId of await store.dueOrders(now(), 100)) await apply(orderId, { kind: "tick" });
+    for (const orderId of await store.ordersWithOutbox(100)) await flush(orderId, OUTBOX_RECOVERY_AFTER_MS);
+  }
+
+  return {
+    store,
+    apply,
+    flush,
+    tick,
+    /** The consumer handler. */
+    async handle(record: DecodedRecord, topic: string): Promise<void> {
+      const base = topic.slice(config.topicPrefix.length);
+      const input = inputOf(base, record);
+      const orderId = record.envelope.orderId || (record.message as unknown as { orderId: string }).orderId;
+      await apply(orderId, input, record.envelope.eventId);
+    },
+    /** Runs tick() every settings.tickMs until stopped. */
+    startTimer(): () => Promise<void> {
+      let running = true;
+      let current = Promise.resolve();
+      const timer = setInterval(() => {
+        if (!running) return;
+        current = current.then(tick).catch((err: unknown) => log.warn({ err: messageOf(err) }, "saga timer round failed"));
+      }, settings.tickMs);
+      return async () => {
+        running = false;
+        clearInterval(timer);
+        await current;
+      };
+    },
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * Where the orchestrator keeps each saga: one Redis value per order holding the saga state, the
+ * event ids already applied (a redelivery changes nothing) and an outbox of effects decided but not
+ * yet published. State, outbox and the due-time index change together in one compare-and-set
+ * script, so a decision and its effects can never come apart, and two writers (the consumer and
+ * the timer) cannot overwrite each other.
+ */
+import { fromBinary, toBinary, create, type DescMessage } from "@bufbuild/protobuf";
+import { createRegistry } from "@bufbuild/protobuf";
+import { file_orderflow_v1_events } from "../../gen/orderflow/v1/events_pb.ts";
+import { newEventId } from "../../lib/codec/envelope.ts";
+import { TransientError } from "../../lib/errors.ts";
+import type { Keys, Redis } from "../../lib/redis.ts";
+import { nextDueMs, type Compensation, type Effect, type SagaState } from "./saga.ts";
+
+/** A decided effect waiting to be carried out. Publishes keep their event id across retries. */
+export type OutboxEntry =
+  | { readonly id: string; readonly kind: "publish"; readonly topic: string; readonly key: string; readonly typeName: string; readonly value: string }
+  | { readonly id: string; readonly kind: "park"; readonly compensation: Compensation; readonly attempts: number };
+
+export interface StoredSaga {
+  readonly state: SagaState;
+  readonly seen: readonly string[];
+  readonly outbox: readonly OutboxEntry[];
+}
+
+const SEEN_KEPT = 64;
+
+/** When an outbox entry was decided: its id is a UUIDv7, whose first 48 bits are Unix milliseconds. */
+export function entryCreatedMs(entry: OutboxEntry): number {
+  return parseInt(entry.id.replaceAll("-", "").slice(0, 12), 16);
+}
+const CAS_ATTEMPTS = 20;
+
+const registry = createRegistry(file_orderflow_v1_events);
+
+const casScript = `
+local current = redis.call('GET', KEYS[1])
+if (current == false and ARGV[1] ~= '') or (current ~= false and current ~= ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[4]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4]) end
+if ARGV[5] == '1' then redis.call('SADD', KEYS[3], ARGV[4]) else redis.call('SREM', KEYS[3], ARGV[4]) end
+return 1`;
+
+type CasRedis = Redis & {
+  sagaCas(sagaKey: string, dueKey: string, outboxKey: string, old: string, next: string, due: string, orderId: string, hasOutbox: string): Promise<number>;
+};
+
+/** Turns decided effects into outbox entries (messages encoded now, so the outbox is plain JSON). */
+export function toOutbox(effects: readonly Effect[]): OutboxEntry[] {
+  return effects.map((effect) =>
+    effect.kind === "park"
+      ? { id: newEventId(), kind: "park", compensation: effect.compensation, attempts: effect.attempts }
+      : {
+          id: newEventId(),
+          kind: "publish",
+          topic: effect.topic,
+          key: effect.key,
+          typeName: effect.schema.typeName,
+          value: Buffer.from(toBinary(effect.schema, create(effect.schema, effect.message))).toString("base64"),
+        },
+  );
+}
+
+/** The message of an outbox publish, decoded again. */
+export function outboxMessage(entry: Extract<OutboxEntry, { kind: "publish" }>): { schema: DescMessage; message: ReturnType<typeof fromBinary> } {
+  const schema = registry.getMessage(entry.typeName);
+  if (schema === undefined) throw new Error(`unknown type ${entry.typeName} in the outbox`);
+  return { schema, message: fromBinary(schema, Buffer.from(entry.value, "base64")) };
+}
+
+export class SagaStore {
+  readonly #redis: CasRedis;
+
+  constructor(
+    redis: Redis,
+    private readonly keys: Keys,
+  ) {
+    redis.defineCommand("sagaCas", { numberOfKeys: 3, lua: casScript });
+    this.#redis = redis as CasRedis;
+  }
+
+  async load(orderId: string): Promise<{ raw: string; saga: StoredSaga | undefined }> {
+    const raw = await this.#redis.get(this.keys("saga", orderId));
+    return { raw: raw ?? "", saga: raw === null ? undefined : (JSON.parse(raw) as StoredSaga) };
+  }
+
+  /** Replaces `raw` with `next` if nobody changed it meanwhile; keeps the due and outbox indexes right. */
+  async compareAndSet(orderId: string, raw: string, next: StoredSaga): Promise<boolean> {
+    const due = nextDueMs(next.state);
+    const done = await this.#redis.sagaCas(
+      this.keys("saga", orderId),
+      this.keys("saga-due"),
+      this.keys("saga-outbox"),
+      raw,
+      JSON.stringify(next),
+      due === undefined ? "" : String(due),
+      orderId,
+      next.outbox.length > 0 ? "1" : "0",
+    );
+    return done === 1;
+  }
+
+  /**
+   * Applies `change` to the stored saga under compare-and-set, retrying on conflict. `change`
+   * returns the next value, or undefined to leave it as it is.
+   */
+  async update(orderId: string, change: (saga: StoredSaga | undefined) => StoredSaga | undefined): Promise<StoredSaga | undefined> {
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt += 1) {
+      const { raw, saga } = await this.load(orderId);
+      const next = change(saga);
+      if (next === undefined) return saga;
+      if (await this.compareAndSet(orderId, raw, next)) return next;
+    }
+    throw new TransientError(`saga ${orderId} kept changing under us`);
+  }
+
+  /** Records that `eventId` was applied, keeping only the most recent ids. */
+  static seenWith(seen: readonly string[], eventId: string | undefined): string[] {
+    return eventId === undefined ? [...seen] : [...seen, eventId].slice(-SEEN_KEPT);
+  }
+
+  /** Orders whose deadline or compensation retry is due at `nowMs`. */
+  dueOrders(nowMs: number, limit: number): Promise<string[]> {
+    return this.#redis.zrangebyscore(this.keys("saga-due"), "-inf", nowMs, "LIMIT", 0, limit);
+  }
+
+  /** Orders with effects still to carry out. */
+  ordersWithOutbox(limit: number): Promise<string[]> {
+    return this.#redis.srandmember(this.keys("saga-outbox"), limit);
+  }
+
+  /** Records a parked compensation for operators. */
+  async park(orderId: string, entry: Extract<OutboxEntry, { kind: "park" }>, nowMs: number): Promise<void> {
+    await this.#redis.hset(
+      this.keys("parked"),
+      entry.id,
+      JSON.stringify({ id: entry.id, orderId, action: entry.compensation.toUpperCase(), attempts: entry.attempts, parkedAtMs: nowMs }),
+    );
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Helpers for tests that run orderflow services: the whole topic catalog under a test prefix, the
+ * environment a service needs to join that test's topics and Redis keys, and a topic watcher that
+ * collects decoded records as they arrive.
+ */
+import { randomUUID } from "node:crypto";
+import { inject } from "vitest";
+import { catalog, replication, topicSpec } from "../../infra/topics.ts";
+import { decodeRecord, type DecodedRecord } from "../../lib/codec/codec.ts";
+import { createConsumer } from "../../lib/kafka/client.ts";
+import { applyTopics, desiredTopics } from "../../lib/kafka/topics.ts";
+import type { TestKafka } from "./kafka.ts";
+import { waitFor } from "./wait.ts";
+
+/** Creates every catalog topic (and DLQ) under the test's prefix. */
+export async function createCatalogTopics(t: TestKafka): Promise<void> {
+  await applyTopics(t.admin, desiredTopics(catalog, replication.local, t.config.topicPrefix));
+}
+
+/** Environment for a service joining this test's topics and Redis key prefix. */
+export function serviceEnv(t: TestKafka, redisPrefix: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    KAFKA_BROKERS: inject("kafkaBrokers"),
+    REDIS_URL: inject("redisUrl"),
+    TOPIC_PREFIX: t.config.topicPrefix,
+    REDIS_KEY_PREFIX: redisPrefix,
+    LOG_LEVEL: process.env["TEST_LOG_LEVEL"] ?? "fatal",
+    CONSUMER_RETRY_INITIAL_MS: "10",
+    CONSUMER_RETRY_MAX_MS: "50",
+    HOME: process.env["HOME"] ?? "",
+    ...extra,
+  };
+}
+
+export interface SeenRecord {
+  readonly topic: string;
+  readonly record: DecodedRecord;
+}
+
+/** Reads the given catalog topics from the start and keeps every decoded record. */
+export async function watchTopics(t: TestKafka, bases: readonly string[]) {
+  const seen: SeenRecord[] = [];
+  const consumer = createConsumer(t.kafka, t.config, `watch-${randomUUID()}`);
+  await consumer.connect();
+  await consumer.subscribe({ topics: bases.map((base) => t.topic(base)) });
+  await consumer.run({
+    partitionsConsumedConcurrently: 3,
+    eachMessage: ({ topic, message }) => {
+      const base = topic.slice(t.config.topicPrefix.length);
+      seen.push({ topic: base, record: decodeRecord(message, topicSpec(base).valueTypes) });
+      return Promise.resolve();
+    },
+  });
+  return {
+    seen,
+    /** Records of one order on one topic. */
+    of(orderId: string, topic: string): DecodedRecord[] {
+      return seen.filter((s) => s.topic === topic && s.record.envelope.orderId === orderId).map((s) => s.record);
+    },
+    /** Waits until `topic` has a record for `orderId`, and returns it. */
+    async next(orderId: string, topic: string, timeoutMs = 30_000): Promise<DecodedRecord> {
+      return waitFor(() => this.of(orderId, topic)[0], { timeoutMs, what: `${topic} for ${orderId}` });
+    },
+    close: () => consumer.disconnect(),
+  };
+}
