@@ -1,0 +1,73 @@
+/**
+ * Sends the customer emails the saga asks for: exactly one per (order, template) even when the
+ * command is delivered again, at most RATE_LIMIT per customer per minute (more are delayed, not
+ * dropped), then records notifications.sent.
+ */
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import type { Transporter } from "nodemailer";
+import { EmailTemplate, NotificationSentSchema, type EmailRequested } from "../../gen/orderflow/v1/events_pb.ts";
+import { TransientError, messageOf } from "../../lib/errors.ts";
+import { maskEmail, type Logger } from "../../lib/log.ts";
+import type { Keys, Redis } from "../../lib/redis.ts";
+import type { Publisher } from "../../lib/kafka/publisher.ts";
+import { render } from "./templates.ts";
+
+export interface NotificationDeps {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly publisher: Publisher;
+  readonly mailer: Pick<Transporter, "sendMail">;
+  readonly log: Logger;
+  readonly from: string;
+  /** Emails per customer per minute. */
+  readonly ratePerMinute: number;
+  /** How long a send in progress holds its claim; a crash mid-send frees it after this. */
+  readonly claimMs?: number;
+}
+
+export function createNotifier(deps: NotificationDeps) {
+  const { redis, keys, publisher, mailer, log } = deps;
+  const claimMs = deps.claimMs ?? 60_000;
+
+  return async function handle(command: EmailRequested): Promise<void> {
+    const key = keys("email", command.notificationId);
+    const earlier = await redis.get(key);
+    if (earlier?.startsWith("sent:")) {
+      await publishSent(command, earlier.slice("sent:".length));
+      return;
+    }
+    const minute = Math.floor(Date.now() / 60_000);
+    const rateKey = keys("email-rate", command.customerId, String(minute));
+    const count = await redis.incr(rateKey);
+    if (count === 1) await redis.expire(rateKey, 120);
+    if (count > deps.ratePerMinute) {
+      await redis.decr(rateKey);
+      throw new TransientError(`customer ${command.customerId} reached ${deps.ratePerMinute} emails a minute; delayed`);
+    }
+    if ((await redis.set(key, "sending", "PX", claimMs, "NX")) !== "OK") {
+      throw new TransientError(`email ${command.notificationId} is being sent by another instance`);
+    }
+    const email = render(command.template, command.orderId, command.params);
+    let messageId: string;
+    try {
+      const info = (await mailer.sendMail({ from: deps.from, to: command.email, subject: email.subject, text: email.text })) as { messageId?: string };
+      messageId = info.messageId ?? "";
+    } catch (err) {
+      await redis.del(key);
+      throw new TransientError(`SMTP refused or unreachable: ${messageOf(err)}`, { cause: err });
+    }
+    await redis.set(key, `sent:${messageId}`);
+    log.info({ orderId: command.orderId, template: EmailTemplate[command.template], to: maskEmail(command.email) }, "email sent");
+    await publishSent(command, messageId);
+  };
+
+  async function publishSent(command: EmailRequested, messageId: string): Promise<void> {
+    await publisher.publish("notifications.sent", NotificationSentSchema, {
+      notificationId: command.notificationId,
+      orderId: command.orderId,
+      template: command.template,
+      messageId,
+      sentAt: timestampNow(),
+    }, { orderId: command.orderId });
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Notification against a real SMTP server (the mail sink), Redis and Kafka: one email per
+ * (order, template) under redelivery and concurrency, the rate limit delays instead of dropping,
+ * an unreachable SMTP server is a retriable failure, and notifications.sent is recorded.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { createTransport } from "nodemailer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EmailRequestedSchema, EmailTemplate } from "../../gen/orderflow/v1/events_pb.ts";
+import { TransientError } from "../../lib/errors.ts";
+import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
+import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
+import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
+import { sampleOf } from "../../test/harness/samples.ts";
+import { createCatalogTopics, watchTopics } from "../../test/harness/system.ts";
+import { listMail, startMailSink, type MailSink } from "../mailsink/sink.ts";
+import { createNotifier } from "./handlers.ts";
+
+let t: TestKafka;
+let r: TestRedis;
+let publisher: Publisher;
+let sink: MailSink;
+let dir: string;
+
+beforeAll(async () => {
+  t = await openTestKafka("notification-test");
+  r = await openTestRedis();
+  await createCatalogTopics(t);
+  publisher = await createPublisher(t.kafka, t.config);
+  dir = mkdtempSync(join(tmpdir(), "mailsink-"));
+  sink = await startMailSink({ dir, smtpPort: 0, httpPort: 0 });
+});
+
+afterAll(async () => {
+  await sink?.close();
+  await publisher?.disconnect();
+  await r?.close();
+  await t?.close();
+});
+
+const notifier = (ratePerMinute = 20, port = sink.smtpPort) =>
+  createNotifier({ redis: r.redis, keys: r.keys, publisher, log: t.log, from: "orders@orderflow.test", ratePerMinute, mailer: createTransport({ host: "127.0.0.1", port, secure: false, ignoreTLS: true }) });
+
+const command = (orderId: string, customerId = `c-${randomUUID().slice(0, 6)}`, template = EmailTemplate.ORDER_CONFIRMED) =>
+  create(EmailRequestedSchema, { ...sampleOf(EmailRequestedSchema, orderId), customerId, template, notificationId: `${orderId}:${EmailTemplate[template]}` });
+
+describe("notification", () => {
+  it("sends one email per (order, template) however often and however concurrently it is asked", async () => {
+    const orderId = randomUUID();
+    const watch = await watchTopics(t, ["notifications.sent"]);
+    const send = notifier();
+    const cmd = command(orderId);
+    const results = await Promise.allSettled([send(cmd), send(cmd), send(cmd)]);
+    await send(cmd).catch(() => undefined);
+    await send(cmd);
+    const mails = listMail(dir).filter((m) => m.subject.includes(orderId.slice(0, 8)));
+    expect(mails).toHaveLength(1);
+    expect(mails[0]?.to).toEqual(["ada@example.com"]);
+    expect(results.filter((x) => x.status === "fulfilled").length).toBeGreaterThanOrEqual(1);
+    const sent = await watch.next(orderId, "notifications.sent");
+    expect(sent.envelope.eventType).toBe("orderflow.v1.NotificationSent");
+    await watch.close();
+  });
+
+  it("delays past the per-customer rate limit instead of dropping", async () => {
+    const send = notifier(2);
+    const customer = `c-${randomUUID().slice(0, 6)}`;
+    await send(command(randomUUID(), customer));
+    await send(command(randomUUID(), customer));
+    await expect(send(command(randomUUID(), customer))).rejects.toBeInstanceOf(TransientError);
+  });
+
+  it("treats an unreachable SMTP server as retriable and can send later", async () => {
+    const orderId = randomUUID();
+    const cmd = command(orderId);
+    await expect(notifier(20, 1).call(undefined, cmd)).rejects.toBeInstanceOf(TransientError);
+    await notifier()(cmd);
+    expect(listMail(dir).filter((m) => m.subject.includes(orderId.slice(0, 8)))).toHaveLength(1);
+  });
+});

@@ -1,0 +1,269 @@
+/**
+ * The order API's core, shared by the REST routes and the Connect service: place (validated,
+ * idempotent by key, on Kafka before it answers), read, list, cancel, history, watch, catalog.
+ * It speaks in proto messages and throws ConnectError with a Code; the transports only translate.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { create, toJsonString } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createValidator } from "@bufbuild/protovalidate";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import { FailureReason, OrderStatus, PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
+import { OrderCancelRequestedSchema, OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import {
+  OrderSchema,
+  PlaceOrderRequestSchema,
+  ProductSchema,
+  type Order,
+  type OrderEvent,
+  type PlaceOrderRequest,
+  type Product,
+} from "../../gen/orderflow/v1/order_service_pb.ts";
+import { TransientError, messageOf } from "../../lib/errors.ts";
+import type { Logger } from "../../lib/log.ts";
+import type { Keys, Redis } from "../../lib/redis.ts";
+import type { Publisher } from "../../lib/kafka/publisher.ts";
+import { AmountError, formatMinor, parseAmount } from "./money.ts";
+import type { OrderProjection } from "./projection.ts";
+
+/** Turns a card number into a gateway token at the edge; the number goes no further. */
+export interface Tokenizer {
+  tokenize(cardNumber: string): Promise<{ token: string; last4: string }>;
+}
+
+/** One wrong field of a request. */
+export interface FieldViolation {
+  readonly field: string;
+  readonly message: string;
+}
+
+/** InvalidArgument carrying every violation (REST renders them as a 400 body). */
+export class InvalidRequestError extends ConnectError {
+  constructor(readonly violations: readonly FieldViolation[]) {
+    super(violations.map((v) => `${v.field}: ${v.message}`).join("; "), Code.InvalidArgument);
+  }
+}
+
+const validator = createValidator();
+const IDEMPOTENCY_TTL_S = 24 * 60 * 60;
+const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED]);
+
+/** Validates a request message; throws InvalidRequestError naming each field. */
+export function assertRequestValid(message: PlaceOrderRequest): void {
+  const result = validator.validate(PlaceOrderRequestSchema, message);
+  if (result.kind === "valid") return;
+  if (result.kind === "error") throw new ConnectError(result.error.message, Code.Internal);
+  throw new InvalidRequestError(result.violations.map((v) => ({ field: pathToString(v.field) || "(request)", message: v.message })));
+}
+
+export interface OrdersDeps {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly publisher: Publisher;
+  readonly projection: OrderProjection;
+  readonly tokenizer: Tokenizer;
+  readonly log: Logger;
+  /** How often WatchOrder looks for a change. */
+  readonly watchIntervalMs?: number;
+}
+
+/** A stored view → the API's Order message. */
+export function toOrder(view: Record<string, string>): Order {
+  const status = Number(view["status"] ?? OrderStatus.PENDING) as OrderStatus;
+  const items = JSON.parse(view["items"] ?? "[]") as { product_id: string; quantity: number; price: string }[];
+  return create(OrderSchema, {
+    orderId: view["order_id"] ?? "",
+    customerId: view["customer_id"] ?? "",
+    status,
+    failureReason: Number(view["failure_reason"] ?? 0) as FailureReason,
+    failureDetail: view["failure_detail"] ?? "",
+    currency: view["currency"] ?? "",
+    total: view["total"] ?? "",
+    items: items.map((i) => ({ productId: i.product_id, quantity: i.quantity, price: i.price })),
+    cardLast4: view["card_last4"] ?? "",
+    refunded: view["refunded"] === "1",
+    ...(view["created_at"] ? { createdAt: timestampFromDate(new Date(view["created_at"])) } : {}),
+    ...(view["updated_at"] ? { updatedAt: timestampFromDate(new Date(view["updated_at"])) } : {}),
+    version: BigInt(view["version"] ?? "0"),
+  });
+}
+
+export function createOrders(deps: OrdersDeps) {
+  const { redis, keys, publisher, projection, tokenizer, log } = deps;
+
+  async function product(sku: string): Promise<Product | undefined> {
+    const [info, available] = await Promise.all([redis.hgetall(keys("product", sku)), redis.hget(keys("stock", sku), "available")]);
+    if (info["price_minor"] === undefined) return undefined;
+    const currency = info["currency"] ?? "USD";
+    return create(ProductSchema, {
+      sku,
+      name: info["name"] ?? sku,
+      currency,
+      price: formatMinor(BigInt(info["price_minor"]), currency),
+      available: BigInt(available ?? "0"),
+    });
+  }
+
+  /** Converts and checks what validation rules cannot: amounts per currency. */
+  function priced(request: PlaceOrderRequest) {
+    const violations: FieldViolation[] = [];
+    const items = request.items.map((item, index) => {
+      try {
+        return { productId: item.productId, quantity: item.quantity, unitPrice: { currencyCode: request.currency, amountMinor: parseAmount(item.price, request.currency) } };
+      } catch (err) {
+        if (!(err instanceof AmountError)) throw err;
+        violations.push({ field: err.message.includes("currency") ? "currency" : `items[${index}].price`, message: err.message });
+        return undefined;
+      }
+    });
+    if (violations.length > 0) throw new InvalidRequestError(violations);
+    const lines = items.filter((i) => i !== undefined);
+    const total = lines.reduce((sum, line) => sum + line.unitPrice.amountMinor * BigInt(line.quantity), 0n);
+    return { lines, total };
+  }
+
+  async function instrument(request: PlaceOrderRequest) {
+    const payment = request.payment;
+    if (payment?.cardNumber) {
+      try {
+        const { token, last4 } = await tokenizer.tokenize(payment.cardNumber);
+        return { method: PaymentMethod.CARD, token, cardLast4: last4 };
+      } catch (err) {
+        throw new InvalidRequestError([{ field: "payment.card_number", message: messageOf(err) }]);
+      }
+    }
+    return { method: PaymentMethod.TOKEN, token: payment?.token ?? "", cardLast4: "" };
+  }
+
+  /** Claims an idempotency key for a request fingerprint, or returns the order it already made. */
+  async function claim(key: string, fingerprint: string): Promise<{ orderId: string; existing: boolean }> {
+    const redisKey = keys("idempotency", key);
+    const orderId = randomUUID();
+    const claimed = await redis.set(redisKey, JSON.stringify({ fingerprint, orderId, done: false }), "EX", IDEMPOTENCY_TTL_S, "NX");
+    if (claimed === "OK") return { orderId, existing: false };
+    const raw = await redis.get(redisKey);
+    const earlier = raw === null ? undefined : (JSON.parse(raw) as { fingerprint: string; orderId: string; done: boolean });
+    if (earlier === undefined) return claim(key, fingerprint);
+    if (earlier.fingerprint !== fingerprint) {
+      throw new ConnectError("this Idempotency-Key was used with another request body", Code.AlreadyExists);
+    }
+    if (!earlier.done) throw new ConnectError("a request with this Idempotency-Key is still in progress; retry shortly", Code.Aborted);
+    return { orderId: earlier.orderId, existing: true };
+  }
+
+  return {
+    /** Validates, tokenizes, publishes orders.created (acked), and answers with the order id. */
+    async placeOrder(request: PlaceOrderRequest): Promise<{ orderId: string; status: OrderStatus; replayed: boolean }> {
+      assertRequestValid(request);
+      const { lines, total } = priced(request);
+      const key = request.idempotencyKey;
+      const fingerprint = createHash("sha256").update(toJsonString(PlaceOrderRequestSchema, request)).digest("hex");
+      const { orderId, existing } = key ? await claim(key, fingerprint) : { orderId: randomUUID(), existing: false };
+      if (existing) return { orderId, status: OrderStatus.PENDING, replayed: true };
+      try {
+        const payment = await instrument(request);
+        await publisher.publish("orders.created", OrderCreatedSchema, {
+          orderId,
+          customerId: request.customerId,
+          customerEmail: request.customerEmail,
+          items: lines,
+          total: { currencyCode: request.currency, amountMinor: total },
+          payment,
+          ...(request.shippingAddress === undefined ? {} : { shippingAddress: request.shippingAddress }),
+          idempotencyKey: key,
+          createdAt: timestampNow(),
+        }, { orderId });
+      } catch (err) {
+        if (key) await redis.del(keys("idempotency", key));
+        if (err instanceof ConnectError) throw err;
+        if (err instanceof TransientError) {
+          log.warn({ orderId, err: messageOf(err) }, "order not accepted: Kafka did not acknowledge");
+          throw new ConnectError("the order could not be recorded right now; nothing was created, retry later", Code.Unavailable, undefined, undefined, err);
+        }
+        throw ConnectError.from(err);
+      }
+      if (key) await redis.set(keys("idempotency", key), JSON.stringify({ fingerprint, orderId, done: true }), "EX", IDEMPOTENCY_TTL_S);
+      log.info({ orderId, lines: lines.length }, "order accepted");
+      return { orderId, status: OrderStatus.PENDING, replayed: false };
+    },
+
+    async getOrder(orderId: string): Promise<Order> {
+      const view = await projection.view(orderId);
+      if (view === undefined) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
+      return toOrder(view);
+    },
+
+    async listOrders(filter: { customerId: string; status: OrderStatus; pageSize: number; pageToken: string }) {
+      const size = filter.pageSize > 0 ? filter.pageSize : 50;
+      let offset = Number(filter.pageToken || "0");
+      if (!Number.isInteger(offset) || offset < 0) throw new InvalidRequestError([{ field: "page_token", message: "not a token this API gave out" }]);
+      const orders: Order[] = [];
+      while (orders.length < size) {
+        const ids = await projection.ids(filter.customerId || undefined, offset, size);
+        if (ids.length === 0) return { orders, nextPageToken: "" };
+        for (const id of ids) {
+          offset += 1;
+          const view = await projection.view(id);
+          if (view === undefined) continue;
+          const order = toOrder(view);
+          if (filter.status === OrderStatus.UNSPECIFIED || order.status === filter.status) orders.push(order);
+          if (orders.length === size) break;
+        }
+      }
+      return { orders, nextPageToken: String(offset) };
+    },
+
+    async cancelOrder(orderId: string, reason: string, requestedBy: string): Promise<Order> {
+      const order = await this.getOrder(orderId);
+      if (order.status === OrderStatus.FAILED || order.status === OrderStatus.CANCELLED) {
+        throw new ConnectError(`order ${orderId} is already ${OrderStatus[order.status]}`, Code.FailedPrecondition);
+      }
+      await publisher.publish("orders.cancel.requested", OrderCancelRequestedSchema, { orderId, requestedBy, reason, requestedAt: timestampNow() }, { orderId });
+      return order;
+    },
+
+    async listOrderEvents(orderId: string): Promise<OrderEvent[]> {
+      await this.getOrder(orderId);
+      return (await projection.history(orderId)).map((e) => ({
+        $typeName: "orderflow.v1.OrderEvent",
+        eventId: e.event_id,
+        eventType: e.event_type,
+        topic: e.topic,
+        occurredAt: timestampFromDate(new Date(e.occurred_at)),
+        summary: e.summary,
+      }));
+    },
+
+    /** Yields the order now and after each change, until it is terminal or `signal` aborts. */
+    async *watchOrder(orderId: string, signal?: AbortSignal): AsyncGenerator<Order> {
+      let version = -1n;
+      const interval = deps.watchIntervalMs ?? 200;
+      while (!signal?.aborted) {
+        const view = await projection.view(orderId);
+        if (view === undefined && version === -1n) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
+        const order = view === undefined ? undefined : toOrder(view);
+        if (order !== undefined && order.version !== version) {
+          version = order.version;
+          yield order;
+          if (terminal.has(order.status)) return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, interval));
+      }
+    },
+
+    async listProducts(): Promise<Product[]> {
+      const skus = (await redis.smembers(keys("products"))).sort();
+      const products = await Promise.all(skus.map((sku) => product(sku)));
+      return products.filter((p) => p !== undefined);
+    },
+
+    async getProduct(sku: string): Promise<Product> {
+      const found = await product(sku);
+      if (found === undefined) throw new ConnectError(`product ${sku} not found`, Code.NotFound);
+      return found;
+    },
+  };
+}
+
+export type Orders = ReturnType<typeof createOrders>;
