@@ -12,7 +12,7 @@ export abstract class OrderflowError extends Error {
 
 /** Something that may work if tried again: a timeout, a lost connection, a busy dependency. */
 export class TransientError extends OrderflowError {
-  override readonly name = "TransientError";
+  override readonly name: string = "TransientError";
   readonly retriable = true;
   readonly errorClass = "transient";
 }
@@ -45,7 +45,7 @@ export class PoisonRecordError extends OrderflowError {
 
 /** A business rule refused the input; retrying the same input gives the same answer. */
 export class RejectedError extends OrderflowError {
-  override readonly name = "RejectedError";
+  override readonly name: string = "RejectedError";
   readonly retriable = false;
   readonly errorClass = "rejected";
 }

@@ -15,7 +15,7 @@ import { OrderService, PlaceOrderRequestSchema, type Order, type Product } from 
 import { messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
 import { parseAmount } from "./money.ts";
-import { InvalidRequestError, type FieldViolation, type Orders } from "./orders.ts";
+import { violationsOf, type FieldViolation, type Orders } from "./orders.ts";
 
 /** Largest request body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -136,8 +136,9 @@ function sendError(res: ServerResponse, err: unknown, log: Logger): void {
     send(res, err.status, { error: err.message, ...(err.violations.length > 0 ? { violations: err.violations } : {}) });
     return;
   }
-  if (err instanceof InvalidRequestError) {
-    send(res, 400, { error: "invalid request", violations: err.violations });
+  const violations = violationsOf(err);
+  if (violations !== undefined) {
+    send(res, 400, { error: "invalid request", violations });
     return;
   }
   const connect = ConnectError.from(err);

@@ -9,7 +9,7 @@ import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createValidator } from "@bufbuild/protovalidate";
 import { pathToString } from "@bufbuild/protobuf/reflect";
-import { FailureReason, OrderStatus, PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
+import { type FailureReason, OrderStatus, PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
 import { OrderCancelRequestedSchema, OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import {
   OrderSchema,
@@ -43,6 +43,15 @@ export class InvalidRequestError extends ConnectError {
   constructor(readonly violations: readonly FieldViolation[]) {
     super(violations.map((v) => `${v.field}: ${v.message}`).join("; "), Code.InvalidArgument);
   }
+}
+
+/**
+ * The violations an error carries, if it is an InvalidRequestError. (ConnectError brands
+ * `instanceof` by name, so every ConnectError would pass `instanceof InvalidRequestError`.)
+ */
+export function violationsOf(err: unknown): readonly FieldViolation[] | undefined {
+  const violations = (err as { violations?: unknown } | null)?.violations;
+  return err instanceof ConnectError && Array.isArray(violations) ? (violations as FieldViolation[]) : undefined;
 }
 
 const validator = createValidator();

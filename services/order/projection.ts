@@ -139,7 +139,7 @@ if newRank > 0 then
   end
 end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[7])
+if (redis.call('HGET', KEYS[1], 'updated_at') or '') < ARGV[7] then redis.call('HSET', KEYS[1], 'updated_at', ARGV[7]) end
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 if ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[4], ARGV[2], ARGV[9])

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs orderflow's processes in the background for `make up`: the mail sink and the five services,
+# each with a pid file and a log under .run/, and waits until every one reports ready.
+#   services.sh start | stop | status
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+state="${ORDERFLOW_STATE:-$root/.run}"
+mkdir -p "$state/pids" "$state/logs"
+
+# name  entry  ops-port (readiness URL port)  extra env
+services=(
+  "mailsink services/mailsink/main.ts 8025"
+  "inventory services/inventory/main.ts 9103"
+  "payment services/payment/main.ts 9102"
+  "notification services/notification/main.ts 9104"
+  "orchestrator services/orchestrator/main.ts 9105"
+  "order services/order/main.ts 9101"
+)
+
+pid_of() { cat "$state/pids/$1.pid" 2>/dev/null || true; }
+alive() { local pid; pid=$(pid_of "$1"); [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }
+ready_url() { if [[ $1 == mailsink ]]; then echo "http://127.0.0.1:$2/messages"; else echo "http://127.0.0.1:$2/health/ready"; fi; }
+
+start() {
+  local line name entry port deadline
+  for line in "${services[@]}"; do
+    read -r name entry port <<<"$line"
+    if alive "$name"; then continue; fi
+    OPS_PORT="$port" MAILSINK_DIR="$state/mail" nohup node --import tsx "$root/$entry" >>"$state/logs/$name.log" 2>&1 &
+    echo $! >"$state/pids/$name.pid"
+  done
+  deadline=$((SECONDS + ${SERVICES_READY_TIMEOUT:-90}))
+  for line in "${services[@]}"; do
+    read -r name entry port <<<"$line"
+    until curl -fs -o /dev/null "$(ready_url "$name" "$port")"; do
+      if ! alive "$name"; then
+        echo "services: $name exited; last lines of $state/logs/$name.log:" >&2
+        tail -n 30 "$state/logs/$name.log" >&2
+        exit 1
+      fi
+      ((SECONDS < deadline)) || { echo "services: $name not ready in time (log: $state/logs/$name.log)" >&2; exit 1; }
+      sleep 0.2
+    done
+  done
+  echo "services: all ready — API http://127.0.0.1:8080, mail http://127.0.0.1:8025/messages, logs $state/logs/"
+}
+
+stop() {
+  local line name entry port pid deadline
+  for ((i = ${#services[@]} - 1; i >= 0; i--)); do
+    read -r name entry port <<<"${services[$i]}"
+    alive "$name" && kill -TERM "$(pid_of "$name")" 2>/dev/null || true
+  done
+  deadline=$((SECONDS + 40))
+  for line in "${services[@]}"; do
+    read -r name entry port <<<"$line"
+    while alive "$name"; do
+      if ((SECONDS >= deadline)); then kill -KILL "$(pid_of "$name")" 2>/dev/null || true; break; fi
+      sleep 0.2
+    done
+    rm -f "$state/pids/$name.pid"
+  done
+  echo "services: stopped"
+}
+
+status() {
+  local line name entry port any=0
+  for line in "${services[@]}"; do
+    read -r name entry port <<<"$line"
+    if alive "$name"; then
+      any=1
+      printf '%-13s running (pid %s) ready=%s\n' "$name" "$(pid_of "$name")" "$(curl -fs -o /dev/null -w '%{http_code}' "$(ready_url "$name" "$port")" || echo no)"
+    else
+      printf '%-13s stopped\n' "$name"
+    fi
+  done
+  ((any)) || exit 3
+}
+
+case ${1:-} in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

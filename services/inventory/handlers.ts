@@ -1,0 +1,110 @@
+/**
+ * The inventory service's Kafka shell over the stock store: reserve on orders.validated, commit or
+ * release on inventory.requested, and a sweeper that releases expired reservations. Every store
+ * call is idempotent by order id and returns its recorded outcome on a replay, so a redelivered
+ * record publishes the same answer again and changes nothing.
+ */
+import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import {
+  InventoryAction,
+  InventoryCommittedSchema,
+  InventoryReleasedSchema,
+  InventoryReservationFailedSchema,
+  InventoryReservedSchema,
+  ReleaseReason,
+  type InventoryActionRequested,
+  type OrderValidated,
+} from "../../gen/orderflow/v1/events_pb.ts";
+import { messageOf } from "../../lib/errors.ts";
+import type { Logger } from "../../lib/log.ts";
+import type { Publisher } from "../../lib/kafka/publisher.ts";
+import type { StockStore } from "./stock.ts";
+
+export interface InventoryDeps {
+  readonly store: StockStore;
+  readonly publisher: Publisher;
+  readonly log: Logger;
+  /** How long a reservation holds stock before it expires. */
+  readonly reservationTtlMs: number;
+  readonly now?: () => number;
+}
+
+const releaseReasons = {
+  [ReleaseReason.COMPENSATION]: "COMPENSATION",
+  [ReleaseReason.EXPIRED]: "EXPIRED",
+  [ReleaseReason.CANCELLED]: "CANCELLED",
+} as const;
+
+const reasonOf = (name: "COMPENSATION" | "EXPIRED" | "CANCELLED") => ReleaseReason[name];
+
+export function createInventory(deps: InventoryDeps) {
+  const { store, publisher, log } = deps;
+  const now = deps.now ?? Date.now;
+
+  async function publishReleased(orderId: string, reservationId: string, lines: readonly { productId: string; quantity: number }[], reason: ReleaseReason) {
+    await publisher.publish("inventory.released", InventoryReleasedSchema, { orderId, reservationId, reason, lines: [...lines], releasedAt: timestampNow() }, { orderId });
+  }
+
+  return {
+    /** orders.validated → reserve every line or none. */
+    async reserve(event: OrderValidated): Promise<void> {
+      const { orderId } = event;
+      const outcome = await store.reserve(orderId, event.items.map((i) => ({ productId: i.productId, quantity: i.quantity })), deps.reservationTtlMs, now());
+      if (outcome.kind === "reserved") {
+        await publisher.publish("inventory.reserved", InventoryReservedSchema, {
+          orderId,
+          reservationId: outcome.reservationId,
+          lines: outcome.lines.map((l) => ({ productId: l.productId, quantity: l.quantity })),
+          expiresAt: timestampFromMs(outcome.expiresAtMs),
+          reservedAt: timestampNow(),
+        }, { orderId });
+      } else {
+        await publisher.publish("inventory.failed", InventoryReservationFailedSchema, {
+          orderId,
+          shortages: outcome.shortages.map((s) => ({ productId: s.productId, requested: s.requested, available: s.available })),
+          failedAt: timestampNow(),
+        }, { orderId });
+      }
+    },
+
+    /** inventory.requested → commit or release the order's reservation. */
+    async act(command: InventoryActionRequested): Promise<void> {
+      const { orderId } = command;
+      if (command.action === InventoryAction.COMMIT) {
+        const outcome = await store.commit(orderId);
+        if (outcome.kind !== "nothing") {
+          await publisher.publish("inventory.committed", InventoryCommittedSchema, { orderId, reservationId: outcome.reservationId, lines: [...outcome.lines], committedAt: timestampNow() }, { orderId });
+        } else {
+          log.error({ orderId, state: outcome.state }, "commit found no live reservation");
+        }
+        return;
+      }
+      const reason = releaseReasons[command.reason as keyof typeof releaseReasons] ?? "COMPENSATION";
+      const outcome = await store.release(orderId, reason);
+      if (outcome.kind !== "nothing") await publishReleased(orderId, outcome.reservationId, outcome.lines, reasonOf(reason));
+      else log.warn({ orderId, state: outcome.state }, "release found nothing to release");
+    },
+
+    /** Releases reservations past their expiry and says so on inventory.released. */
+    async expire(limit = 100): Promise<number> {
+      const released = await store.expireDue(now(), limit);
+      for (const r of released) if (r.kind === "released") await publishReleased(r.orderId, r.reservationId, r.lines, ReleaseReason.EXPIRED);
+      return released.length;
+    },
+
+    /** Runs expire() every `intervalMs` until the returned stop function is called. */
+    startSweeper(intervalMs: number): () => Promise<void> {
+      let current = Promise.resolve();
+      const timer = setInterval(() => {
+        current = current.then(() => this.expire()).then(
+          () => undefined,
+          (err: unknown) => log.warn({ err: messageOf(err) }, "expiry sweep failed"),
+        );
+      }, intervalMs);
+      return async () => {
+        clearInterval(timer);
+        await current;
+      };
+    },
+  };
+}

@@ -1,0 +1,206 @@
+/**
+ * The order API over real HTTP, Kafka and Redis: placing (REST and Connect), idempotency keys,
+ * malformed input of many kinds (400 naming the field, never 500), 404s, 503 with nothing written
+ * when Kafka cannot acknowledge, and the event-sourced read model with its rebuild.
+ */
+import { randomUUID } from "node:crypto";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
+import { OrderCompletedSchema, OrderValidatedSchema, PaymentCompletedSchema, type OrderCreated } from "../../gen/orderflow/v1/events_pb.ts";
+import { OrderService } from "../../gen/orderflow/v1/order_service_pb.ts";
+import { startService, type RunningService } from "../../lib/service.ts";
+import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
+import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
+import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
+import { sampleOf } from "../../test/harness/samples.ts";
+import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
+import { waitFor } from "../../test/harness/wait.ts";
+import { SimulatedGateway } from "../payment/simulated-gateway.ts";
+import { startApiServer, type ApiServer } from "./http.ts";
+import { createOrders } from "./orders.ts";
+import { OrderProjection, projectionTopics } from "./projection.ts";
+import { rebuildProjection } from "./rebuild.ts";
+
+let t: TestKafka;
+let r: TestRedis;
+let service: RunningService;
+let api: ApiServer;
+let base: string;
+let publisher: Publisher;
+
+async function startOrderService(env: Record<string, string>) {
+  let server: ApiServer | undefined;
+  const running = await startService("order", (runtime) => {
+    const projection = new OrderProjection(runtime.redis, runtime.keys);
+    runtime.consume({ group: "order-projection", topics: projectionTopics, handler: (record, context) => projection.apply(context.topic.slice(runtime.config.topicPrefix.length), record).then(() => undefined) });
+    const orders = createOrders({ ...runtime, projection, tokenizer: new SimulatedGateway(), watchIntervalMs: 50 });
+    return {
+      start: async () => void (server = await startApiServer(orders, runtime.log, 0)),
+      stop: async () => server?.close(),
+    };
+  }, env);
+  return { running, server: () => server! };
+}
+
+beforeAll(async () => {
+  t = await openTestKafka("order-test");
+  r = await openTestRedis();
+  await createCatalogTopics(t);
+  await r.redis.sadd(r.keys("products"), "laptop", "mouse");
+  await r.redis.hset(r.keys("product", "laptop"), { name: "Laptop", currency: "USD", price_minor: "99999" });
+  await r.redis.hset(r.keys("stock", "laptop"), { available: "7", reserved: "0", committed: "0" });
+  await r.redis.hset(r.keys("product", "mouse"), { name: "Mouse", currency: "USD", price_minor: "2500" });
+  const started = await startOrderService(serviceEnv(t, r.prefix));
+  service = started.running;
+  api = started.server();
+  base = `http://127.0.0.1:${api.port}`;
+  publisher = await createPublisher(t.kafka, t.config);
+});
+
+afterAll(async () => {
+  await publisher?.disconnect();
+  await service?.stop();
+  await r?.close();
+  await t?.close();
+});
+
+const validBody = () => ({
+  customer_id: "c-1",
+  customer_email: "ada@example.com",
+  currency: "USD",
+  items: [{ product_id: "laptop", quantity: 1, price: 999.99 }, { product_id: "mouse", quantity: 2, price: "25.00" }],
+  payment: { method: "card", card_number: "4242424242424242" },
+});
+
+const post = (body: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${base}/orders`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+
+describe("placing orders", () => {
+  it("accepts a valid order with 202 once orders.created is acknowledged, with the card tokenized", async () => {
+    const watch = await watchTopics(t, ["orders.created"]);
+    const res = await post(validBody());
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { order_id: string; status: string };
+    expect(body.status).toBe("PENDING");
+    const created = (await watch.next(body.order_id, "orders.created")).message as unknown as OrderCreated;
+    expect(created.total?.amountMinor).toBe(104999n);
+    expect(created.payment?.cardLast4).toBe("4242");
+    expect(created.payment?.token).not.toContain("4242424242424242");
+    await watch.close();
+  });
+
+  it("returns the same order for the same Idempotency-Key and body, 409 for another body", async () => {
+    const key = randomUUID();
+    const first = (await (await post(validBody(), { "idempotency-key": key })).json()) as { order_id: string };
+    const again = await post(validBody(), { "idempotency-key": key });
+    expect(again.status).toBe(202);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await again.json()) as { order_id: string }).order_id).toBe(first.order_id);
+    const other = await post({ ...validBody(), customer_id: "c-2" }, { "idempotency-key": key });
+    expect(other.status, await other.clone().text()).toBe(409);
+  });
+
+  it.each<[string, unknown, string]>([
+    ["not JSON", "{oops", "(body)"],
+    ["an array", [], "(body)"],
+    ["a negative quantity", { ...validBody(), items: [{ product_id: "laptop", quantity: -1, price: "1.00" }] }, "items[0].quantity"],
+    ["no items", { ...validBody(), items: [] }, "items"],
+    ["too many items", { ...validBody(), items: Array.from({ length: 101 }, () => ({ product_id: "mouse", quantity: 1, price: "25.00" })) }, "items"],
+    ["a bad email", { ...validBody(), customer_email: "nope" }, "customer_email"],
+    ["a bad currency", { ...validBody(), currency: "usd" }, "currency"],
+    ["an unsupported currency", { ...validBody(), currency: "XXX" }, "currency"],
+    ["too many decimals", { ...validBody(), items: [{ product_id: "laptop", quantity: 1, price: "9.999" }] }, "items[0].price"],
+    ["a string quantity", { ...validBody(), items: [{ product_id: "laptop", quantity: "lots", price: "1.00" }] }, "(body)"],
+    ["an unknown field", { ...validBody(), coupon: "FREE" }, "coupon"],
+    ["no payment", { ...validBody(), payment: undefined }, "payment"],
+    ["a non-Luhn card", { ...validBody(), payment: { method: "card", card_number: "4242424242424241" } }, "payment.card_number"],
+    ["a wrong total_amount", { ...validBody(), total_amount: 1 }, "total_amount"],
+    ["a bad product id", { ...validBody(), items: [{ product_id: "../etc", quantity: 1, price: "1.00" }] }, "items[0].product_id"],
+  ])("refuses %s with 400", async (_name, body, field) => {
+    const res = await post(body);
+    expect(res.status).toBe(400);
+    const answer = (await res.json()) as { error: string; violations?: { field: string }[] };
+    if (field === "(body)") expect(answer.error.length).toBeGreaterThan(0);
+    else expect(answer.violations?.map((v) => v.field)).toContain(field);
+  });
+
+  it("refuses an oversized body with 413 and keeps serving", async () => {
+    const res = await post({ ...validBody(), customer_id: "x".repeat(70 * 1024) });
+    expect(res.status).toBe(413);
+    expect((await post(validBody())).status).toBe(202);
+  });
+
+  it("answers 404 for an unknown order and 400 for a malformed id", async () => {
+    const unknown = await fetch(`${base}/orders/${randomUUID()}`);
+    expect(unknown.status, await unknown.clone().text()).toBe(404);
+    expect((await fetch(`${base}/orders/not-a-uuid`)).status).toBe(400);
+    expect((await fetch(`${base}/products/unicorn`)).status).toBe(404);
+  });
+
+  it("answers 503 with Retry-After and creates nothing when Kafka cannot acknowledge", async () => {
+    const orphan = await startOrderService(serviceEnv(t, r.prefix, { TOPIC_PREFIX: `missing-${randomUUID().slice(0, 6)}.`, KAFKA_DELIVERY_TIMEOUT_MS: "1500" }));
+    try {
+      const key = randomUUID();
+      const res = await fetch(`http://127.0.0.1:${orphan.server().port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(validBody()) });
+      expect(res.status, await res.clone().text()).toBe(503);
+      expect(res.headers.get("retry-after")).toBe("1");
+      expect(await r.redis.exists(r.keys("idempotency", key))).toBe(0);
+    } finally {
+      await orphan.running.stop();
+    }
+  });
+});
+
+describe("reading orders", () => {
+  it("serves the catalog with live availability", async () => {
+    const res = await fetch(`${base}/products`);
+    const { products } = (await res.json()) as { products: { sku: string; price: string; available: number }[] };
+    expect(products.find((p) => p.sku === "laptop")).toEqual({ sku: "laptop", name: "Laptop", currency: "USD", price: "999.99", available: 7 });
+  });
+
+  it("derives the order from its events, over REST and Connect, and watches it to the end", async () => {
+    const { order_id: orderId } = (await (await post(validBody())).json()) as { order_id: string };
+    const client = createClient(OrderService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
+    await waitFor(async () => (await fetch(`${base}/orders/${orderId}`)).status === 200, { what: "the projected order" });
+    const seen: OrderStatus[] = [];
+    const watching = (async () => {
+      for await (const update of client.watchOrder({ orderId })) seen.push(update.order?.status ?? OrderStatus.UNSPECIFIED);
+    })();
+    await publisher.publish("orders.validated", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
+    await publisher.publish("payments.completed", PaymentCompletedSchema, sampleOf(PaymentCompletedSchema, orderId), { orderId });
+    await publisher.publish("orders.completed", OrderCompletedSchema, sampleOf(OrderCompletedSchema, orderId), { orderId });
+    await watching;
+    expect(seen[0]).toBe(OrderStatus.PENDING);
+    expect(seen.at(-1)).toBe(OrderStatus.COMPLETED);
+
+    const order = (await (await fetch(`${base}/orders/${orderId}`)).json()) as { status: string; total: string; version: number };
+    expect(order).toMatchObject({ status: "COMPLETED", total: "1049.99", version: 4 });
+    const { events } = (await (await fetch(`${base}/orders/${orderId}/events`)).json()) as { events: { topic: string }[] };
+    expect(events.map((e) => e.topic).sort()).toEqual(["orders.completed", "orders.created", "orders.validated", "payments.completed"]);
+    const viaConnect = await client.getOrder({ orderId });
+    expect(viaConnect.order?.status).toBe(OrderStatus.COMPLETED);
+    const listed = (await (await fetch(`${base}/orders?customer_id=c-1&status=completed&page_size=200`)).json()) as { orders: { order_id: string }[] };
+    expect(listed.orders.map((o) => o.order_id)).toContain(orderId);
+  });
+
+  it("rebuilds the read model from the log with an identical result", async () => {
+    const { order_id: orderId } = (await (await post(validBody())).json()) as { order_id: string };
+    await publisher.publish("orders.validated", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
+    await waitFor(async () => ((await (await fetch(`${base}/orders/${orderId}`)).json()) as { status?: string }).status === "VALIDATED", { what: "VALIDATED" });
+    const projection = new OrderProjection(service.runtime.redis, service.runtime.keys);
+    const before = { view: await projection.view(orderId), history: await projection.history(orderId) };
+
+    const rebuilt = await openTestRedis();
+    const fresh = new OrderProjection(rebuilt.redis, rebuilt.keys);
+    const result = await rebuildProjection({ kafka: t.kafka, admin: t.admin, config: t.config, projection: fresh });
+    expect(result.eventsApplied).toBeGreaterThanOrEqual(2);
+    expect(await fresh.view(orderId)).toEqual(before.view);
+    expect(await fresh.history(orderId)).toEqual(before.history);
+    const again = await rebuildProjection({ kafka: t.kafka, admin: t.admin, config: t.config, projection: fresh });
+    expect(again).toEqual(result);
+    expect(await fresh.view(orderId)).toEqual(before.view);
+    await rebuilt.close();
+  });
+});

@@ -1,0 +1,47 @@
+/**
+ * The payment gateway port: what orderflow needs from a card processor, and the errors it can
+ * answer with. A real provider plugs in by implementing PaymentGateway; SimulatedGateway is the one
+ * used locally and in tests. Declines are final; unavailability is worth retrying.
+ */
+import { OrderflowError, TransientError } from "../../lib/errors.ts";
+
+export interface PaymentGateway {
+  /** Exchanges a card number for an opaque token; the number goes no further. */
+  tokenize(cardNumber: string): Promise<{ token: string; last4: string; brand: string }>;
+  /** Charges a token. The same idempotency key always means the same single charge. */
+  charge(request: { idempotencyKey: string; token: string; amountMinor: bigint; currency: string }): Promise<{ chargeId: string; processorReference: string }>;
+  /** Refunds a charge, once per idempotency key. */
+  refund(request: { idempotencyKey: string; chargeId: string; amountMinor: bigint; currency: string }): Promise<{ refundId: string }>;
+}
+
+/** Failure codes as payments.failed reports them. */
+export type PaymentFailureCodeName = "DECLINED" | "INSUFFICIENT_FUNDS" | "INVALID_INSTRUMENT" | "PROCESSOR_UNAVAILABLE";
+
+/** The processor said no; asking again gives the same answer. */
+export abstract class PaymentRefusedError extends OrderflowError {
+  readonly retriable = false;
+  abstract readonly code: PaymentFailureCodeName;
+}
+
+export class CardDeclinedError extends PaymentRefusedError {
+  override readonly name = "CardDeclinedError";
+  readonly code = "DECLINED";
+  readonly errorClass = "payment.declined";
+}
+
+export class InsufficientFundsError extends PaymentRefusedError {
+  override readonly name = "InsufficientFundsError";
+  readonly code = "INSUFFICIENT_FUNDS";
+  readonly errorClass = "payment.insufficient-funds";
+}
+
+export class InvalidInstrumentError extends PaymentRefusedError {
+  override readonly name = "InvalidInstrumentError";
+  readonly code = "INVALID_INSTRUMENT";
+  readonly errorClass = "payment.invalid-instrument";
+}
+
+/** The processor could not be reached or failed inside; worth retrying. */
+export class GatewayUnavailableError extends TransientError {
+  override readonly name = "GatewayUnavailableError";
+}
