@@ -13,17 +13,21 @@ help: ## list the targets
 setup: ## install OS packages and npm dependencies
 	@bash infra/setup.sh
 
-up: setup ## start Kafka, Redis and the topics in the background; returns when ready
+up: setup ## start Kafka, Redis, topics, catalog, the mail sink and all services in the background; returns when ready
 	@bash $(KAFKA) start single
 	@bash $(REDIS) start
 	@$(CLI) topics apply
-	@echo "orderflow is up: Kafka $$(bash $(KAFKA) bootstrap single), Redis 127.0.0.1:$${REDIS_PORT:-6379}"
+	@$(CLI) stock seed
+	@bash infra/services.sh start
+	@echo "orderflow is up: API http://127.0.0.1:8080 · Kafka $$(bash $(KAFKA) bootstrap single) · Redis 127.0.0.1:$${REDIS_PORT:-6379} · mail http://127.0.0.1:8025/messages"
 
 down: ## stop everything `make up` started
+	@bash infra/services.sh stop
 	@bash $(KAFKA) stop all
 	@bash $(REDIS) stop
 
 status: ## what is running
+	@bash infra/services.sh status || true
 	@bash $(KAFKA) status || true
 	@bash $(REDIS) status || true
 

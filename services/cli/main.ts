@@ -8,6 +8,8 @@ import { createLogger } from "../../lib/log.ts";
 import { messageOf } from "../../lib/errors.ts";
 import { createKafka } from "../../lib/kafka/client.ts";
 import type { CliContext } from "./context.ts";
+import { ordersCommand } from "./orders.ts";
+import { stockCommand } from "./stock.ts";
 import { topicsCommand } from "./topics.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -29,6 +31,8 @@ export function buildProgram(env: Env): Command {
     return { config, log, kafka: createKafka(config, log), json: Boolean(program.opts<{ json?: boolean }>().json) };
   };
   program.addCommand(topicsCommand(context));
+  program.addCommand(stockCommand(context));
+  program.addCommand(ordersCommand(context));
   exitOverrideEverywhere(program);
   return program;
 }

@@ -10,6 +10,7 @@ import { TransientError, messageOf } from "../../lib/errors.ts";
 import { maskEmail, type Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
+import { v5 as uuidv5 } from "uuid";
 import { render } from "./templates.ts";
 
 export interface NotificationDeps {
@@ -68,6 +69,13 @@ export function createNotifier(deps: NotificationDeps) {
       template: command.template,
       messageId,
       sentAt: timestampNow(),
-    }, { orderId: command.orderId });
+    }, { orderId: command.orderId, eventId: sentEventId(command.notificationId) });
   }
+}
+
+const SENT_NAMESPACE = "6f1c2a8e-4b1d-4f0e-9a57-2d7b8c3e5a10";
+
+/** The same id for every notifications.sent of one notification, so a replay is recognised downstream. */
+export function sentEventId(notificationId: string): string {
+  return uuidv5(`${notificationId}:sent`, SENT_NAMESPACE);
 }

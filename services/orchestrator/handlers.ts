@@ -27,6 +27,8 @@ import { SagaStore, entryCreatedMs, outboxMessage, toOutbox, type StoredSaga } f
 
 /** The timer republishes an outbox only when the handler that wrote it had this long to do so. */
 const OUTBOX_RECOVERY_AFTER_MS = 5_000;
+/** Longest a flush may hold its order's lock (a crashed flusher's lock lapses after it). */
+const FLUSH_LOCK_MS = 10_000;
 
 /** The catalog topics the orchestrator consumes. */
 export const orchestratorTopics = [
@@ -97,30 +99,43 @@ export function createOrchestrator(deps: OrchestratorDeps) {
   }
 
   /**
-   * Publishes and parks what the saga's outbox holds, then removes what was done. With
-   * `olderThanMs`, only an outbox whose first entry is at least that old (one a crash left behind).
+   * Publishes and parks what the saga's outbox holds, then removes what was done, until it is
+   * empty. One flusher per order at a time (answers for one order arrive on several topics at
+   * once); a caller that finds the lock taken waits for it, so its entries are not left behind.
+   * With `olderThanMs`, only an outbox whose first entry is at least that old (a crash's leftovers).
    */
   async function flush(orderId: string, olderThanMs?: number): Promise<void> {
-    const { saga } = await store.load(orderId);
-    const first = saga?.outbox[0];
-    if (saga === undefined || first === undefined) return;
-    if (olderThanMs !== undefined && now() - entryCreatedMs(first) < olderThanMs) return;
-    for (const entry of saga.outbox) {
-      if (entry.kind === "park") {
-        await store.park(orderId, entry, now());
-        log.error({ orderId, compensation: entry.compensation, attempts: entry.attempts }, "compensation parked");
-        continue;
-      }
-      const { schema, message } = outboxMessage(entry);
-      await publisher.send(
-        topicName(config, entry.topic),
-        encodeRecord(schema, message, { key: entry.key, orderId, producer: config.service, encoding: config.encoding, eventId: entry.id }),
-      );
+    const deadline = now() + FLUSH_LOCK_MS;
+    while (!(await store.lockFlush(orderId, FLUSH_LOCK_MS))) {
+      if (olderThanMs !== undefined || now() > deadline) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    const done = new Set(saga.outbox.map((entry) => entry.id));
-    await store.update(orderId, (current) =>
-      current === undefined ? undefined : { ...current, outbox: current.outbox.filter((entry) => !done.has(entry.id)) },
-    );
+    try {
+      for (;;) {
+        const { saga } = await store.load(orderId);
+        const first = saga?.outbox[0];
+        if (saga === undefined || first === undefined) return;
+        if (olderThanMs !== undefined && now() - entryCreatedMs(first) < olderThanMs) return;
+        for (const entry of saga.outbox) {
+          if (entry.kind === "park") {
+            await store.park(orderId, entry, now());
+            log.error({ orderId, compensation: entry.compensation, attempts: entry.attempts }, "compensation parked");
+            continue;
+          }
+          const { schema, message } = outboxMessage(entry);
+          await publisher.send(
+            topicName(config, entry.topic),
+            encodeRecord(schema, message, { key: entry.key, orderId, producer: config.service, encoding: config.encoding, eventId: entry.id }),
+          );
+        }
+        const done = new Set(saga.outbox.map((entry) => entry.id));
+        await store.update(orderId, (current) =>
+          current === undefined ? undefined : { ...current, outbox: current.outbox.filter((entry) => !done.has(entry.id)) },
+        );
+      }
+    } finally {
+      await store.unlockFlush(orderId);
+    }
   }
 
   /** Applies one input to one saga (idempotent by event id) and carries out the effects. */

@@ -130,6 +130,15 @@ export class SagaStore {
     return this.#redis.srandmember(this.keys("saga-outbox"), limit);
   }
 
+  /** Takes the per-order flush lock for `ms`; false when another flusher holds it. */
+  async lockFlush(orderId: string, ms: number): Promise<boolean> {
+    return (await this.#redis.set(this.keys("saga", orderId, "flushing"), "1", "PX", ms, "NX")) === "OK";
+  }
+
+  async unlockFlush(orderId: string): Promise<void> {
+    await this.#redis.del(this.keys("saga", orderId, "flushing"));
+  }
+
   /** Records a parked compensation for operators. */
   async park(orderId: string, entry: Extract<OutboxEntry, { kind: "park" }>, nowMs: number): Promise<void> {
     await this.#redis.hset(
