@@ -1,0 +1,231 @@
+/**
+ * End to end with real processes (five services and the mail sink), the real broker and Redis:
+ * the seed's three scenarios, cancel before and after completion, idempotency keys, redelivered
+ * records, the last units under concurrent orders, reservation expiry, and a corrupt record on
+ * every consumed topic.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sagaTopics } from "../../infra/topics.ts";
+import { create } from "@bufbuild/protobuf";
+import { LineItemSchema } from "../../gen/orderflow/v1/common_pb.ts";
+import { OrderValidatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import { encodeRecord } from "../../lib/codec/codec.ts";
+import { DlqHeaders } from "../../lib/kafka/dlq.ts";
+import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
+import { headerValue } from "../../lib/codec/envelope.ts";
+import { StockStore } from "../../services/inventory/stock.ts";
+import { openTestKafka, readRecords, type TestKafka } from "../harness/kafka.ts";
+import { startSystem, type RunningSystem } from "../harness/processes.ts";
+import { openTestRedis, type TestRedis } from "../harness/redis.ts";
+import { sampleOf } from "../harness/samples.ts";
+import { createCatalogTopics, serviceEnv, watchTopics } from "../harness/system.ts";
+import { waitFor } from "../harness/wait.ts";
+
+let t: TestKafka;
+let r: TestRedis;
+let system: RunningSystem;
+let stock: StockStore;
+let publisher: Publisher;
+
+interface RestOrder {
+  order_id: string;
+  status: string;
+  failure_reason?: string;
+  refunded: boolean;
+}
+
+beforeAll(async () => {
+  t = await openTestKafka("e2e");
+  r = await openTestRedis();
+  await createCatalogTopics(t);
+  stock = new StockStore(r.redis, r.keys);
+  await stock.seedCatalog([
+    { sku: "laptop", name: "Laptop", currency: "USD", priceMinor: 99999n, stock: 50 },
+    { sku: "mouse", name: "Mouse", currency: "USD", priceMinor: 2500n, stock: 200 },
+    { sku: "rare_item", name: "Rare", currency: "USD", priceMinor: 9999n, stock: 1 },
+    { sku: "last_units", name: "Last units", currency: "USD", priceMinor: 1000n, stock: 3 },
+  ]);
+  publisher = await createPublisher(t.kafka, t.config);
+  system = await startSystem(
+    serviceEnv(t, r.prefix, {
+      GATEWAY_LATENCY_MS: "150",
+      SAGA_STEP_TIMEOUT_MS: "4000",
+      SAGA_TICK_MS: "100",
+      RESERVATION_TTL_MS: "5000",
+      RESERVATION_SWEEP_MS: "200",
+    }),
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await system?.stop();
+  await publisher?.disconnect();
+  await r?.close();
+  await t?.close();
+});
+
+const body = (items: { product_id: string; quantity: number; price: string }[], card = "4242424242424242", customer = `c-${randomUUID().slice(0, 8)}`) => ({
+  customer_id: customer,
+  customer_email: "shopper@example.com",
+  currency: "USD",
+  items,
+  payment: { method: "card", card_number: card },
+});
+
+async function place(order: unknown, headers: Record<string, string> = {}): Promise<string> {
+  const res = await fetch(`${system.apiUrl}/orders`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(order) });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { order_id: string }).order_id;
+}
+
+async function order(id: string): Promise<RestOrder | undefined> {
+  const res = await fetch(`${system.apiUrl}/orders/${id}`);
+  return res.status === 200 ? ((await res.json()) as RestOrder) : undefined;
+}
+
+const terminal = (id: string, timeoutMs = 20_000) =>
+  waitFor(async () => {
+    const o = await order(id);
+    return o !== undefined && ["COMPLETED", "FAILED", "CANCELLED"].includes(o.status) ? o : undefined;
+  }, { timeoutMs, what: `order ${id} to end` });
+
+const mailsFor = async (id: string) =>
+  ((await (await fetch(`${system.mailUrl}/messages`)).json()) as { messages: { subject: string }[] }).messages.filter((m) => m.subject.includes(id.slice(0, 8)));
+
+const available = async (sku: string) => (await stock.getStock(sku))!;
+
+describe("the seed's scenarios", () => {
+  it("happy path: two items, paid, reserved, confirmed by email, completed", async () => {
+    const before = await available("laptop");
+    const id = await place(body([{ product_id: "laptop", quantity: 1, price: "999.99" }, { product_id: "mouse", quantity: 1, price: "25.00" }]));
+    expect((await terminal(id)).status).toBe("COMPLETED");
+    await waitFor(async () => (await available("laptop")).committed === before.committed + 1, { what: "the commit" });
+    expect((await available("laptop")).available).toBe(before.available - 1);
+    await waitFor(async () => (await mailsFor(id)).length === 1, { what: "the confirmation email" });
+    expect((await mailsFor(id))[0]?.subject).toMatch(/confirmed/);
+  });
+
+  it("payment failure: stock released, failure email, FAILED(PAYMENT)", async () => {
+    const before = await available("mouse");
+    const id = await place(body([{ product_id: "mouse", quantity: 2, price: "25.00" }], "4000000000000002"));
+    const done = await terminal(id);
+    expect(done).toMatchObject({ status: "FAILED", failure_reason: "PAYMENT" });
+    await waitFor(async () => (await available("mouse")).available === before.available && (await available("mouse")).reserved === before.reserved, { what: "the stock to come back" });
+    await waitFor(async () => (await mailsFor(id)).some((m) => /payment failed/.test(m.subject)), { what: "the failure email" });
+  });
+
+  it("inventory shortage: charge refunded, customer told, FAILED(INVENTORY)", async () => {
+    const id = await place(body([{ product_id: "rare_item", quantity: 5, price: "99.99" }]));
+    expect(await terminal(id)).toMatchObject({ status: "FAILED", failure_reason: "INVENTORY" });
+    await waitFor(async () => (await order(id))?.refunded === true, { what: "the refund" });
+    expect(await r.redis.hget(r.keys("payment", id), "state")).toBe("refunded");
+    await waitFor(async () => (await mailsFor(id)).some((m) => /out of stock/.test(m.subject)), { what: "the out-of-stock email" });
+    expect((await available("rare_item")).available).toBe(1);
+  });
+});
+
+describe("cancel", () => {
+  it("before completion: compensated, CANCELLED, nothing kept", async () => {
+    const before = await available("mouse");
+    const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
+    await waitFor(() => order(id), { what: "the order to be readable" });
+    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, { method: "POST", body: JSON.stringify({ reason: "changed my mind" }) })).status).toBe(202);
+    expect((await terminal(id)).status).toBe("CANCELLED");
+    await waitFor(async () => {
+      const level = await available("mouse");
+      return level.available === before.available && level.reserved === before.reserved && level.committed === before.committed;
+    }, { what: "the stock to be back" });
+    await waitFor(async () => ["refunded", undefined, null].includes(await r.redis.hget(r.keys("payment", id), "state")), { what: "no charge kept" });
+  });
+
+  it("after completion: refunded", async () => {
+    const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
+    expect((await terminal(id)).status).toBe("COMPLETED");
+    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, { method: "POST" })).status).toBe(202);
+    await waitFor(async () => {
+      const o = await order(id);
+      return o?.status === "CANCELLED" && o.refunded;
+    }, { what: "CANCELLED and refunded" });
+    await waitFor(async () => (await mailsFor(id)).some((m) => /refunded/.test(m.subject)), { what: "the refund email" });
+    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, { method: "POST" })).status).toBe(409);
+  });
+});
+
+describe("exactly one effect", () => {
+  it("the same Idempotency-Key twice makes one order", async () => {
+    const customer = `c-${randomUUID().slice(0, 8)}`;
+    const key = randomUUID();
+    const order1 = body([{ product_id: "mouse", quantity: 1, price: "25.00" }], undefined, customer);
+    const [a, b] = await Promise.all([place(order1, { "idempotency-key": key }), place(order1, { "idempotency-key": key }).catch(() => undefined)]);
+    const again = await place(order1, { "idempotency-key": key });
+    expect(again).toBe(a);
+    if (b !== undefined) expect(b).toBe(a);
+    await terminal(a);
+    const listed = (await (await fetch(`${system.apiUrl}/orders?customer_id=${customer}`)).json()) as { orders: unknown[] };
+    expect(listed.orders).toHaveLength(1);
+  });
+
+  it("a redelivered record has no second effect: one reservation, one charge, one email", async () => {
+    const watch = await watchTopics(t, ["orders.validated", "payments.requested", "payments.completed", "orders.completed"]);
+    const before = await available("laptop");
+    const id = await place(body([{ product_id: "laptop", quantity: 1, price: "999.99" }]));
+    expect((await terminal(id)).status).toBe("COMPLETED");
+    await watch.next(id, "orders.completed");
+    for (const topic of ["orders.validated", "payments.requested"]) {
+      const [record] = await waitFor(() => (watch.of(id, topic).length > 0 ? watch.of(id, topic) : undefined), { what: `${topic} of the order` });
+      const { schema, message, envelope } = record;
+      // The same record again — same event id, same content — as a redelivery would bring it.
+      await publisher.send(t.topic(topic), encodeRecord(schema, message, { key: id, orderId: id, producer: envelope.producer, encoding: "binary", eventId: envelope.eventId, occurredAt: envelope.occurredAt }));
+    }
+    await waitFor(() => watch.of(id, "payments.completed").length === 2, { what: "the replayed charge answer" });
+    const payments = watch.of(id, "payments.completed").map((x) => (x.message as unknown as { paymentId: string }).paymentId);
+    expect(new Set(payments).size).toBe(1);
+    expect(watch.of(id, "orders.completed")).toHaveLength(1);
+    const level = await available("laptop");
+    expect(level.available).toBe(before.available - 1);
+    expect(level.reserved + level.committed).toBe(before.reserved + before.committed + 1);
+    expect(await mailsFor(id)).toHaveLength(1);
+    await watch.close();
+  });
+
+  it("N units and M > N concurrent orders: exactly N complete and stock ends at 0", async () => {
+    const ids = await Promise.all(Array.from({ length: 8 }, () => place(body([{ product_id: "last_units", quantity: 1, price: "10.00" }]))));
+    const outcomes = await Promise.all(ids.map((id) => terminal(id, 30_000)));
+    expect(outcomes.filter((o) => o.status === "COMPLETED")).toHaveLength(3);
+    expect(outcomes.filter((o) => o.status === "FAILED").every((o) => o.failure_reason === "INVENTORY")).toBe(true);
+    await waitFor(async () => (await available("last_units")).committed === 3, { what: "three commits" });
+    expect(await available("last_units")).toMatchObject({ available: 0, reserved: 0, committed: 3, onHand: 3 });
+    expect(await stock.checkConservation()).toEqual([]);
+  });
+});
+
+describe("failures", () => {
+  it("a reservation left alone expires and returns its stock", async () => {
+    const before = await available("mouse");
+    const orphan = randomUUID();
+    const watch = await watchTopics(t, ["inventory.reserved", "inventory.released"]);
+    const validated = create(OrderValidatedSchema, sampleOf(OrderValidatedSchema, orphan));
+    validated.items = [create(LineItemSchema, { productId: "mouse", quantity: 4, unitPrice: { currencyCode: "USD", amountMinor: 2500n } })];
+    await publisher.publish("orders.validated", OrderValidatedSchema, validated, { orderId: orphan });
+    await watch.next(orphan, "inventory.reserved");
+    expect((await available("mouse")).reserved).toBe(before.reserved + 4);
+    const released = await watch.next(orphan, "inventory.released", 20_000);
+    expect((released.message as unknown as { reason: number }).reason).toBe(2);
+    expect((await available("mouse")).available).toBe(before.available);
+    await watch.close();
+  });
+
+  it("a corrupt record on every consumed topic goes to its DLQ and the system keeps serving", async () => {
+    const consumed = sagaTopics.map((s) => s.name).filter((name) => !["orders.audit"].includes(name));
+    for (const topic of consumed) {
+      await publisher.send(t.topic(topic), { key: randomUUID(), value: Buffer.from([0xde, 0xad, 0xbe, 0xef]), headers: { "event-type": "orderflow.v1.Nonsense" } });
+    }
+    for (const topic of consumed) {
+      const [dead] = await readRecords(t, t.topic(`${topic}.dlq`), 1, 30_000);
+      expect(headerValue(dead?.headers, DlqHeaders.errorClass), topic).toMatch(/^poison\./);
+    }
+    const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
+    expect((await terminal(id)).status).toBe("COMPLETED");
+  });
+});
