@@ -1,22 +1,5 @@
 /** Entry of the notification service: emails over SMTP (SMTP_URL, the local sink by default). */
-import { createTransport } from "nodemailer";
-import { integer } from "../../lib/config.ts";
 import { runService } from "../../lib/service.ts";
-import type { EmailRequested } from "../../gen/orderflow/v1/events_pb.ts";
-import { createNotifier } from "./handlers.ts";
+import { buildNotification } from "./service.ts";
 
-runService("notification", (runtime) => {
-  const env = process.env;
-  const mailer = createTransport(env["SMTP_URL"] ?? "smtp://127.0.0.1:2525");
-  const notify = createNotifier({
-    ...runtime,
-    mailer,
-    from: env["MAIL_FROM"] ?? "orders@orderflow.test",
-    ratePerMinute: integer(env, "EMAIL_RATE_PER_MINUTE", 20, 1),
-  });
-  runtime.consume({ group: "notification", topics: ["notifications.email"], handler: (record) => notify(record.message as unknown as EmailRequested) });
-  return {
-    checks: [{ name: "smtp", check: async () => ((await mailer.verify()) ? { status: "ok" } : { status: "error", detail: "SMTP did not answer" }) }],
-    stop: () => Promise.resolve(mailer.close()),
-  };
-});
+runService("notification", buildNotification(process.env));

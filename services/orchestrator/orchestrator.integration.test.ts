@@ -23,8 +23,7 @@ import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
 import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
-import { createOrchestrator, orchestratorTopics } from "./handlers.ts";
-import { loadSettings } from "./settings.ts";
+import { buildOrchestrator } from "./service.ts";
 
 let t: TestKafka;
 let r: TestRedis;
@@ -41,15 +40,7 @@ beforeAll(async () => {
   }
   publisher = await createPublisher(t.kafka, t.config);
   const env = serviceEnv(t, r.prefix, { SAGA_STEP_TIMEOUT_MS: "3000", SAGA_COMPENSATION_RETRY_MS: "200", SAGA_COMPENSATION_MAX_ATTEMPTS: "2", SAGA_TICK_MS: "50" });
-  service = await startService("orchestrator", (runtime) => {
-    const orchestrator = createOrchestrator({ ...runtime, settings: loadSettings(env) });
-    runtime.consume({ group: "orchestrator", topics: orchestratorTopics, handler: (record, context) => orchestrator.handle(record, context.topic) });
-    let stopTimer = () => Promise.resolve();
-    return {
-      start: () => Promise.resolve(void (stopTimer = orchestrator.startTimer())),
-      stop: () => stopTimer(),
-    };
-  }, env);
+  service = await startService("orchestrator", buildOrchestrator(env), env);
   watch = await watchTopics(t, ["orders.validated", "payments.requested", "inventory.requested", "orders.completed", "orders.failed", "notifications.email", "orders.audit"]);
 });
 

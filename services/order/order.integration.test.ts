@@ -17,31 +17,21 @@ import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
 import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
-import { SimulatedGateway } from "../payment/simulated-gateway.ts";
-import { startApiServer, type ApiServer } from "./http.ts";
-import { createOrders } from "./orders.ts";
-import { OrderProjection, projectionTopics } from "./projection.ts";
+import { freePort } from "../../test/harness/processes.ts";
+import { OrderProjection } from "./projection.ts";
+import { buildOrder } from "./service.ts";
 import { rebuildProjection } from "./rebuild.ts";
 
 let t: TestKafka;
 let r: TestRedis;
 let service: RunningService;
-let api: ApiServer;
 let base: string;
 let publisher: Publisher;
 
 async function startOrderService(env: Record<string, string>) {
-  let server: ApiServer | undefined;
-  const running = await startService("order", (runtime) => {
-    const projection = new OrderProjection(runtime.redis, runtime.keys);
-    runtime.consume({ group: "order-projection", topics: projectionTopics, handler: (record, context) => projection.apply(context.topic.slice(runtime.config.topicPrefix.length), record).then(() => undefined) });
-    const orders = createOrders({ ...runtime, projection, tokenizer: new SimulatedGateway(), watchIntervalMs: 50 });
-    return {
-      start: async () => void (server = await startApiServer(orders, runtime.log, 0)),
-      stop: async () => server?.close(),
-    };
-  }, env);
-  return { running, server: () => server! };
+  const port = await freePort();
+  const running = await startService("order", buildOrder({ ...env, HTTP_PORT: String(port) }), env);
+  return { running, port };
 }
 
 beforeAll(async () => {
@@ -54,8 +44,7 @@ beforeAll(async () => {
   await r.redis.hset(r.keys("product", "mouse"), { name: "Mouse", currency: "USD", price_minor: "2500" });
   const started = await startOrderService(serviceEnv(t, r.prefix));
   service = started.running;
-  api = started.server();
-  base = `http://127.0.0.1:${api.port}`;
+  base = `http://127.0.0.1:${started.port}`;
   publisher = await createPublisher(t.kafka, t.config);
 });
 
@@ -143,7 +132,7 @@ describe("placing orders", () => {
     const orphan = await startOrderService(serviceEnv(t, r.prefix, { TOPIC_PREFIX: `missing-${randomUUID().slice(0, 6)}.`, KAFKA_DELIVERY_TIMEOUT_MS: "1500" }));
     try {
       const key = randomUUID();
-      const res = await fetch(`http://127.0.0.1:${orphan.server().port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(validBody()) });
+      const res = await fetch(`http://127.0.0.1:${orphan.port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(validBody()) });
       expect(res.status, await res.clone().text()).toBe(503);
       expect(res.headers.get("retry-after")).toBe("1");
       expect(await r.redis.exists(r.keys("idempotency", key))).toBe(0);

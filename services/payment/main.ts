@@ -1,28 +1,5 @@
 /** Entry of the payment service: charges and refunds through the gateway, resiliently. */
-import { integer } from "../../lib/config.ts";
 import { runService } from "../../lib/service.ts";
-import type { PaymentRequested } from "../../gen/orderflow/v1/events_pb.ts";
-import { createPaymentHandler } from "./handlers.ts";
-import { PaymentProcessor } from "./processor.ts";
-import { createGatewayPolicy } from "./resilience.ts";
-import { SimulatedGateway } from "./simulated-gateway.ts";
+import { buildPayment } from "./service.ts";
 
-runService("payment", (runtime) => {
-  const env = process.env;
-  const gateway = new SimulatedGateway({
-    latencyMs: integer(env, "GATEWAY_LATENCY_MS", 0, 0),
-    failureRate: integer(env, "GATEWAY_FAILURE_PERCENT", 0, 0) / 100,
-  });
-  const policy = createGatewayPolicy({
-    maxAttempts: integer(env, "GATEWAY_MAX_ATTEMPTS", 4, 1),
-    initialDelayMs: integer(env, "GATEWAY_RETRY_INITIAL_MS", 50, 1),
-    maxDelayMs: integer(env, "GATEWAY_RETRY_MAX_MS", 1000, 1),
-    timeoutMs: integer(env, "GATEWAY_TIMEOUT_MS", 5000, 1),
-    breakerThreshold: integer(env, "GATEWAY_BREAKER_THRESHOLD", 10, 1),
-    breakerHalfOpenAfterMs: integer(env, "GATEWAY_BREAKER_HALF_OPEN_MS", 10_000, 1),
-  });
-  const processor = new PaymentProcessor({ gateway, policy, redis: runtime.redis, keys: runtime.keys, log: runtime.log });
-  const handle = createPaymentHandler({ processor, publisher: runtime.publisher, log: runtime.log });
-  runtime.consume({ group: "payment", topics: ["payments.requested"], handler: (record) => handle(record.message as unknown as PaymentRequested) });
-  return {};
-});
+runService("payment", buildPayment(process.env));

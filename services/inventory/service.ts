@@ -1,0 +1,25 @@
+/** How the inventory service is put together: reservations on orders.validated, commit/release on inventory.requested, the expiry sweeper. */
+import { integer } from "../../lib/config.ts";
+import type { InventoryActionRequested, OrderValidated } from "../../gen/orderflow/v1/events_pb.ts";
+import { createInventory } from "./handlers.ts";
+import { StockStore } from "./stock.ts";
+import type { Env } from "../../lib/config.ts";
+import type { Runtime, ServiceParts } from "../../lib/service.ts";
+
+/** Builds the inventory service on a runtime; `env` holds its own settings. */
+export function buildInventory(env: Env) {
+  return (runtime: Runtime): ServiceParts => {
+      const inventory = createInventory({
+      ...runtime,
+      store: new StockStore(runtime.redis, runtime.keys),
+      reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 10 * 60_000, 1),
+    });
+    runtime.consume({ group: "inventory", topics: ["orders.validated"], handler: (record) => inventory.reserve(record.message as unknown as OrderValidated) });
+    runtime.consume({ group: "inventory-actions", topics: ["inventory.requested"], handler: (record) => inventory.act(record.message as unknown as InventoryActionRequested) });
+    let stopSweeper: () => Promise<void> = () => Promise.resolve();
+    return {
+      start: () => Promise.resolve(void (stopSweeper = inventory.startSweeper(integer(env, "RESERVATION_SWEEP_MS", 1000, 10)))),
+      stop: () => stopSweeper(),
+    };
+  };
+}

@@ -1,0 +1,21 @@
+/** How the orchestrator is put together: the saga consumer and its timer. */
+import { createOrchestrator, orchestratorTopics } from "./handlers.ts";
+import { loadSettings } from "./settings.ts";
+import type { Env } from "../../lib/config.ts";
+import type { Runtime, ServiceParts } from "../../lib/service.ts";
+
+/** Builds the orchestrator service on a runtime; `env` holds its own settings. */
+export function buildOrchestrator(env: Env) {
+  return (runtime: Runtime): ServiceParts => {
+    const orchestrator = createOrchestrator({ ...runtime, settings: loadSettings(env) });
+    runtime.consume({ group: "orchestrator", topics: orchestratorTopics, handler: (record, context) => orchestrator.handle(record, context.topic) });
+    let stopTimer: () => Promise<void> = () => Promise.resolve();
+    return {
+      start: () => {
+        stopTimer = orchestrator.startTimer();
+        return Promise.resolve();
+      },
+      stop: () => stopTimer(),
+    };
+  };
+}

@@ -1,0 +1,29 @@
+/** How the order service is put together: the read-model projection and the public API server. */
+import { integer } from "../../lib/config.ts";
+import { SimulatedGateway } from "../payment/simulated-gateway.ts";
+import { startApiServer, type ApiServer } from "./http.ts";
+import { createOrders } from "./orders.ts";
+import { OrderProjection, projectionTopics } from "./projection.ts";
+import type { Env } from "../../lib/config.ts";
+import type { Runtime, ServiceParts } from "../../lib/service.ts";
+
+/** Builds the order service on a runtime; `env` holds its own settings. */
+export function buildOrder(env: Env) {
+  return (runtime: Runtime): ServiceParts => {
+    const projection = new OrderProjection(runtime.redis, runtime.keys);
+    runtime.consume({ group: "order-projection", topics: projectionTopics, handler: async (record, context) => {
+      await projection.apply(context.topic.slice(runtime.config.topicPrefix.length), record);
+    } });
+    const orders = createOrders({ ...runtime, projection, tokenizer: new SimulatedGateway() });
+    let api: ApiServer | undefined;
+    return {
+      start: async () => {
+        api = await startApiServer(orders, runtime.log, integer(env, "HTTP_PORT", 8080, 0), env["HTTP_HOST"] ?? "127.0.0.1");
+        runtime.log.info({ port: api.port }, "order API listening");
+      },
+      stop: async () => {
+        await api?.close();
+      },
+    };
+  };
+}
