@@ -16,7 +16,9 @@ import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
 import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
-import { createCatalogTopics, watchTopics } from "../../test/harness/system.ts";
+import { startService } from "../../lib/service.ts";
+import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
+import { buildNotification } from "./service.ts";
 import { listMail, startMailSink, type MailSink } from "../mailsink/sink.ts";
 import { createNotifier } from "./handlers.ts";
 
@@ -72,6 +74,35 @@ describe("notification", () => {
     await send(command(randomUUID(), customer));
     await send(command(randomUUID(), customer));
     await expect(send(command(randomUUID(), customer))).rejects.toBeInstanceOf(TransientError);
+  });
+
+  it("lists stored mail over HTTP and serves each message", async () => {
+    const orderId = randomUUID();
+    await notifier()(command(orderId));
+    const listing = (await (await fetch(`http://127.0.0.1:${sink.httpPort}/messages`)).json()) as { messages: { id: string; subject: string }[] };
+    const mine = listing.messages.find((m) => m.subject.includes(orderId.slice(0, 8)));
+    expect(mine).toBeDefined();
+    const raw = await (await fetch(`http://127.0.0.1:${sink.httpPort}/messages/${mine!.id}`)).text();
+    expect(raw).toContain(orderId);
+    expect((await fetch(`http://127.0.0.1:${sink.httpPort}/messages/00000000-0000-0000-0000-000000000000`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${sink.httpPort}/other`)).status).toBe(404);
+  });
+
+  it("runs as a service: consumes notifications.email, sends, records notifications.sent, checks SMTP", async () => {
+    const env = serviceEnv(t, r.prefix, { SMTP_URL: `smtp://127.0.0.1:${sink.smtpPort}` });
+    const service = await startService("notification", buildNotification(env), env);
+    const watch = await watchTopics(t, ["notifications.sent"]);
+    try {
+      const orderId = randomUUID();
+      await publisher.publish("notifications.email", EmailRequestedSchema, command(orderId, "c-svc", EmailTemplate.OUT_OF_STOCK), { orderId, key: "c-svc" });
+      await watch.next(orderId, "notifications.sent");
+      expect(listMail(dir).filter((m) => m.subject.includes(orderId.slice(0, 8)) && /out of stock/.test(m.subject))).toHaveLength(1);
+      const ready = (await (await fetch(`http://127.0.0.1:${service.ops.port}/health/ready`)).json()) as { checks: Record<string, { status: string }> };
+      expect(ready.checks["smtp"]?.status).toBe("ok");
+    } finally {
+      await watch.close();
+      await service.stop();
+    }
   });
 
   it("treats an unreachable SMTP server as retriable and can send later", async () => {

@@ -185,6 +185,7 @@ describe("exactly one effect", () => {
     const level = await available("laptop");
     expect(level.available).toBe(before.available - 1);
     expect(level.reserved + level.committed).toBe(before.reserved + before.committed + 1);
+    await waitFor(async () => (await mailsFor(id)).length > 0, { what: "the confirmation email" });
     expect(await mailsFor(id)).toHaveLength(1);
     await watch.close();
   });

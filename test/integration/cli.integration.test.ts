@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, inject, it, vi } from "vitest"
 import { catalog } from "../../infra/topics.ts";
 import { runCli } from "../../services/cli/main.ts";
 import { createTopics, openTestKafka, uniquePrefix, type TestKafka } from "../harness/kafka.ts";
+import { openTestRedis } from "../harness/redis.ts";
 
 let output: string[];
 
@@ -69,6 +70,35 @@ describe("orderflow topics", () => {
       expect(text).toMatch(/orders\.validated\s+MISSING/);
       expect(text).not.toContain("configs not checked");
     });
+  });
+
+  it("seeds, sets, adjusts and reads stock; rebuilds the order read model", async () => {
+    const r = await openTestRedis();
+    const prefix = uniquePrefix();
+    const env = { KAFKA_BROKERS: inject("kafkaBrokers"), REDIS_URL: inject("redisUrl"), REDIS_KEY_PREFIX: r.prefix, TOPIC_PREFIX: prefix, LOG_LEVEL: "warn", HOME: process.env["HOME"] ?? "" };
+    const run = (...args: string[]) => runCli(["node", "orderflow", ...args], env);
+    try {
+      expect(await run("stock", "seed")).toBe(0);
+      expect(await run("stock", "seed")).toBe(0);
+      expect(output.join("")).toMatch(/stock set for 0 new SKU/);
+      expect(await run("stock", "set", "laptop", "7")).toBe(0);
+      expect(await run("stock", "adjust", "laptop", "-2")).toBe(0);
+      output = [];
+      expect(await run("--json", "stock", "get", "laptop")).toBe(0);
+      expect(JSON.parse(output.join(""))).toEqual({ levels: [{ sku: "laptop", available: 5, reserved: 0, committed: 0, onHand: 5 }] });
+      expect(await run("stock", "adjust", "laptop", "-9")).toBe(1);
+      expect(await run("stock", "get", "unicorn")).toBe(1);
+      expect(await run("stock", "set", "laptop", "many")).toBe(1);
+      output = [];
+      expect(await run("stock", "get")).toBe(0);
+      expect(output.join("").split("\n").filter((l) => l.includes("available=")).length).toBeGreaterThanOrEqual(7);
+      expect(await run("topics", "apply")).toBe(0);
+      output = [];
+      expect(await run("--json", "orders", "rebuild")).toBe(0);
+      expect(JSON.parse(output.join(""))).toEqual({ eventsApplied: 0, orders: 0 });
+    } finally {
+      await r.close();
+    }
   });
 
   it("answers --help with 0 and a usage error with 2", async () => {
