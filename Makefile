@@ -5,7 +5,7 @@ KAFKA := infra/kafka/kafka.sh
 REDIS := infra/redis.sh
 CLI := node services/cli/orderflow.mjs
 
-.PHONY: help setup up down status test test-unit lint gen check-gen breaking compose-check ci
+.PHONY: help setup up down status demo test test-unit lint gen check-gen breaking compose-check ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ down: ## stop everything `make up` started
 	@bash infra/services.sh stop
 	@bash $(KAFKA) stop all
 	@bash $(REDIS) stop
+
+demo: ## run the seed's three scenarios against the running system (after make up)
+	@$(CLI) demo
 
 status: ## what is running
 	@bash infra/services.sh status || true

@@ -8,6 +8,7 @@ import { createLogger } from "../../lib/log.ts";
 import { messageOf } from "../../lib/errors.ts";
 import { createKafka } from "../../lib/kafka/client.ts";
 import type { CliContext } from "./context.ts";
+import { demoCommand } from "./demo.ts";
 import { ordersCommand } from "./orders.ts";
 import { stockCommand } from "./stock.ts";
 import { topicsCommand } from "./topics.ts";
@@ -33,6 +34,7 @@ export function buildProgram(env: Env): Command {
   program.addCommand(topicsCommand(context));
   program.addCommand(stockCommand(context));
   program.addCommand(ordersCommand(context));
+  program.addCommand(demoCommand(context));
   exitOverrideEverywhere(program);
   return program;
 }

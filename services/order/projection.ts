@@ -13,6 +13,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { OrderStatus, FailureReason } from "../../gen/orderflow/v1/common_pb.ts";
 import {
   EmailTemplate,
+  ReleaseReason,
   type InventoryReleased,
   type InventoryReservationFailed,
   type OrderCancelled,
@@ -117,7 +118,7 @@ export function changeOf(topic: string, message: unknown): Change {
         summary: `stock short: ${(message as InventoryReservationFailed).shortages.map((s) => `${s.productId} ${s.requested}/${s.available}`).join(", ")}`,
       };
     case "inventory.released":
-      return { fields: {}, summary: `stock released (${String((message as InventoryReleased).reason)})` };
+      return { fields: {}, summary: `stock released (${ReleaseReason[(message as InventoryReleased).reason]})` };
     case "inventory.committed":
       return { fields: {}, summary: "stock committed" };
     case "notifications.sent":

@@ -5,7 +5,7 @@
  * every consumed topic.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { sagaTopics } from "../../infra/topics.ts";
 import { create } from "@bufbuild/protobuf";
 import { LineItemSchema } from "../../gen/orderflow/v1/common_pb.ts";
@@ -14,6 +14,7 @@ import { encodeRecord } from "../../lib/codec/codec.ts";
 import { DlqHeaders } from "../../lib/kafka/dlq.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { headerValue } from "../../lib/codec/envelope.ts";
+import { runCli } from "../../services/cli/main.ts";
 import { StockStore } from "../../services/inventory/stock.ts";
 import { openTestKafka, readRecords, type TestKafka } from "../harness/kafka.ts";
 import { startSystem, type RunningSystem } from "../harness/processes.ts";
@@ -44,6 +45,7 @@ beforeAll(async () => {
     { sku: "laptop", name: "Laptop", currency: "USD", priceMinor: 99999n, stock: 50 },
     { sku: "mouse", name: "Mouse", currency: "USD", priceMinor: 2500n, stock: 200 },
     { sku: "rare_item", name: "Rare", currency: "USD", priceMinor: 9999n, stock: 1 },
+    { sku: "keyboard", name: "Keyboard", currency: "USD", priceMinor: 8999n, stock: 10 },
     { sku: "last_units", name: "Last units", currency: "USD", priceMinor: 1000n, stock: 3 },
   ]);
   publisher = await createPublisher(t.kafka, t.config);
@@ -122,6 +124,24 @@ describe("the seed's scenarios", () => {
     expect(await r.redis.hget(r.keys("payment", id), "state")).toBe("refunded");
     await waitFor(async () => (await mailsFor(id)).some((m) => /out of stock/.test(m.subject)), { what: "the out-of-stock email" });
     expect((await available("rare_item")).available).toBe(1);
+  });
+});
+
+describe("make demo", () => {
+  it("runs the three scenarios and each ends as the seed says", async () => {
+    const printed: string[] = [];
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      printed.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await runCli(["node", "orderflow", "--json", "demo", "--api", system.apiUrl], { LOG_LEVEL: "warn" })).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    const { results } = JSON.parse(printed.join("")) as { results: { ok: boolean; status: string; events: { summary: string }[] }[] };
+    expect(results.map((x) => [x.ok, x.status])).toEqual([[true, "COMPLETED"], [true, "FAILED"], [true, "FAILED"]]);
+    expect(results.every((x) => x.events.some((e) => e.summary.startsWith("email sent")))).toBe(true);
   });
 });
 

@@ -1,0 +1,88 @@
+/**
+ * `orderflow demo` — the seed's three scenarios against a running system (`make up`): a happy
+ * order of two items, a declined card, and an out-of-stock order. Prints each order's timeline and
+ * exits 1 if an order does not end the way its scenario says.
+ */
+import { randomUUID } from "node:crypto";
+import { Command } from "commander";
+import { output, type ContextFactory } from "./context.ts";
+
+interface Scenario {
+  readonly title: string;
+  readonly expect: { status: string; reason?: string };
+  readonly order: unknown;
+}
+
+const order = (items: unknown[], card: string) => ({
+  customer_id: `demo-${randomUUID().slice(0, 6)}`,
+  customer_email: "demo@example.com",
+  currency: "USD",
+  items,
+  payment: { method: "card", card_number: card },
+});
+
+export const scenarios: readonly Scenario[] = [
+  {
+    title: "1. Happy path: two items, paid, reserved, confirmed",
+    expect: { status: "COMPLETED" },
+    order: order([{ product_id: "laptop", quantity: 1, price: "999.99" }, { product_id: "mouse", quantity: 1, price: "25.00" }], "4242424242424242"),
+  },
+  {
+    title: "2. Payment failure: declined card, stock released, customer told",
+    expect: { status: "FAILED", reason: "PAYMENT" },
+    order: order([{ product_id: "keyboard", quantity: 1, price: "89.99" }], "4000000000000002"),
+  },
+  {
+    title: "3. Inventory shortage: 1000 of a rare item, charge refunded, customer told",
+    expect: { status: "FAILED", reason: "INVENTORY" },
+    order: order([{ product_id: "rare_item", quantity: 1000, price: "99.99" }], "4242424242424242"),
+  },
+];
+
+interface Timeline {
+  readonly orderId: string;
+  readonly status: string;
+  readonly failure_reason?: string;
+  readonly events: { occurred_at: string; summary: string }[];
+}
+
+async function run(api: string, scenario: Scenario, timeoutMs: number): Promise<Timeline> {
+  const res = await fetch(`${api}/orders`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(scenario.order) });
+  if (res.status !== 202) throw new Error(`${scenario.title}: POST /orders answered ${res.status}: ${await res.text()}`);
+  const { order_id: orderId } = (await res.json()) as { order_id: string };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const view = await fetch(`${api}/orders/${orderId}`);
+    const body = view.status === 200 ? ((await view.json()) as { status: string; failure_reason?: string; refunded: boolean }) : undefined;
+    const { events } = (await (await fetch(`${api}/orders/${orderId}/events`)).json()) as Timeline;
+    const ended = body !== undefined && ["COMPLETED", "FAILED", "CANCELLED"].includes(body.status);
+    const told = events.some((e) => e.summary.startsWith("email sent"));
+    const refundedIfNeeded = body?.failure_reason !== "INVENTORY" || body.refunded;
+    if ((ended && told && refundedIfNeeded) || Date.now() > deadline) {
+      return { orderId, status: body?.status ?? "UNKNOWN", ...(body?.failure_reason ? { failure_reason: body.failure_reason } : {}), events };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export function demoCommand(context: ContextFactory): Command {
+  return new Command("demo")
+    .description("run the seed's three scenarios against a running system and print their timelines")
+    .option("--api <url>", "order API", "http://127.0.0.1:8080")
+    .option("--timeout <ms>", "how long each order may take", "30000")
+    .action(async (options: { api: string; timeout: string }) => {
+      const ctx = context();
+      const results = [];
+      const lines: string[] = [];
+      for (const scenario of scenarios) {
+        const timeline = await run(options.api, scenario, Number(options.timeout));
+        const ok = timeline.status === scenario.expect.status && timeline.failure_reason === scenario.expect.reason;
+        results.push({ scenario: scenario.title, ok, ...timeline });
+        const start = Date.parse(timeline.events[0]?.occurred_at ?? new Date().toISOString());
+        lines.push(`\n${scenario.title}`, `   order ${timeline.orderId} → ${timeline.status}${timeline.failure_reason ? ` (${timeline.failure_reason})` : ""} ${ok ? "✓" : "✗ expected " + JSON.stringify(scenario.expect)}`);
+        for (const e of timeline.events) lines.push(`   +${String(Date.parse(e.occurred_at) - start).padStart(5)} ms  ${e.summary}`);
+      }
+      output(ctx, { results }, lines);
+      if (results.some((r) => !r.ok)) process.exitCode = 1;
+    });
+}
