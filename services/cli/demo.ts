@@ -54,7 +54,8 @@ async function run(api: string, scenario: Scenario, timeoutMs: number): Promise<
   for (;;) {
     const view = await fetch(`${api}/orders/${orderId}`);
     const body = view.status === 200 ? ((await view.json()) as { status: string; failure_reason?: string; refunded: boolean }) : undefined;
-    const { events } = (await (await fetch(`${api}/orders/${orderId}/events`)).json()) as Timeline;
+    const history = await fetch(`${api}/orders/${orderId}/events`);
+    const events = history.status === 200 ? ((await history.json()) as Timeline).events : [];
     const ended = body !== undefined && ["COMPLETED", "FAILED", "CANCELLED"].includes(body.status);
     const told = events.some((e) => e.summary.startsWith("email sent"));
     const refundedIfNeeded = body?.failure_reason !== "INVENTORY" || body.refunded;
