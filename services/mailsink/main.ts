@@ -11,6 +11,7 @@ startMailSink({
   dir: env["MAILSINK_DIR"] ?? ".run/mail",
   smtpPort: integer(env, "MAILSINK_SMTP_PORT", 2525, 0),
   httpPort: integer(env, "MAILSINK_HTTP_PORT", 8025, 0),
+  host: env["MAILSINK_HOST"] ?? "127.0.0.1",
 }).then(
   (sink) => {
     log.info({ smtpPort: sink.smtpPort, httpPort: sink.httpPort }, "ready");
