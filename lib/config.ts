@@ -70,7 +70,8 @@ const defaultProducerProperties: KafkaProperties = {
 };
 
 const defaultConsumerProperties: KafkaProperties = {
-  "session.timeout.ms": 45000,
+  "session.timeout.ms": 10000,
+  "heartbeat.interval.ms": 2000,
   "max.poll.interval.ms": 300000,
   "fetch.wait.max.ms": 100,
   "auto.commit.interval.ms": 1000,

@@ -93,7 +93,7 @@ export async function startService(
         admin,
         config,
         log,
-        groupId: group,
+        groupId: topicName(config, group),
         subscriptions: topics.map((base) => ({ topic: topicName(config, base), valueTypes: topicSpec(base).valueTypes })),
         publisher,
         handler: async (record, context) => {

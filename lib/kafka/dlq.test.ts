@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PoisonRecordError } from "../errors.ts";
-import { DlqHeaders, deadLetterHeaders, dlqTopicOf } from "./dlq.ts";
+import { DlqHeaders, deadLetter, deadLetterHeaders, dlqTopicOf } from "./dlq.ts";
 
 describe("dead-letter headers", () => {
   it("keep the original headers and say where the record came from and why", () => {
@@ -28,5 +28,15 @@ describe("dead-letter headers", () => {
       { error: new Error("x".repeat(5000)), attempts: 5, firstSeen: new Date(), service: "s" },
     );
     expect(headers[DlqHeaders.errorMessage]?.length).toBe(1000);
+  });
+});
+
+describe("deadLetter", () => {
+  it("sends a record without key or value to the DLQ with empty key and value", async () => {
+    const sent: { topic: string; key: string; value: Buffer }[] = [];
+    const capture = { send: (topic: string, record: { key: string; value: Buffer }) => Promise.resolve(void sent.push({ topic, ...record })).then(() => ({ topic, partition: 0, offset: "0" })) };
+    await deadLetter(capture as never, { topic: "t", partition: 0, offset: "1", key: null, value: null }, { error: new Error("x"), attempts: 1, firstSeen: new Date(0), service: "s" });
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({ topic: "t.dlq", key: "", value: Buffer.alloc(0) });
   });
 });

@@ -4,7 +4,8 @@
  * when Kafka cannot acknowledge, and the event-sourced read model with its rebuild.
  */
 import { randomUUID } from "node:crypto";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
@@ -113,6 +114,16 @@ describe("placing orders", () => {
     const answer = (await res.json()) as { error: string; violations?: { field: string }[] };
     if (field === "(body)") expect(answer.error.length).toBeGreaterThan(0);
     else expect(answer.violations?.map((v) => v.field)).toContain(field);
+  });
+
+  it("gives Connect clients InvalidArgument with the violations as a typed detail", async () => {
+    const client = createClient(OrderService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
+    const err = await client.placeOrder({ customerId: "c-1", customerEmail: "nope", currency: "USD", items: [] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+    const [violations] = (err as ConnectError).findDetails(ViolationsSchema);
+    const fields = violations?.violations.map((v) => v.field?.elements.map((e) => e.fieldName).join("."));
+    expect(fields).toEqual(expect.arrayContaining(["customer_email", "items", "payment"]));
   });
 
   it("refuses an oversized body with 413 and keeps serving", async () => {

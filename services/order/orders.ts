@@ -7,7 +7,8 @@ import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createValidator } from "@bufbuild/protovalidate";
+import { createValidator, violationsToProto } from "@bufbuild/protovalidate";
+import { ViolationsSchema, type Violations } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { type FailureReason, OrderStatus, PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
 import { OrderCancelRequestedSchema, OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
@@ -40,8 +41,17 @@ export interface FieldViolation {
 
 /** InvalidArgument carrying every violation (REST renders them as a 400 body). */
 export class InvalidRequestError extends ConnectError {
-  constructor(readonly violations: readonly FieldViolation[]) {
-    super(violations.map((v) => `${v.field}: ${v.message}`).join("; "), Code.InvalidArgument);
+  /** `detail` (buf.validate.Violations) reaches Connect and gRPC clients as a typed error detail. */
+  constructor(
+    readonly violations: readonly FieldViolation[],
+    detail?: Violations,
+  ) {
+    super(
+      violations.map((v) => `${v.field}: ${v.message}`).join("; "),
+      Code.InvalidArgument,
+      undefined,
+      detail === undefined ? undefined : [{ desc: ViolationsSchema, value: detail }],
+    );
   }
 }
 
@@ -63,7 +73,8 @@ export function assertRequestValid(message: PlaceOrderRequest): void {
   const result = validator.validate(PlaceOrderRequestSchema, message);
   if (result.kind === "valid") return;
   if (result.kind === "error") throw new ConnectError(result.error.message, Code.Internal);
-  throw new InvalidRequestError(result.violations.map((v) => ({ field: pathToString(v.field) || "(request)", message: v.message })));
+  const [detail] = violationsToProto(result.violations);
+  throw new InvalidRequestError(result.violations.map((v) => ({ field: pathToString(v.field) || "(request)", message: v.message })), detail);
 }
 
 export interface OrdersDeps {

@@ -56,6 +56,7 @@ beforeAll(async () => {
       SAGA_TICK_MS: "100",
       RESERVATION_TTL_MS: "5000",
       RESERVATION_SWEEP_MS: "200",
+      KAFKA_CONSUMER_SESSION_TIMEOUT_MS: "6000",
     }),
   );
 }, 120_000);
@@ -222,6 +223,20 @@ describe("exactly one effect", () => {
 });
 
 describe("failures", () => {
+  it("the saga survives the orchestrator being killed and restarted", async () => {
+    expect(await system.stopService("orchestrator", true)).toBeNull();
+    const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
+    await waitFor(() => order(id), { what: "the order to be accepted while the orchestrator is down" });
+    expect((await order(id))?.status).toBe("PENDING");
+    await system.startService("orchestrator");
+    // The killed member leaves the group only when its session times out (6 s here).
+    expect((await terminal(id, 40_000)).status).toBe("COMPLETED");
+    expect(await system.stopService("orchestrator")).toBe(0);
+    await system.startService("orchestrator");
+    const next = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
+    expect((await terminal(next)).status).toBe("COMPLETED");
+  });
+
   it("a reservation left alone expires and returns its stock", async () => {
     const before = await available("mouse");
     const orphan = randomUUID();

@@ -7,7 +7,10 @@ import { inject } from "vitest";
 import { loadConfig, type Config } from "../../lib/config.ts";
 import { createLogger, type Logger } from "../../lib/log.ts";
 import { createConsumer, createKafka, type Admin, type Kafka } from "../../lib/kafka/client.ts";
+import type { DescMessage } from "@bufbuild/protobuf";
 import type { RawHeaders } from "../../lib/codec/envelope.ts";
+import { ConsumerRunner, type ConsumerRunnerOptions } from "../../lib/kafka/consumer-runner.ts";
+import type { Publisher } from "../../lib/kafka/publisher.ts";
 import { waitFor } from "./wait.ts";
 
 /** A prefix no other test uses. */
@@ -91,4 +94,25 @@ export async function readRecords(t: TestKafka, topic: string, count: number, ti
   } finally {
     await consumer.disconnect();
   }
+}
+
+/** A consumer runner on one test topic with this test's client, config and a fresh group. */
+export function testRunner(
+  t: TestKafka,
+  publisher: Publisher,
+  options: Pick<ConsumerRunnerOptions, "handler"> &
+    Partial<Pick<ConsumerRunnerOptions, "groupId" | "config" | "log" | "onOutcome" | "watchdogIntervalMs">> & { topic: string; valueTypes: readonly DescMessage[] },
+): ConsumerRunner {
+  return new ConsumerRunner({
+    kafka: t.kafka,
+    admin: t.admin,
+    config: options.config ?? t.config,
+    log: options.log ?? t.log,
+    groupId: options.groupId ?? `g-${randomUUID()}`,
+    subscriptions: [{ topic: options.topic, valueTypes: options.valueTypes }],
+    publisher,
+    handler: options.handler,
+    watchdogIntervalMs: options.watchdogIntervalMs ?? 0,
+    ...(options.onOutcome === undefined ? {} : { onOutcome: options.onOutcome }),
+  });
 }

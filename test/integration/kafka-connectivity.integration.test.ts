@@ -11,11 +11,11 @@ import { catalog, replication, sagaTopics } from "../../infra/topics.ts";
 import { decodeRecord, encodeRecord } from "../../lib/codec/codec.ts";
 import { headerValue, Headers } from "../../lib/codec/envelope.ts";
 import { TransientError } from "../../lib/errors.ts";
-import { ConsumerRunner, type Outcome } from "../../lib/kafka/consumer-runner.ts";
+import type { Outcome } from "../../lib/kafka/consumer-runner.ts";
 import { DlqHeaders } from "../../lib/kafka/dlq.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { applyTopics, desiredTopics, describeTopics } from "../../lib/kafka/topics.ts";
-import { createTopics, openTestKafka, readRecords, type TestKafka } from "../harness/kafka.ts";
+import { createTopics, openTestKafka, readRecords, testRunner, type TestKafka } from "../harness/kafka.ts";
 import { sampleOf } from "../harness/samples.ts";
 import { waitFor } from "../harness/wait.ts";
 
@@ -112,20 +112,14 @@ describe("consumer runner", () => {
     await createTopics(t.admin, [topic, `${topic}.dlq`], 1);
     const handled: string[] = [];
     const outcomes: Outcome[] = [];
-    const runner = new ConsumerRunner({
-      kafka: t.kafka,
-      admin: t.admin,
-      config: t.config,
-      log: t.log,
-      groupId: `g-${randomUUID()}`,
-      subscriptions: [{ topic, valueTypes: [PaymentCompletedSchema] }],
-      publisher,
+    const runner = testRunner(t, publisher, {
+      topic,
+      valueTypes: [PaymentCompletedSchema],
       handler: (record) => {
         handled.push(record.envelope.orderId);
         return Promise.resolve();
       },
       onOutcome: (outcome) => outcomes.push(outcome),
-      watchdogIntervalMs: 0,
     });
     await runner.start();
     try {
@@ -155,14 +149,10 @@ describe("consumer runner", () => {
     const attempts = new Map<string, number>();
     const flakyOnce = randomUUID();
     const alwaysDown = randomUUID();
-    const runner = new ConsumerRunner({
-      kafka: t.kafka,
-      admin: t.admin,
+    const runner = testRunner(t, publisher, {
       config: { ...t.config, consumer: { ...t.config.consumer, maxAttempts: 3 } },
-      log: t.log,
-      groupId: `g-${randomUUID()}`,
-      subscriptions: [{ topic, valueTypes: [PaymentCompletedSchema] }],
-      publisher,
+      topic,
+      valueTypes: [PaymentCompletedSchema],
       handler: (record) => {
         const id = record.envelope.orderId;
         const n = (attempts.get(id) ?? 0) + 1;
@@ -170,7 +160,6 @@ describe("consumer runner", () => {
         if (id === alwaysDown || n === 1) return Promise.reject(new TransientError("gateway busy"));
         return Promise.resolve();
       },
-      watchdogIntervalMs: 0,
     });
     await runner.start();
     try {
@@ -194,19 +183,15 @@ describe("consumer runner", () => {
     const groupId = `g-${randomUUID()}`;
     const seenBy: Record<"a" | "b", Set<string>> = { a: new Set(), b: new Set() };
     const member = (name: "a" | "b") =>
-      new ConsumerRunner({
-        kafka: t.kafka,
-        admin: t.admin,
-        config: t.config,
+      testRunner(t, publisher, {
         log: t.log.child({ member: name }),
         groupId,
-        subscriptions: [{ topic, valueTypes: [OrderCreatedSchema] }],
-        publisher,
+        topic,
+        valueTypes: [OrderCreatedSchema],
         handler: (record) => {
           seenBy[name].add(record.envelope.orderId);
           return Promise.resolve();
         },
-        watchdogIntervalMs: 0,
       });
     const a = member("a");
     const b = member("b");

@@ -6,9 +6,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
-import { ConsumerRunner } from "../../lib/kafka/consumer-runner.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
-import { createTopics, openTestKafka, type TestKafka } from "../harness/kafka.ts";
+import { createTopics, openTestKafka, testRunner, type TestKafka } from "../harness/kafka.ts";
 import { sampleOf } from "../harness/samples.ts";
 import { waitFor } from "../harness/wait.ts";
 
@@ -39,14 +38,9 @@ describe("consumer health", () => {
     let release: () => void = () => undefined;
     const wedged = new Promise<void>((resolve) => (release = resolve));
     let handled = 0;
-    const runner = new ConsumerRunner({
-      kafka: t.kafka,
-      admin: t.admin,
-      config: t.config,
-      log: t.log,
-      groupId: `g-${randomUUID()}`,
-      subscriptions: [{ topic, valueTypes: [OrderCreatedSchema] }],
-      publisher,
+    const runner = testRunner(t, publisher, {
+      topic,
+      valueTypes: [OrderCreatedSchema],
       handler: async () => {
         await wedged;
         handled += 1;
@@ -80,19 +74,13 @@ describe("consumer health", () => {
   it("pauses and resumes consumption", async () => {
     const topic = t.topic("orders.watched");
     let handled = 0;
-    const runner = new ConsumerRunner({
-      kafka: t.kafka,
-      admin: t.admin,
-      config: t.config,
-      log: t.log,
-      groupId: `g-${randomUUID()}`,
-      subscriptions: [{ topic, valueTypes: [OrderCreatedSchema] }],
-      publisher,
+    const runner = testRunner(t, publisher, {
+      topic,
+      valueTypes: [OrderCreatedSchema],
       handler: () => {
         handled += 1;
         return Promise.resolve();
       },
-      watchdogIntervalMs: 0,
     });
     await runner.start();
     try {
