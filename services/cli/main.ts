@@ -8,6 +8,7 @@ import { createLogger } from "../../lib/log.ts";
 import { messageOf } from "../../lib/errors.ts";
 import { createKafka } from "../../lib/kafka/client.ts";
 import type { CliContext } from "./context.ts";
+import { checkCommand } from "./check.ts";
 import { demoCommand } from "./demo.ts";
 import { ordersCommand } from "./orders.ts";
 import { stockCommand } from "./stock.ts";
@@ -35,6 +36,7 @@ export function buildProgram(env: Env): Command {
   program.addCommand(stockCommand(context));
   program.addCommand(ordersCommand(context));
   program.addCommand(demoCommand(context));
+  program.addCommand(checkCommand(context));
   exitOverrideEverywhere(program);
   return program;
 }

@@ -5,7 +5,7 @@
  * every consumed topic.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { sagaTopics } from "../../infra/topics.ts";
 import { create } from "@bufbuild/protobuf";
 import { LineItemSchema } from "../../gen/orderflow/v1/common_pb.ts";
@@ -263,5 +263,32 @@ describe("failures", () => {
     }
     const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
     expect((await terminal(id)).status).toBe("COMPLETED");
+  });
+});
+
+describe("invariants after everything above", () => {
+  it("every order reached one outcome, one charge each, every unkept charge refunded, one email each, stock conserved", async () => {
+    const env = { KAFKA_BROKERS: t.config.kafka.brokers, TOPIC_PREFIX: t.config.topicPrefix, REDIS_URL: inject("redisUrl"), REDIS_KEY_PREFIX: r.prefix, LOG_LEVEL: "warn" };
+    const check = async () => {
+      const printed: string[] = [];
+      const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+        printed.push(String(chunk));
+        return true;
+      });
+      try {
+        const code = await runCli(["node", "orderflow", "--json", "check"], env);
+        return { code, report: JSON.parse(printed.join("")) as { ok: boolean; accepted: number; violations: Record<string, string[]> } };
+      } finally {
+        spy.mockRestore();
+      }
+    };
+    // Quiescence: compensations of the last orders may still be in flight for a moment.
+    const { code, report } = await waitFor(async () => {
+      const result = await check();
+      return result.report.ok ? result : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 1000, what: "the invariants to hold" }).catch(async () => check());
+    expect(report.violations).toEqual({ lost: [], twoOutcomes: [], duplicateCharges: [], unrefundedCharges: [], duplicateEmails: [], stock: [] });
+    expect(code).toBe(0);
+    expect(report.accepted).toBeGreaterThanOrEqual(20);
   });
 });

@@ -29,12 +29,12 @@ describe.runIf(inject("localKafka"))("3-node cluster", () => {
   afterAll(async () => {
     await producer?.disconnect();
     await admin?.disconnect();
-    kafkaSh("stop", "cluster");
+    kafkaSh("wipe", "cluster");
   });
 
   it("loses no acknowledged record when the partition leader is killed under acks=all", async () => {
     const config = testConfig("cluster-test", { KAFKA_BROKERS: brokers, KAFKA_DELIVERY_TIMEOUT_MS: "60000" });
-    const log = createLogger("cluster-test", "warn");
+    const log = createLogger("cluster-test", config.logLevel);
     const kafka = createKafka(config, log);
     admin = kafka.admin();
     await admin.connect();

@@ -1,8 +1,10 @@
 /**
  * Global setup of the integration project: finds or starts the broker and Redis the tests use.
  * KAFKA_BROKERS / REDIS_URL are reused when given. KAFKA_PROVIDER=testcontainers starts both in
- * Docker (needs a Docker engine). Otherwise the local Apache Kafka (infra/kafka/kafka.sh) and the
- * OS redis-server (infra/redis.sh) are started, and stopped again at the end if we started them.
+ * Docker (needs a Docker engine). Otherwise a broker and Redis already running (make up) are reused,
+ * or the local Apache Kafka (infra/kafka/kafka.sh) and the OS redis-server (infra/redis.sh) are
+ * started with a throwaway state under .run/test/ and wiped at the end (ORDERFLOW_KEEP_INFRA=1 keeps
+ * them running for the next run).
  */
 import { execFileSync } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -21,13 +23,20 @@ declare module "vitest" {
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-function script(path: string, ...args: string[]): string {
-  return execFileSync("bash", [join(root, path), ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+/** State of a broker the tests start themselves: thrown away at the end, so topics never pile up. */
+const testState = join(root, ".run", "test");
+
+function script(path: string, args: readonly string[], state?: string): string {
+  return execFileSync("bash", [join(root, path), ...args], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    env: state === undefined ? process.env : { ...process.env, ORDERFLOW_STATE: state },
+  });
 }
 
-function running(path: string, ...args: string[]): boolean {
+function running(path: string, args: readonly string[]): boolean {
   try {
-    script(path, ...args);
+    script(path, args);
     return true;
   } catch {
     return false;
@@ -62,10 +71,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide("kafkaBrokers", brokers);
     project.provide("localKafka", false);
   } else {
-    const wasRunning = running("infra/kafka/kafka.sh", "status");
-    script("infra/kafka/kafka.sh", "start", "single");
-    if (!wasRunning && !keep) cleanups.push(() => script("infra/kafka/kafka.sh", "stop", "all"));
-    project.provide("kafkaBrokers", script("infra/kafka/kafka.sh", "bootstrap", "single").trim());
+    // A broker already running (make up) is reused; otherwise a throwaway one is started.
+    const state = running("infra/kafka/kafka.sh", ["status"]) ? undefined : testState;
+    script("infra/kafka/kafka.sh", ["start", "single"], state);
+    if (state !== undefined && !keep) cleanups.push(() => script("infra/kafka/kafka.sh", ["wipe", "single"], state));
+    project.provide("kafkaBrokers", script("infra/kafka/kafka.sh", ["bootstrap", "single"]).trim());
     project.provide("localKafka", true);
   }
 
@@ -73,9 +83,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (redisUrl !== undefined && redisUrl !== "") {
     project.provide("redisUrl", redisUrl);
   } else {
-    const wasRunning = running("infra/redis.sh", "status");
-    script("infra/redis.sh", "start");
-    if (!wasRunning && !keep) cleanups.push(() => script("infra/redis.sh", "stop"));
+    const state = running("infra/redis.sh", ["status"]) ? undefined : testState;
+    script("infra/redis.sh", ["start"], state);
+    if (state !== undefined && !keep) cleanups.push(() => script("infra/redis.sh", ["stop"], state));
     project.provide("redisUrl", `redis://127.0.0.1:${process.env["REDIS_PORT"] ?? "6379"}`);
   }
 
