@@ -8,71 +8,56 @@ import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LineItemSchema } from "../../gen/orderflow/v1/common_pb.ts";
 import { InventoryAction, InventoryActionRequestedSchema, OrderValidatedSchema, ReleaseReason } from "../../gen/orderflow/v1/events_pb.ts";
-import { startService, type RunningService } from "../../lib/service.ts";
-import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
-import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
-import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
-import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
+import { startTestService, type TestService } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
 import { buildInventory } from "./service.ts";
 import { StockStore } from "./stock.ts";
 
-let t: TestKafka;
-let r: TestRedis;
-let service: RunningService;
-let publisher: Publisher;
+let ctx: TestService;
 let store: StockStore;
-let watch: Awaited<ReturnType<typeof watchTopics>>;
 
 beforeAll(async () => {
-  t = await openTestKafka("inventory-test");
-  r = await openTestRedis();
-  await createCatalogTopics(t);
-  store = new StockStore(r.redis, r.keys);
-  await store.seedCatalog([{ sku: "lamp", name: "Lamp", currency: "USD", priceMinor: 1000n, stock: 5 }]);
-  const env = serviceEnv(t, r.prefix, { RESERVATION_TTL_MS: "1500", RESERVATION_SWEEP_MS: "100" });
-  service = await startService("inventory", buildInventory(env), env);
-  publisher = await createPublisher(t.kafka, t.config);
-  watch = await watchTopics(t, ["inventory.reserved", "inventory.failed", "inventory.released", "inventory.committed"]);
+  ctx = await startTestService("inventory", buildInventory, {
+    env: { RESERVATION_TTL_MS: "1500", RESERVATION_SWEEP_MS: "100" },
+    watched: ["inventory.reserved", "inventory.failed", "inventory.released", "inventory.committed"],
+    prepare: async (r) => {
+      store = new StockStore(r.redis, r.keys);
+      await store.seedCatalog([{ sku: "lamp", name: "Lamp", currency: "USD", priceMinor: 1000n, stock: 5 }]);
+    },
+  });
 });
 
-afterAll(async () => {
-  await watch?.close();
-  await publisher?.disconnect();
-  await service?.stop();
-  await r?.close();
-  await t?.close();
-});
+afterAll(() => ctx?.close());
 
 const validated = async (orderId: string, quantity: number) => {
   const message = create(OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId));
   message.items = [create(LineItemSchema, { productId: "lamp", quantity, unitPrice: { currencyCode: "USD", amountMinor: 1000n } })];
-  await publisher.publish("orders.validated", OrderValidatedSchema, message, { orderId });
+  await ctx.publisher.publish("orders.validated", OrderValidatedSchema, message, { orderId });
 };
 const command = (orderId: string, action: InventoryAction, reason = ReleaseReason.UNSPECIFIED) =>
-  publisher.publish("inventory.requested", InventoryActionRequestedSchema, { ...sampleOf(InventoryActionRequestedSchema, orderId), action, reason }, { orderId });
+  ctx.publisher.publish("inventory.requested", InventoryActionRequestedSchema, { ...sampleOf(InventoryActionRequestedSchema, orderId), action, reason }, { orderId });
 
 describe("inventory service", () => {
   it("reserves, commits once, and answers a repeated command the same", async () => {
     const orderId = randomUUID();
     await validated(orderId, 2);
-    await watch.next(orderId, "inventory.reserved");
+    await ctx.watch.next(orderId, "inventory.reserved");
     await command(orderId, InventoryAction.COMMIT);
     await command(orderId, InventoryAction.COMMIT);
-    await waitFor(() => watch.of(orderId, "inventory.committed").length === 2, { what: "both commit answers" });
+    await waitFor(() => ctx.watch.of(orderId, "inventory.committed").length === 2, { what: "both commit answers" });
     expect(await store.getStock("lamp")).toMatchObject({ committed: 2, reserved: 0 });
   });
 
   it("rejects a shortage and releases on compensation", async () => {
     const short = randomUUID();
     await validated(short, 50);
-    await watch.next(short, "inventory.failed");
+    await ctx.watch.next(short, "inventory.failed");
     const held = randomUUID();
     await validated(held, 1);
-    await watch.next(held, "inventory.reserved");
+    await ctx.watch.next(held, "inventory.reserved");
     await command(held, InventoryAction.RELEASE, ReleaseReason.CANCELLED);
-    const released = await watch.next(held, "inventory.released");
+    const released = await ctx.watch.next(held, "inventory.released");
     expect((released.message as unknown as { reason: ReleaseReason }).reason).toBe(ReleaseReason.CANCELLED);
     await command(randomUUID(), InventoryAction.RELEASE, ReleaseReason.COMPENSATION);
     await command(randomUUID(), InventoryAction.COMMIT);
@@ -81,16 +66,16 @@ describe("inventory service", () => {
   it("expires a reservation nobody settles", async () => {
     const orderId = randomUUID();
     await validated(orderId, 1);
-    await watch.next(orderId, "inventory.reserved");
-    const released = await watch.next(orderId, "inventory.released", 15_000);
+    await ctx.watch.next(orderId, "inventory.reserved");
+    const released = await ctx.watch.next(orderId, "inventory.released", 15_000);
     expect((released.message as unknown as { reason: ReleaseReason }).reason).toBe(ReleaseReason.EXPIRED);
     expect(await store.checkConservation()).toEqual([]);
   });
 
   it("reports ready with its dependencies", async () => {
-    const report = (await (await fetch(`http://127.0.0.1:${service.ops.port}/health/ready`)).json()) as { status: string; checks: Record<string, unknown> };
+    const report = (await (await fetch(`http://127.0.0.1:${ctx.service.ops.port}/health/ready`)).json()) as { status: string; checks: Record<string, unknown> };
     expect(report.status).toBe("ok");
     expect(Object.keys(report.checks).sort()).toEqual(["kafka", "redis"]);
-    expect(await (await fetch(`http://127.0.0.1:${service.ops.port}/metrics`)).text()).toMatch(/orderflow_records_consumed_total\{[^}]*outcome="handled"/);
+    expect(await (await fetch(`http://127.0.0.1:${ctx.service.ops.port}/metrics`)).text()).toMatch(/orderflow_records_consumed_total\{[^}]*outcome="handled"/);
   });
 });

@@ -16,91 +16,76 @@ import {
   type OrderFailed,
   type PaymentRequested,
 } from "../../gen/orderflow/v1/events_pb.ts";
-import { startService, type RunningService } from "../../lib/service.ts";
-import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
-import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
-import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
-import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
+import { startTestService, type TestService } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
 import { buildOrchestrator } from "./service.ts";
 
-let t: TestKafka;
-let r: TestRedis;
-let publisher: Publisher;
-let service: RunningService;
-let watch: Awaited<ReturnType<typeof watchTopics>>;
+let ctx: TestService;
 
 beforeAll(async () => {
-  t = await openTestKafka("orchestrator-test");
-  r = await openTestRedis();
-  await createCatalogTopics(t);
-  for (const [sku, price] of [["laptop", "99999"], ["mouse", "2500"]] as const) {
-    await r.redis.hset(r.keys("product", sku), { name: sku, currency: "USD", price_minor: price });
-  }
-  publisher = await createPublisher(t.kafka, t.config);
-  const env = serviceEnv(t, r.prefix, { SAGA_STEP_TIMEOUT_MS: "3000", SAGA_COMPENSATION_RETRY_MS: "200", SAGA_COMPENSATION_MAX_ATTEMPTS: "2", SAGA_TICK_MS: "50" });
-  service = await startService("orchestrator", buildOrchestrator(env), env);
-  watch = await watchTopics(t, ["orders.validated", "payments.requested", "inventory.requested", "orders.completed", "orders.failed", "notifications.email", "orders.audit"]);
+  ctx = await startTestService("orchestrator", buildOrchestrator, {
+    env: { SAGA_STEP_TIMEOUT_MS: "3000", SAGA_COMPENSATION_RETRY_MS: "200", SAGA_COMPENSATION_MAX_ATTEMPTS: "2", SAGA_TICK_MS: "50" },
+    watched: ["orders.validated", "payments.requested", "inventory.requested", "orders.completed", "orders.failed", "notifications.email", "orders.audit"],
+    prepare: async (r) => {
+      for (const [sku, price] of [["laptop", "99999"], ["mouse", "2500"]] as const) {
+        await r.redis.hset(r.keys("product", sku), { name: sku, currency: "USD", price_minor: price });
+      }
+    },
+  });
 });
 
-afterAll(async () => {
-  await watch?.close();
-  await service?.stop();
-  await publisher?.disconnect();
-  await r?.close();
-  await t?.close();
-});
+afterAll(() => ctx?.close());
 
 const place = async (orderId: string) => {
-  await publisher.publish("orders.created", OrderCreatedSchema, sampleOf(OrderCreatedSchema, orderId), { orderId });
+  await ctx.publisher.publish("orders.created", OrderCreatedSchema, sampleOf(OrderCreatedSchema, orderId), { orderId });
 };
 
 describe("orchestrator service", () => {
   it("takes an order from created to completed, and ignores a duplicate answer", async () => {
     const orderId = randomUUID();
     await place(orderId);
-    await watch.next(orderId, "orders.validated");
-    const charge = (await watch.next(orderId, "payments.requested")).message as unknown as PaymentRequested;
+    await ctx.watch.next(orderId, "orders.validated");
+    const charge = (await ctx.watch.next(orderId, "payments.requested")).message as unknown as PaymentRequested;
     expect(charge.action).toBe(PaymentAction.CHARGE);
     expect(charge.amount?.amountMinor).toBe(104999n);
 
     const payment = sampleOf(PaymentCompletedSchema, orderId);
-    await publisher.publish("payments.completed", PaymentCompletedSchema, payment, { orderId });
-    await publisher.publish("payments.completed", PaymentCompletedSchema, payment, { orderId });
-    await publisher.publish("inventory.reserved", InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId), { orderId });
-    await watch.next(orderId, "orders.completed");
-    const commit = (await watch.next(orderId, "inventory.requested")).message as unknown as InventoryActionRequested;
+    await ctx.publisher.publish("payments.completed", PaymentCompletedSchema, payment, { orderId });
+    await ctx.publisher.publish("payments.completed", PaymentCompletedSchema, payment, { orderId });
+    await ctx.publisher.publish("inventory.reserved", InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId), { orderId });
+    await ctx.watch.next(orderId, "orders.completed");
+    const commit = (await ctx.watch.next(orderId, "inventory.requested")).message as unknown as InventoryActionRequested;
     expect(commit.action).toBe(InventoryAction.COMMIT);
-    await watch.next(orderId, "notifications.email");
+    await ctx.watch.next(orderId, "notifications.email");
 
-    const { saga } = await service.runtime.redis.get(r.keys("saga", orderId)).then((raw) => ({ saga: raw === null ? undefined : (JSON.parse(raw) as { outbox: unknown[] }) }));
+    const { saga } = await ctx.service.runtime.redis.get(ctx.r.keys("saga", orderId)).then((raw) => ({ saga: raw === null ? undefined : (JSON.parse(raw) as { outbox: unknown[] }) }));
     expect(saga?.outbox).toEqual([]);
-    expect(watch.of(orderId, "orders.completed")).toHaveLength(1);
-    expect(watch.of(orderId, "payments.requested")).toHaveLength(1);
-    expect(watch.of(orderId, "orders.audit").length).toBeGreaterThanOrEqual(2);
+    expect(ctx.watch.of(orderId, "orders.completed")).toHaveLength(1);
+    expect(ctx.watch.of(orderId, "payments.requested")).toHaveLength(1);
+    expect(ctx.watch.of(orderId, "orders.audit").length).toBeGreaterThanOrEqual(2);
   });
 
   it("fails an order whose steps do not answer in time, by its own timer", async () => {
     const orderId = randomUUID();
     await place(orderId);
-    await publisher.publish("inventory.reserved", InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId), { orderId });
-    const failed = (await watch.next(orderId, "orders.failed", 20_000)).message as unknown as OrderFailed;
+    await ctx.publisher.publish("inventory.reserved", InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId), { orderId });
+    const failed = (await ctx.watch.next(orderId, "orders.failed", 20_000)).message as unknown as OrderFailed;
     expect(failed.reason).toBe(FailureReason.TIMEOUT);
-    const release = await waitFor(() => watch.of(orderId, "inventory.requested")[0], { what: "the release" });
+    const release = await waitFor(() => ctx.watch.of(orderId, "inventory.requested")[0], { what: "the release" });
     expect((release.message as unknown as InventoryActionRequested).action).toBe(InventoryAction.RELEASE);
   });
 
   it("re-sends an unconfirmed compensation and parks it after the last attempt", async () => {
     const orderId = randomUUID();
     await place(orderId);
-    await publisher.publish("inventory.reserved", InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId), { orderId });
-    await watch.next(orderId, "orders.failed", 20_000);
+    await ctx.publisher.publish("inventory.reserved", InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId), { orderId });
+    await ctx.watch.next(orderId, "orders.failed", 20_000);
     const parked = await waitFor(async () => {
-      const all = await service.runtime.redis.hvals(r.keys("parked"));
+      const all = await ctx.service.runtime.redis.hvals(ctx.r.keys("parked"));
       return all.map((raw) => JSON.parse(raw) as { orderId: string; action: string; attempts: number }).find((p) => p.orderId === orderId);
     }, { what: "a parked release" });
     expect(parked).toMatchObject({ action: "RELEASE", attempts: 2 });
-    expect(watch.of(orderId, "inventory.requested").length).toBe(2);
+    expect(ctx.watch.of(orderId, "inventory.requested").length).toBe(2);
   });
 });

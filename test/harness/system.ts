@@ -9,7 +9,11 @@ import { catalog, replication, topicSpec } from "../../infra/topics.ts";
 import { decodeRecord, type DecodedRecord } from "../../lib/codec/codec.ts";
 import { createConsumer } from "../../lib/kafka/client.ts";
 import { applyTopics, desiredTopics } from "../../lib/kafka/topics.ts";
-import type { TestKafka } from "./kafka.ts";
+import type { Env } from "../../lib/config.ts";
+import { startService, type RunningService, type Runtime, type ServiceParts } from "../../lib/service.ts";
+import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
+import { openTestKafka, type TestKafka } from "./kafka.ts";
+import { openTestRedis, type TestRedis } from "./redis.ts";
 import { waitFor } from "./wait.ts";
 
 /** Creates every catalog topic (and DLQ) under the test's prefix. */
@@ -62,5 +66,48 @@ export async function watchTopics(t: TestKafka, bases: readonly string[]) {
       return waitFor(() => this.of(orderId, topic)[0], { timeoutMs, what: `${topic} for ${orderId}` });
     },
     close: () => consumer.disconnect(),
+  };
+}
+
+/** One service running in-process for a test, with its own topics, Redis keys and a watcher. */
+export interface TestService {
+  readonly t: TestKafka;
+  readonly r: TestRedis;
+  readonly service: RunningService;
+  readonly publisher: Publisher;
+  readonly watch: Awaited<ReturnType<typeof watchTopics>>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts service `name` from its builder on the test broker and Redis, after `prepare` (seeding
+ * Redis, for example), and watches `watched` topics from the start.
+ */
+export async function startTestService(
+  name: string,
+  build: (env: Env) => (runtime: Runtime) => ServiceParts,
+  options: { env?: Record<string, string>; watched: readonly string[]; prepare?: (r: TestRedis) => Promise<void> },
+): Promise<TestService> {
+  const t = await openTestKafka(`${name}-test`);
+  const r = await openTestRedis();
+  await createCatalogTopics(t);
+  await options.prepare?.(r);
+  const env = serviceEnv(t, r.prefix, options.env ?? {});
+  const service = await startService(name, build(env), env);
+  const publisher = await createPublisher(t.kafka, t.config);
+  const watch = await watchTopics(t, options.watched);
+  return {
+    t,
+    r,
+    service,
+    publisher,
+    watch,
+    async close() {
+      await watch.close();
+      await publisher.disconnect();
+      await service.stop();
+      await r.close();
+      await t.close();
+    },
   };
 }
