@@ -6,7 +6,7 @@
  * record is not acknowledged and will be read again. Stops gracefully: in-flight records finish.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
-import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
+import { ExponentialBackoff, handleWhen, retry, type RetryPolicy } from "cockatiel";
 import type { Config } from "../config.ts";
 import { PoisonRecordError, errorClassOf, isRetriable, messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -77,6 +77,8 @@ export class ConsumerRunner {
   readonly #consumer: Consumer;
   readonly #watchdog: StallWatchdog;
   readonly #accepted: ReadonlyMap<string, readonly DescMessage[]>;
+  /** Bounded retries with exponential backoff and jitter, for retriable handler errors; one per runner. */
+  readonly #retry: RetryPolicy;
   #assigned = 0;
   #running = false;
   #timer: NodeJS.Timeout | undefined;
@@ -84,6 +86,13 @@ export class ConsumerRunner {
   constructor(options: ConsumerRunnerOptions) {
     this.#options = options;
     this.#accepted = new Map(options.subscriptions.map((s) => [s.topic, s.valueTypes]));
+    this.#retry = retry(handleWhen(isRetriable), {
+      maxAttempts: options.config.consumer.maxAttempts - 1,
+      backoff: new ExponentialBackoff({
+        initialDelay: options.config.consumer.retryInitialDelayMs,
+        maxDelay: options.config.consumer.retryMaxDelayMs,
+      }),
+    });
     this.#consumer = createConsumer(options.kafka, options.config, options.groupId, {
       rebalance_cb: (err: { code: number }, assignment: readonly unknown[]) => this.#onRebalance(err.code, assignment.length),
     });
@@ -135,16 +144,9 @@ export class ConsumerRunner {
     try {
       const decoded = decodeRecord(message, this.#accepted.get(topic) ?? []);
       const orderLog = recordLog.child({ orderId: decoded.envelope.orderId, eventType: decoded.envelope.eventType });
-      const policy = retry(handleWhen(isRetriable), {
-        maxAttempts: config.consumer.maxAttempts - 1,
-        backoff: new ExponentialBackoff({
-          initialDelay: config.consumer.retryInitialDelayMs,
-          maxDelay: config.consumer.retryMaxDelayMs,
-        }),
-      });
-      policy.onRetry((event) => orderLog.warn({ attempt: attempts, delayMs: event.delay, err: "error" in event ? messageOf(event.error) : undefined }, "retrying"));
-      await policy.execute(() => {
-        attempts += 1;
+      await this.#retry.execute(({ attempt }) => {
+        attempts = attempt + 1;
+        if (attempt > 0) orderLog.warn({ attempt: attempts }, "retrying");
         return handler(decoded, { topic, partition, offset: message.offset, attempt: attempts, log: orderLog });
       });
       this.#watchdog.progressed();
