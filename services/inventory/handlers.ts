@@ -15,7 +15,7 @@ import {
   type InventoryActionRequested,
   type OrderValidated,
 } from "../../gen/orderflow/v1/events_pb.ts";
-import { messageOf } from "../../lib/errors.ts";
+import { every } from "../../lib/every.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
 import type { StockStore } from "./stock.ts";
@@ -94,17 +94,7 @@ export function createInventory(deps: InventoryDeps) {
 
     /** Runs expire() every `intervalMs` until the returned stop function is called. */
     startSweeper(intervalMs: number): () => Promise<void> {
-      let current = Promise.resolve();
-      const timer = setInterval(() => {
-        current = current.then(() => this.expire()).then(
-          () => undefined,
-          (err: unknown) => log.warn({ err: messageOf(err) }, "expiry sweep failed"),
-        );
-      }, intervalMs);
-      return async () => {
-        clearInterval(timer);
-        await current;
-      };
+      return every(intervalMs, () => this.expire(), log, "expiry sweep");
     },
   };
 }

@@ -9,6 +9,7 @@ import type { Config } from "../../lib/config.ts";
 import { messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
+import { every } from "../../lib/every.ts";
 import { topicName } from "../../lib/kafka/client.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
 import type {
@@ -162,10 +163,18 @@ export function createOrchestrator(deps: OrchestratorDeps) {
     return saga;
   }
 
-  /** One timer round: fire due sagas, finish outboxes a crash left behind. */
+  /**
+   * One timer round: fire due sagas, finish outboxes a crash left behind. Each order is on its
+   * own: one that fails is logged and retried next round without holding up the others.
+   */
   async function tick(): Promise<void> {
-    for (const orderId of await store.dueOrders(now(), 100)) await apply(orderId, { kind: "tick" });
-    for (const orderId of await store.ordersWithOutbox(100)) await flush(orderId, OUTBOX_RECOVERY_AFTER_MS);
+    const each = async (orderIds: readonly string[], work: (orderId: string) => Promise<unknown>) => {
+      for (const orderId of orderIds) {
+        await work(orderId).catch((err: unknown) => log.warn({ orderId, err: messageOf(err) }, "saga timer step failed"));
+      }
+    };
+    await each(await store.dueOrders(now(), 100), (orderId) => apply(orderId, { kind: "tick" }));
+    await each(await store.ordersWithOutbox(100), (orderId) => flush(orderId, OUTBOX_RECOVERY_AFTER_MS));
   }
 
   return {
@@ -180,19 +189,7 @@ export function createOrchestrator(deps: OrchestratorDeps) {
       const orderId = record.envelope.orderId || (record.message as unknown as { orderId: string }).orderId;
       await apply(orderId, input, record.envelope.eventId);
     },
-    /** Runs tick() every settings.tickMs until stopped. */
-    startTimer(): () => Promise<void> {
-      let running = true;
-      let current = Promise.resolve();
-      const timer = setInterval(() => {
-        if (!running) return;
-        current = current.then(tick).catch((err: unknown) => log.warn({ err: messageOf(err) }, "saga timer round failed"));
-      }, settings.tickMs);
-      return async () => {
-        running = false;
-        clearInterval(timer);
-        await current;
-      };
-    },
+    /** Runs tick() every settings.tickMs until the returned function is called. */
+    startTimer: () => every(settings.tickMs, tick, log, "saga timer round"),
   };
 }
