@@ -37,6 +37,19 @@ export interface Config {
   readonly logLevel: string;
   /** Port of /health and /metrics; 0 picks a free one. */
   readonly opsPort: number;
+  /**
+   * Which instance of the service this is when several run in one group ("0", "1", …). Names the
+   * transactional ids, so it must be stable across restarts and unique among live instances.
+   */
+  readonly instanceId: string;
+  readonly transactions: {
+    /** A consumer commits its transaction once it holds this many records... */
+    readonly maxRecords: number;
+    /** ...or once it has been open this long. */
+    readonly maxMs: number;
+    /** transaction.timeout.ms: the broker aborts a transaction its producer left open longer. */
+    readonly timeoutMs: number;
+  };
   readonly consumer: {
     /** In-process attempts for a retriable handler error before the record is dead-lettered. */
     readonly maxAttempts: number;
@@ -155,6 +168,12 @@ export function loadConfig(service: string, env: Env = process.env): Config {
     topicProfile: oneOf(env, "TOPIC_PROFILE", ["local", "cluster"], "local"),
     cacheDir: env["ORDERFLOW_CACHE"] ?? `${env["HOME"] ?? "."}/.cache/orderflow`,
     opsPort: integer(env, "OPS_PORT", 0, 0),
+    instanceId: env["INSTANCE_ID"] ?? "0",
+    transactions: {
+      maxRecords: integer(env, "TX_MAX_RECORDS", 100, 1),
+      maxMs: integer(env, "TX_MAX_MS", 100, 1),
+      timeoutMs: integer(env, "TX_TIMEOUT_MS", 30000, 1000),
+    },
     logLevel: oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"], "info"),
     consumer: {
       maxAttempts: integer(env, "CONSUMER_MAX_ATTEMPTS", 5, 1),

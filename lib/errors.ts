@@ -57,6 +57,21 @@ export function isRetriable(err: unknown): boolean {
   return true;
 }
 
+const connectionCodes: ReadonlySet<string> = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENOTCONN"]);
+
+/**
+ * True for a passing outage rather than a bad record: our TransientError, or a dependency's
+ * connection failing (Redis down, a socket reset, a command whose connection closed). The consumer
+ * waits such errors out instead of dead-lettering the record.
+ */
+export function isOutage(err: unknown): boolean {
+  if (err instanceof OrderflowError) return err instanceof TransientError;
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && connectionCodes.has(code)) return true;
+  return err.name === "MaxRetriesPerRequestError" || /Connection is closed|Stream isn't writeable|connect ECONNREFUSED/.test(err.message);
+}
+
 /** A stable class name for an error, for DLQ headers and metric labels. */
 export function errorClassOf(err: unknown): string {
   if (err instanceof OrderflowError) return err.errorClass;

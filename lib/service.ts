@@ -25,8 +25,17 @@ export interface Runtime {
   readonly redis: Redis;
   readonly keys: Keys;
   readonly metrics: Metrics;
-  /** Declares a consumer group over catalog topics; started after the build, stopped first. */
-  consume(options: { readonly group: string; readonly topics: readonly string[]; readonly handler: RecordHandler }): ConsumerRunner;
+  /**
+   * Declares a consumer group over catalog topics; started after the build, stopped first. A
+   * handler that produces gets a transactional runner (its outputs and offsets commit together);
+   * `delivery: "at-least-once"` is for handlers that only write state (projections).
+   */
+  consume(options: {
+    readonly group: string;
+    readonly topics: readonly string[];
+    readonly handler: RecordHandler;
+    readonly delivery?: "transactional" | "at-least-once";
+  }): ConsumerRunner;
 }
 
 /** What a service adds to the common parts. */
@@ -87,13 +96,17 @@ export async function startService(
     redis,
     keys: keyspace(config.redisKeyPrefix),
     metrics,
-    consume({ group, topics, handler }) {
+    consume({ group, topics, handler, delivery = "transactional" }) {
+      const groupId = topicName(config, group);
       const runner = new ConsumerRunner({
         kafka,
         admin,
         config,
         log,
-        groupId: topicName(config, group),
+        groupId,
+        ...(delivery === "transactional"
+          ? { transactional: { transactionalId: `${groupId}.${config.instanceId}`, settings: config.transactions } }
+          : {}),
         subscriptions: topics.map((base) => ({ topic: topicName(config, base), valueTypes: topicSpec(base).valueTypes })),
         publisher,
         handler: async (record, context) => {

@@ -4,7 +4,7 @@
  */
 import { errorClassOf, messageOf } from "../errors.ts";
 import { flattenHeaders, type RawHeaders } from "../codec/envelope.ts";
-import type { Delivery, Publisher } from "./publisher.ts";
+import type { Sink } from "./publisher.ts";
 
 /** Headers added to a dead-lettered record. */
 export const DlqHeaders = {
@@ -57,9 +57,9 @@ export function deadLetterHeaders(record: FailedRecord, failure: Failure): Recor
   };
 }
 
-/** Produces the record to its DLQ and waits for the ack; rejects if the DLQ cannot take it. */
-export function deadLetter(publisher: Publisher, record: FailedRecord, failure: Failure): Promise<Delivery> {
-  return publisher.send(dlqTopicOf(record.topic), {
+/** Produces the record to its DLQ through `sink`; rejects if the DLQ cannot take it. */
+export function deadLetter(sink: Sink, record: FailedRecord, failure: Failure): Promise<unknown> {
+  return sink.send(dlqTopicOf(record.topic), {
     key: record.key?.toString("utf8") ?? "",
     value: record.value ?? Buffer.alloc(0),
     headers: deadLetterHeaders(record, failure),

@@ -24,18 +24,43 @@ export interface PublishOptions {
   readonly eventId?: string;
 }
 
-/** Sends records and waits for the broker's ack. */
-export interface Publisher {
+/**
+ * Where a handler's outputs go: straight to the broker (resolving on its ack), or into the open
+ * transaction (resolving once queued; the commit makes them visible).
+ */
+export interface Sink<Result = unknown> {
   /** Encodes `init` as `schema` onto the catalog topic `base` (prefix applied). */
   publish<Desc extends DescMessage>(
     base: string,
     schema: Desc,
     init: MessageInitShape<Desc>,
     options: PublishOptions,
-  ): Promise<Delivery>;
+  ): Promise<Result>;
   /** Sends an already encoded record to an exact topic name (DLQ, replay). */
-  send(topic: string, record: OutgoingRecord): Promise<Delivery>;
+  send(topic: string, record: OutgoingRecord): Promise<Result>;
+}
+
+/** Sends records and waits for the broker's ack. */
+export interface Publisher extends Sink<Delivery> {
   disconnect(): Promise<void>;
+}
+
+/** A sink over `send`: publish() validates and encodes with the envelope, then sends. */
+export function sinkOf<Result>(config: Config, send: (topic: string, record: OutgoingRecord) => Promise<Result>): Sink<Result> {
+  return {
+    send,
+    publish(base, schema, init, options) {
+      const record = encodeRecord(schema, init, {
+        key: options.key ?? options.orderId,
+        orderId: options.orderId,
+        producer: config.service,
+        encoding: config.encoding,
+        ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }),
+        ...(options.eventId === undefined ? {} : { eventId: options.eventId }),
+      });
+      return send(topicName(config, base), record);
+    },
+  };
 }
 
 function wrapDeliveryError(topic: string, err: unknown): TransientError {
@@ -56,21 +81,7 @@ export function publisherOf(producer: Producer, config: Config): Publisher {
       throw wrapDeliveryError(topic, err);
     }
   };
-  return {
-    send,
-    publish(base, schema, init, options) {
-      const record = encodeRecord(schema, init, {
-        key: options.key ?? options.orderId,
-        orderId: options.orderId,
-        producer: config.service,
-        encoding: config.encoding,
-        ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }),
-        ...(options.eventId === undefined ? {} : { eventId: options.eventId }),
-      });
-      return send(topicName(config, base), record);
-    },
-    disconnect: () => producer.disconnect(),
-  };
+  return { ...sinkOf(config, send), disconnect: () => producer.disconnect() };
 }
 
 /** Connects an idempotent producer and wraps it as a Publisher. */

@@ -3,12 +3,12 @@
  * and the stock in Redis, and reports the invariants (invariants.ts). Exits 1 on any violation.
  * Run it after the system is quiet: an order still in flight reads as lost.
  */
-import { randomUUID } from "node:crypto";
 import { Command } from "commander";
 import { topicSpec } from "../../infra/topics.ts";
 import { decodeRecord } from "../../lib/codec/codec.ts";
 import { PoisonRecordError } from "../../lib/errors.ts";
-import { createConsumer, topicName } from "../../lib/kafka/client.ts";
+import { topicName } from "../../lib/kafka/client.ts";
+import { readToEnd } from "../../lib/kafka/read-to-end.ts";
 import { createRedis, keyspace } from "../../lib/redis.ts";
 import { StockStore } from "../inventory/stock.ts";
 import { output, type CliContext, type ContextFactory } from "./context.ts";
@@ -20,53 +20,25 @@ const checkedTopics = ["orders.created", "orders.completed", "orders.failed", "o
 async function observe(ctx: CliContext, timeoutMs: number): Promise<Observed[]> {
   const admin = ctx.kafka.admin();
   await admin.connect();
-  const remaining = new Map<string, number>();
+  const observed: Observed[] = [];
   try {
-    for (const base of checkedTopics) {
-      for (const mark of await admin.fetchTopicOffsets(topicName(ctx.config, base))) {
-        if (Number(mark.high) > Number(mark.low)) remaining.set(`${topicName(ctx.config, base)}/${mark.partition}`, Number(mark.high));
+    await readToEnd(ctx.config, admin, checkedTopics.map((base) => topicName(ctx.config, base)), (message) => {
+      const base = message.topic.slice(ctx.config.topicPrefix.length);
+      try {
+        const { envelope, message: value } = decodeRecord(message, topicSpec(base).valueTypes);
+        const fields = value as unknown as { paymentId?: string; notificationId?: string; messageId?: string };
+        observed.push({
+          topic: base,
+          orderId: envelope.orderId,
+          eventId: envelope.eventId,
+          ...(base === "notifications.sent" ? { ref: fields.notificationId ?? "", messageId: fields.messageId ?? "" } : fields.paymentId ? { ref: fields.paymentId } : {}),
+        });
+      } catch (err) {
+        if (!(err instanceof PoisonRecordError)) throw err;
       }
-    }
+    }, timeoutMs);
   } finally {
     await admin.disconnect();
-  }
-  const observed: Observed[] = [];
-  if (remaining.size === 0) return observed;
-  const consumer = createConsumer(ctx.kafka, ctx.config, `orderflow-check-${randomUUID()}`, { "enable.auto.commit": false });
-  let finish: () => void = () => undefined;
-  const done = new Promise<void>((resolve) => (finish = resolve));
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics: checkedTopics.map((base) => topicName(ctx.config, base)) });
-    await consumer.run({
-      partitionsConsumedConcurrently: 3,
-      eachMessage: ({ topic, partition, message }) => {
-        const key = `${topic}/${partition}`;
-        const end = remaining.get(key);
-        if (end === undefined || Number(message.offset) >= end) return Promise.resolve();
-        const base = topic.slice(ctx.config.topicPrefix.length);
-        try {
-          const { envelope, message: value } = decodeRecord(message, topicSpec(base).valueTypes);
-          const fields = value as unknown as { paymentId?: string; notificationId?: string; messageId?: string };
-          observed.push({
-            topic: base,
-            orderId: envelope.orderId,
-            eventId: envelope.eventId,
-            ...(base === "notifications.sent" ? { ref: fields.notificationId ?? "", messageId: fields.messageId ?? "" } : fields.paymentId ? { ref: fields.paymentId } : {}),
-          });
-        } catch (err) {
-          if (!(err instanceof PoisonRecordError)) throw err;
-        }
-        if (Number(message.offset) >= end - 1) remaining.delete(key);
-        if (remaining.size === 0) finish();
-        return Promise.resolve();
-      },
-    });
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([done, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`could not read to the end of the log in ${timeoutMs} ms`)), timeoutMs)))]);
-    clearTimeout(timer);
-  } finally {
-    await consumer.disconnect();
   }
   return observed;
 }

@@ -17,11 +17,12 @@ import {
 } from "../../gen/orderflow/v1/events_pb.ts";
 import { every } from "../../lib/every.ts";
 import type { Logger } from "../../lib/log.ts";
-import type { Publisher } from "../../lib/kafka/publisher.ts";
+import type { Publisher, Sink } from "../../lib/kafka/publisher.ts";
 import type { StockStore } from "./stock.ts";
 
 export interface InventoryDeps {
   readonly store: StockStore;
+  /** Publishes what the expiry sweeper releases (consumed records answer through their own sink). */
   readonly publisher: Publisher;
   readonly log: Logger;
   /** How long a reservation holds stock before it expires. */
@@ -41,17 +42,17 @@ export function createInventory(deps: InventoryDeps) {
   const { store, publisher, log } = deps;
   const now = deps.now ?? Date.now;
 
-  async function publishReleased(orderId: string, reservationId: string, lines: readonly { productId: string; quantity: number }[], reason: ReleaseReason) {
-    await publisher.publish("inventory.released", InventoryReleasedSchema, { orderId, reservationId, reason, lines: [...lines], releasedAt: timestampNow() }, { orderId });
+  async function publishReleased(out: Sink, orderId: string, reservationId: string, lines: readonly { productId: string; quantity: number }[], reason: ReleaseReason) {
+    await out.publish("inventory.released", InventoryReleasedSchema, { orderId, reservationId, reason, lines: [...lines], releasedAt: timestampNow() }, { orderId });
   }
 
   return {
     /** orders.validated → reserve every line or none. */
-    async reserve(event: OrderValidated): Promise<void> {
+    async reserve(event: OrderValidated, out: Sink): Promise<void> {
       const { orderId } = event;
       const outcome = await store.reserve(orderId, event.items.map((i) => ({ productId: i.productId, quantity: i.quantity })), deps.reservationTtlMs, now());
       if (outcome.kind === "reserved") {
-        await publisher.publish("inventory.reserved", InventoryReservedSchema, {
+        await out.publish("inventory.reserved", InventoryReservedSchema, {
           orderId,
           reservationId: outcome.reservationId,
           lines: outcome.lines.map((l) => ({ productId: l.productId, quantity: l.quantity })),
@@ -59,7 +60,7 @@ export function createInventory(deps: InventoryDeps) {
           reservedAt: timestampNow(),
         }, { orderId });
       } else {
-        await publisher.publish("inventory.failed", InventoryReservationFailedSchema, {
+        await out.publish("inventory.failed", InventoryReservationFailedSchema, {
           orderId,
           shortages: outcome.shortages.map((s) => ({ productId: s.productId, requested: s.requested, available: s.available })),
           failedAt: timestampNow(),
@@ -68,12 +69,12 @@ export function createInventory(deps: InventoryDeps) {
     },
 
     /** inventory.requested → commit or release the order's reservation. */
-    async act(command: InventoryActionRequested): Promise<void> {
+    async act(command: InventoryActionRequested, out: Sink): Promise<void> {
       const { orderId } = command;
       if (command.action === InventoryAction.COMMIT) {
         const outcome = await store.commit(orderId);
         if (outcome.kind !== "nothing") {
-          await publisher.publish("inventory.committed", InventoryCommittedSchema, { orderId, reservationId: outcome.reservationId, lines: [...outcome.lines], committedAt: timestampNow() }, { orderId });
+          await out.publish("inventory.committed", InventoryCommittedSchema, { orderId, reservationId: outcome.reservationId, lines: [...outcome.lines], committedAt: timestampNow() }, { orderId });
         } else {
           log.error({ orderId, state: outcome.state }, "commit found no live reservation");
         }
@@ -81,14 +82,14 @@ export function createInventory(deps: InventoryDeps) {
       }
       const reason = releaseReasons[command.reason as keyof typeof releaseReasons] ?? "COMPENSATION";
       const outcome = await store.release(orderId, reason);
-      if (outcome.kind !== "nothing") await publishReleased(orderId, outcome.reservationId, outcome.lines, reasonOf(reason));
+      if (outcome.kind !== "nothing") await publishReleased(out, orderId, outcome.reservationId, outcome.lines, reasonOf(reason));
       else log.warn({ orderId, state: outcome.state }, "release found nothing to release");
     },
 
     /** Releases reservations past their expiry and says so on inventory.released. */
     async expire(limit = 100): Promise<number> {
       const released = await store.expireDue(now(), limit);
-      for (const r of released) if (r.kind === "released") await publishReleased(r.orderId, r.reservationId, r.lines, ReleaseReason.EXPIRED);
+      for (const r of released) if (r.kind === "released") await publishReleased(publisher, r.orderId, r.reservationId, r.lines, ReleaseReason.EXPIRED);
       return released.length;
     },
 

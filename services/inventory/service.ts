@@ -9,13 +9,13 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 /** Builds the inventory service on a runtime; `env` holds its own settings. */
 export function buildInventory(env: Env) {
   return (runtime: Runtime): ServiceParts => {
-      const inventory = createInventory({
+    const inventory = createInventory({
       ...runtime,
       store: new StockStore(runtime.redis, runtime.keys),
       reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 10 * 60_000, 1),
     });
-    runtime.consume({ group: "inventory", topics: ["orders.validated"], handler: (record) => inventory.reserve(record.message as unknown as OrderValidated) });
-    runtime.consume({ group: "inventory-actions", topics: ["inventory.requested"], handler: (record) => inventory.act(record.message as unknown as InventoryActionRequested) });
+    runtime.consume({ group: "inventory", topics: ["orders.validated"], handler: (record, context) => inventory.reserve(record.message as unknown as OrderValidated, context.out) });
+    runtime.consume({ group: "inventory-actions", topics: ["inventory.requested"], handler: (record, context) => inventory.act(record.message as unknown as InventoryActionRequested, context.out) });
     let stopSweeper: () => Promise<void> = () => Promise.resolve();
     return {
       start: () => Promise.resolve(void (stopSweeper = inventory.startSweeper(integer(env, "RESERVATION_SWEEP_MS", 1000, 10)))),

@@ -9,14 +9,13 @@ import { EmailTemplate, NotificationSentSchema, type EmailRequested } from "../.
 import { TransientError, messageOf } from "../../lib/errors.ts";
 import { maskEmail, type Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
-import type { Publisher } from "../../lib/kafka/publisher.ts";
+import type { Sink } from "../../lib/kafka/publisher.ts";
 import { v5 as uuidv5 } from "uuid";
 import { render } from "./templates.ts";
 
 export interface NotificationDeps {
   readonly redis: Redis;
   readonly keys: Keys;
-  readonly publisher: Publisher;
   readonly mailer: Pick<Transporter, "sendMail">;
   readonly log: Logger;
   readonly from: string;
@@ -27,14 +26,15 @@ export interface NotificationDeps {
 }
 
 export function createNotifier(deps: NotificationDeps) {
-  const { redis, keys, publisher, mailer, log } = deps;
+  const { redis, keys, mailer, log } = deps;
   const claimMs = deps.claimMs ?? 60_000;
 
-  return async function handle(command: EmailRequested): Promise<void> {
+  /** Sends one requested email (once); notifications.sent goes to `out` (the consumer's transaction). */
+  return async function handle(command: EmailRequested, out: Sink): Promise<void> {
     const key = keys("email", command.notificationId);
     const earlier = await redis.get(key);
     if (earlier?.startsWith("sent:")) {
-      await publishSent(command, earlier.slice("sent:".length));
+      await publishSent(out, command, earlier.slice("sent:".length));
       return;
     }
     const minute = Math.floor(Date.now() / 60_000);
@@ -59,18 +59,18 @@ export function createNotifier(deps: NotificationDeps) {
     }
     await redis.set(key, `sent:${messageId}`);
     log.info({ orderId: command.orderId, template: EmailTemplate[command.template], to: maskEmail(command.email) }, "email sent");
-    await publishSent(command, messageId);
+    await publishSent(out, command, messageId);
   };
+}
 
-  async function publishSent(command: EmailRequested, messageId: string): Promise<void> {
-    await publisher.publish("notifications.sent", NotificationSentSchema, {
-      notificationId: command.notificationId,
-      orderId: command.orderId,
-      template: command.template,
-      messageId,
-      sentAt: timestampNow(),
-    }, { orderId: command.orderId, eventId: sentEventId(command.notificationId) });
-  }
+async function publishSent(out: Sink, command: EmailRequested, messageId: string): Promise<void> {
+  await out.publish("notifications.sent", NotificationSentSchema, {
+    notificationId: command.notificationId,
+    orderId: command.orderId,
+    template: command.template,
+    messageId,
+    sentAt: timestampNow(),
+  }, { orderId: command.orderId, eventId: sentEventId(command.notificationId) });
 }
 
 const SENT_NAMESPACE = "6f1c2a8e-4b1d-4f0e-9a57-2d7b8c3e5a10";

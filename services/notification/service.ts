@@ -9,14 +9,14 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 /** Builds the notification service on a runtime; `env` holds its own settings. */
 export function buildNotification(env: Env) {
   return (runtime: Runtime): ServiceParts => {
-      const mailer = createTransport(env["SMTP_URL"] ?? "smtp://127.0.0.1:2525");
+    const mailer = createTransport(env["SMTP_URL"] ?? "smtp://127.0.0.1:2525");
     const notify = createNotifier({
       ...runtime,
       mailer,
       from: env["MAIL_FROM"] ?? "orders@orderflow.test",
       ratePerMinute: integer(env, "EMAIL_RATE_PER_MINUTE", 20, 1),
     });
-    runtime.consume({ group: "notification", topics: ["notifications.email"], handler: (record) => notify(record.message as unknown as EmailRequested) });
+    runtime.consume({ group: "notification", topics: ["notifications.email"], handler: (record, context) => notify(record.message as unknown as EmailRequested, context.out) });
     return {
       checks: [{ name: "smtp", check: async () => ((await mailer.verify()) ? { status: "ok" } : { status: "error", detail: "SMTP did not answer" }) }],
       stop: () => Promise.resolve(mailer.close()),

@@ -1,7 +1,8 @@
 /**
  * The orchestrator's Kafka shell around the pure saga: turns consumed records into saga inputs,
- * stores each decision with its effects (SagaStore), then carries the effects out — publishing
- * records and parking compensations — and a timer that fires deadlines and compensation retries.
+ * stores each decision with its effects (SagaStore), then carries the effects out — into the
+ * consumer's transaction for consumed records, straight to the broker for the timer that fires
+ * deadlines and compensation retries — and parks compensations that keep failing.
  */
 import type { DecodedRecord } from "../../lib/codec/codec.ts";
 import { encodeRecord } from "../../lib/codec/codec.ts";
@@ -11,7 +12,8 @@ import type { Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { every } from "../../lib/every.ts";
 import { topicName } from "../../lib/kafka/client.ts";
-import type { Publisher } from "../../lib/kafka/publisher.ts";
+import type { RecordContext } from "../../lib/kafka/consumer-runner.ts";
+import type { Publisher, Sink } from "../../lib/kafka/publisher.ts";
 import type {
   InventoryReleased,
   InventoryReservationFailed,
@@ -24,7 +26,7 @@ import type {
 } from "../../gen/orderflow/v1/events_pb.ts";
 import { decide, type CatalogPrice, type SagaInput } from "./saga.ts";
 import type { OrchestratorSettings } from "./settings.ts";
-import { SagaStore, entryCreatedMs, outboxMessage, toOutbox, type StoredSaga } from "./store.ts";
+import { SagaStore, entryCreatedMs, outboxMessage, toOutbox, type OutboxEntry, type StoredSaga } from "./store.ts";
 
 /** The timer republishes an outbox only when the handler that wrote it had this long to do so. */
 const OUTBOX_RECOVERY_AFTER_MS = 5_000;
@@ -99,6 +101,29 @@ export function createOrchestrator(deps: OrchestratorDeps) {
     return found;
   }
 
+  /** Carries out one outbox entry through `out`: parks it, or publishes it under its own event id. */
+  async function carryOut(orderId: string, entry: OutboxEntry, out: Sink): Promise<void> {
+    if (entry.kind === "park") {
+      await store.park(orderId, entry, now());
+      log.error({ orderId, compensation: entry.compensation, attempts: entry.attempts }, "compensation parked");
+      return;
+    }
+    const { schema, message } = outboxMessage(entry);
+    await out.send(
+      topicName(config, entry.topic),
+      encodeRecord(schema, message, { key: entry.key, orderId, producer: config.service, encoding: config.encoding, eventId: entry.id }),
+    );
+  }
+
+  /** Removes carried-out entries from the saga's outbox. */
+  async function removeFromOutbox(orderId: string, ids: ReadonlySet<string>): Promise<void> {
+    await store.update(orderId, (current) =>
+      current === undefined || !current.outbox.some((entry) => ids.has(entry.id))
+        ? undefined
+        : { ...current, outbox: current.outbox.filter((entry) => !ids.has(entry.id)) },
+    );
+  }
+
   /**
    * Publishes and parks what the saga's outbox holds, then removes what was done, until it is
    * empty. One flusher per order at a time (answers for one order arrive on several topics at
@@ -117,33 +142,27 @@ export function createOrchestrator(deps: OrchestratorDeps) {
         const first = saga?.outbox[0];
         if (saga === undefined || first === undefined) return;
         if (olderThanMs !== undefined && now() - entryCreatedMs(first) < olderThanMs) return;
-        for (const entry of saga.outbox) {
-          if (entry.kind === "park") {
-            await store.park(orderId, entry, now());
-            log.error({ orderId, compensation: entry.compensation, attempts: entry.attempts }, "compensation parked");
-            continue;
-          }
-          const { schema, message } = outboxMessage(entry);
-          await publisher.send(
-            topicName(config, entry.topic),
-            encodeRecord(schema, message, { key: entry.key, orderId, producer: config.service, encoding: config.encoding, eventId: entry.id }),
-          );
-        }
-        const done = new Set(saga.outbox.map((entry) => entry.id));
-        await store.update(orderId, (current) =>
-          current === undefined ? undefined : { ...current, outbox: current.outbox.filter((entry) => !done.has(entry.id)) },
-        );
+        for (const entry of saga.outbox) await carryOut(orderId, entry, publisher);
+        await removeFromOutbox(orderId, new Set(saga.outbox.map((entry) => entry.id)));
       }
     } finally {
       await store.unlockFlush(orderId);
     }
   }
 
-  /** Applies one input to one saga (idempotent by event id) and carries out the effects. */
-  async function apply(orderId: string, input: SagaInput, eventId?: string): Promise<StoredSaga | undefined> {
+  /**
+   * Applies one input to one saga under compare-and-set, idempotent by event id. Returns the saga
+   * and the outbox entries this input added — or, when the input was applied before (a redelivery
+   * after an aborted transaction), every entry still waiting, so its effects go out again.
+   */
+  async function decideAndStore(orderId: string, input: SagaInput, eventId?: string): Promise<{ saga: StoredSaga | undefined; due: readonly OutboxEntry[] }> {
     const products = await prices(input);
+    let added: readonly OutboxEntry[] = [];
+    let replayed = false;
     const saga = await store.update(orderId, (current) => {
-      if (eventId !== undefined && current?.seen.includes(eventId)) return undefined;
+      added = [];
+      replayed = eventId !== undefined && current?.seen.includes(eventId) === true;
+      if (replayed) return undefined;
       const decision = decide(current?.state, input, {
         nowMs: now(),
         products,
@@ -153,12 +172,19 @@ export function createOrchestrator(deps: OrchestratorDeps) {
         compensationMaxAttempts: settings.compensationMaxAttempts,
       });
       if (decision.state === undefined) return undefined;
+      added = toOutbox(decision.effects);
       return {
         state: decision.state,
         seen: SagaStore.seenWith(current?.seen ?? [], eventId),
-        outbox: [...(current?.outbox ?? []), ...toOutbox(decision.effects)],
+        outbox: [...(current?.outbox ?? []), ...added],
       };
     });
+    return { saga, due: replayed ? (saga?.outbox ?? []) : added };
+  }
+
+  /** Applies a timer input and publishes its effects at once (no consumer transaction to join). */
+  async function apply(orderId: string, input: SagaInput): Promise<StoredSaga | undefined> {
+    const { saga } = await decideAndStore(orderId, input);
     await flush(orderId);
     return saga;
   }
@@ -182,12 +208,18 @@ export function createOrchestrator(deps: OrchestratorDeps) {
     apply,
     flush,
     tick,
-    /** The consumer handler. */
-    async handle(record: DecodedRecord, topic: string): Promise<void> {
-      const base = topic.slice(config.topicPrefix.length);
+    /**
+     * The consumer handler: the decision is stored first, its effects go into the consumer's
+     * transaction, and they leave the outbox only once that transaction committed.
+     */
+    async handle(record: DecodedRecord, context: Pick<RecordContext, "topic" | "out" | "afterCommit">): Promise<StoredSaga | undefined> {
+      const base = context.topic.slice(config.topicPrefix.length);
       const input = inputOf(base, record);
       const orderId = record.envelope.orderId || (record.message as unknown as { orderId: string }).orderId;
-      await apply(orderId, input, record.envelope.eventId);
+      const { saga, due } = await decideAndStore(orderId, input, record.envelope.eventId);
+      for (const entry of due) await carryOut(orderId, entry, context.out);
+      if (due.length > 0) context.afterCommit(() => removeFromOutbox(orderId, new Set(due.map((entry) => entry.id))));
+      return saga;
     },
     /** Runs tick() every settings.tickMs until the returned function is called. */
     startTimer: () => every(settings.tickMs, tick, log, "saga timer round"),

@@ -8,7 +8,7 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 export function buildOrchestrator(env: Env) {
   return (runtime: Runtime): ServiceParts => {
     const orchestrator = createOrchestrator({ ...runtime, settings: loadSettings(env) });
-    runtime.consume({ group: "orchestrator", topics: orchestratorTopics, handler: (record, context) => orchestrator.handle(record, context.topic) });
+    runtime.consume({ group: "orchestrator", topics: orchestratorTopics, handler: async (record, context) => void (await orchestrator.handle(record, context)) });
     let stopTimer: () => Promise<void> = () => Promise.resolve();
     return {
       start: () => {

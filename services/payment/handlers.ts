@@ -15,19 +15,19 @@ import {
 } from "../../gen/orderflow/v1/events_pb.ts";
 import { RejectedError } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
-import type { Publisher } from "../../lib/kafka/publisher.ts";
+import type { Sink } from "../../lib/kafka/publisher.ts";
 import type { PaymentProcessor } from "./processor.ts";
 
 export interface PaymentDeps {
   readonly processor: PaymentProcessor;
-  readonly publisher: Publisher;
   readonly log: Logger;
 }
 
 export function createPaymentHandler(deps: PaymentDeps) {
-  const { processor, publisher, log } = deps;
+  const { processor, log } = deps;
 
-  return async function handle(command: PaymentRequested): Promise<void> {
+  /** Handles one command; its answer goes to `out` (the consumer's transaction). */
+  return async function handle(command: PaymentRequested, out: Sink): Promise<void> {
     const { orderId } = command;
     const currency = command.amount?.currencyCode ?? "";
     const amountMinor = command.amount?.amountMinor ?? 0n;
@@ -35,7 +35,7 @@ export function createPaymentHandler(deps: PaymentDeps) {
       if (command.instrument === undefined) throw new RejectedError("a charge needs a payment instrument");
       const outcome = await processor.charge({ orderId, token: command.instrument.token, amountMinor, currency });
       if (outcome.kind === "charged") {
-        await publisher.publish("payments.completed", PaymentCompletedSchema, {
+        await out.publish("payments.completed", PaymentCompletedSchema, {
           orderId,
           paymentId: outcome.paymentId,
           amount: { currencyCode: currency, amountMinor: outcome.amountMinor },
@@ -43,7 +43,7 @@ export function createPaymentHandler(deps: PaymentDeps) {
           completedAt: timestampNow(),
         }, { orderId });
       } else {
-        await publisher.publish("payments.failed", PaymentFailedSchema, {
+        await out.publish("payments.failed", PaymentFailedSchema, {
           orderId,
           code: PaymentFailureCode[outcome.code],
           message: outcome.message,
@@ -55,7 +55,7 @@ export function createPaymentHandler(deps: PaymentDeps) {
     }
     const outcome = await processor.refund({ orderId, amountMinor, currency });
     if (outcome.kind === "refunded") {
-      await publisher.publish("payments.refunded", PaymentRefundedSchema, {
+      await out.publish("payments.refunded", PaymentRefundedSchema, {
         orderId,
         paymentId: outcome.paymentId,
         refundId: outcome.refundId,

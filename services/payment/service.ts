@@ -11,7 +11,7 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 /** Builds the payment service on a runtime; `env` holds its own settings. */
 export function buildPayment(env: Env) {
   return (runtime: Runtime): ServiceParts => {
-      const gateway = new SimulatedGateway({
+    const gateway = new SimulatedGateway({
       latencyMs: integer(env, "GATEWAY_LATENCY_MS", 0, 0),
       failureRate: integer(env, "GATEWAY_FAILURE_PERCENT", 0, 0) / 100,
     });
@@ -24,8 +24,8 @@ export function buildPayment(env: Env) {
       breakerHalfOpenAfterMs: integer(env, "GATEWAY_BREAKER_HALF_OPEN_MS", 10_000, 1),
     });
     const processor = new PaymentProcessor({ gateway, policy, redis: runtime.redis, keys: runtime.keys, log: runtime.log });
-    const handle = createPaymentHandler({ processor, publisher: runtime.publisher, log: runtime.log });
-    runtime.consume({ group: "payment", topics: ["payments.requested"], handler: (record) => handle(record.message as unknown as PaymentRequested) });
+    const handle = createPaymentHandler({ processor, log: runtime.log });
+    runtime.consume({ group: "payment", topics: ["payments.requested"], handler: (record, context) => handle(record.message as unknown as PaymentRequested, context.out) });
     return {};
   };
 }

@@ -101,7 +101,7 @@ export function testRunner(
   t: TestKafka,
   publisher: Publisher,
   options: Pick<ConsumerRunnerOptions, "handler"> &
-    Partial<Pick<ConsumerRunnerOptions, "groupId" | "config" | "log" | "onOutcome" | "watchdogIntervalMs">> & { topic: string; valueTypes: readonly DescMessage[] },
+    Partial<Pick<ConsumerRunnerOptions, "groupId" | "config" | "log" | "onOutcome" | "watchdogIntervalMs" | "transactional">> & { topic: string; valueTypes: readonly DescMessage[] },
 ): ConsumerRunner {
   return new ConsumerRunner({
     kafka: t.kafka,
@@ -114,5 +114,6 @@ export function testRunner(
     handler: options.handler,
     watchdogIntervalMs: options.watchdogIntervalMs ?? 0,
     ...(options.onOutcome === undefined ? {} : { onOutcome: options.onOutcome }),
+    ...(options.transactional === undefined ? {} : { transactional: options.transactional }),
   });
 }

@@ -143,12 +143,12 @@ describe("consumer runner", () => {
     }
   });
 
-  it("retries a transient failure with backoff, then dead-letters after the bound", async () => {
+  it("retries a failing handler with backoff, then dead-letters after the bound", async () => {
     const topic = t.topic("payments.flaky");
     await createTopics(t.admin, [topic, `${topic}.dlq`], 1);
     const attempts = new Map<string, number>();
     const flakyOnce = randomUUID();
-    const alwaysDown = randomUUID();
+    const alwaysBroken = randomUUID();
     const runner = testRunner(t, publisher, {
       config: { ...t.config, consumer: { ...t.config.consumer, maxAttempts: 3 } },
       topic,
@@ -157,21 +157,47 @@ describe("consumer runner", () => {
         const id = record.envelope.orderId;
         const n = (attempts.get(id) ?? 0) + 1;
         attempts.set(id, n);
-        if (id === alwaysDown || n === 1) return Promise.reject(new TransientError("gateway busy"));
+        if (id === alwaysBroken || n === 1) return Promise.reject(new Error("handler bug"));
         return Promise.resolve();
       },
     });
     await runner.start();
     try {
-      for (const orderId of [alwaysDown, flakyOnce]) {
+      for (const orderId of [alwaysBroken, flakyOnce]) {
         await publisher.send(topic, encodeRecord(PaymentCompletedSchema, sampleOf(PaymentCompletedSchema, orderId), { key: orderId, orderId, producer: "test", encoding: "binary" }));
       }
       await waitFor(() => attempts.get(flakyOnce) === 2, { what: "the flaky record to succeed on its second try" });
-      expect(attempts.get(alwaysDown)).toBe(3);
+      expect(attempts.get(alwaysBroken)).toBe(3);
       const [dead] = await readRecords(t, `${topic}.dlq`, 1);
-      expect(headerValue(dead?.headers, Headers.orderId)).toBe(alwaysDown);
-      expect(headerValue(dead?.headers, DlqHeaders.errorClass)).toBe("transient");
+      expect(headerValue(dead?.headers, Headers.orderId)).toBe(alwaysBroken);
+      expect(headerValue(dead?.headers, DlqHeaders.errorClass)).toBe("unknown");
       expect(headerValue(dead?.headers, DlqHeaders.attempts)).toBe("3");
+    } finally {
+      await runner.stop();
+    }
+  });
+
+  it("waits out an outage past the retry bound instead of dead-lettering", async () => {
+    const topic = t.topic("payments.outage");
+    await createTopics(t.admin, [topic, `${topic}.dlq`], 1);
+    let attempts = 0;
+    const outageAttempts = 6;
+    const runner = testRunner(t, publisher, {
+      config: { ...t.config, consumer: { ...t.config.consumer, maxAttempts: 2 } },
+      topic,
+      valueTypes: [PaymentCompletedSchema],
+      handler: () => {
+        attempts += 1;
+        return attempts < outageAttempts ? Promise.reject(new TransientError("redis is restarting")) : Promise.resolve();
+      },
+    });
+    await runner.start();
+    try {
+      const orderId = randomUUID();
+      await publisher.send(topic, encodeRecord(PaymentCompletedSchema, sampleOf(PaymentCompletedSchema, orderId), { key: orderId, orderId, producer: "test", encoding: "binary" }));
+      await waitFor(() => attempts === outageAttempts, { what: "the record to get through once the outage is over" });
+      const dlqMarks = await t.admin.fetchTopicOffsets(`${topic}.dlq`);
+      expect(dlqMarks.reduce((sum, m) => sum + Number(m.high), 0)).toBe(0);
     } finally {
       await runner.stop();
     }

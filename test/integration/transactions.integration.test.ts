@@ -1,17 +1,21 @@
 /**
- * Kafka transactions from TypeScript against the real broker: committed records are visible to
- * read_committed consumers, aborted ones never are, and a second owner of a transactional id
- * fences the first (whose next transaction fails as fatal).
+ * Kafka transactions from TypeScript against the real broker: a transactional consumer's outputs
+ * and offsets commit together in batches; an attempt that fails after producing is aborted and
+ * redone, so its outputs appear once; a second owner of a transactional id fences the first, whose
+ * commit fails and is rewound.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import { OrderCreatedSchema, OrderValidatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import { encodeRecord } from "../../lib/codec/codec.ts";
 import { headerValue, Headers } from "../../lib/codec/envelope.ts";
+import { RejectedError } from "../../lib/errors.ts";
+import { createConsumer } from "../../lib/kafka/client.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
-import { FatalProducerError, createTransactionalProducer, inTransaction } from "../../lib/kafka/transactions.ts";
-import { createTopics, openTestKafka, readRecords, type TestKafka } from "../harness/kafka.ts";
+import { TransactionalOutput, type TransactionSettings } from "../../lib/kafka/transactions.ts";
+import { createTopics, openTestKafka, readRecords, testRunner, type TestKafka } from "../harness/kafka.ts";
 import { sampleOf } from "../harness/samples.ts";
+import { waitFor } from "../harness/wait.ts";
 
 let t: TestKafka;
 let publisher: Publisher;
@@ -26,55 +30,85 @@ afterAll(async () => {
   await t.close();
 });
 
+const settings: TransactionSettings = { maxRecords: 10, maxMs: 50, timeoutMs: 10_000 };
+
 function record(orderId: string) {
   return encodeRecord(OrderCreatedSchema, sampleOf(OrderCreatedSchema, orderId), { key: orderId, orderId, producer: "test", encoding: "binary" });
 }
 
-function toMessage(r: ReturnType<typeof record>) {
-  return { key: r.key, value: r.value, headers: r.headers };
+async function committedOffset(groupId: string, topic: string): Promise<number> {
+  const [entry] = await t.admin.fetchOffsets({ groupId, topics: [topic] });
+  return (entry?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
 }
 
-describe("transactions", () => {
-  it("shows committed records and hides aborted ones from read_committed consumers", async () => {
-    const topic = t.topic("tx.orders");
-    await createTopics(t.admin, [topic], 1);
-    const producer = await createTransactionalProducer(t.kafka, t.config, `tx-${randomUUID()}`);
+describe("transactional consumer", () => {
+  it("commits outputs and offsets together, once per batch, and redoes an attempt that failed after producing", async () => {
+    const input = t.topic("tx.in");
+    const output = t.topic("tx.out");
+    await createTopics(t.admin, [input, `${input}.dlq`, output], 2);
+    const orderIds = Array.from({ length: 25 }, () => randomUUID());
+    const failOnce = orderIds[7] as string;
+    let failed = false;
+    const groupId = `g-${randomUUID()}`;
+    const runner = testRunner(t, publisher, {
+      groupId,
+      topic: input,
+      valueTypes: [OrderCreatedSchema],
+      transactional: { transactionalId: `${groupId}.0`, settings },
+      handler: async (created, context) => {
+        const { orderId } = created.envelope;
+        await context.out.publish("tx.out", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
+        if (orderId === failOnce && !failed) {
+          failed = true;
+          throw new RejectedError("fails after producing, once");
+        }
+      },
+    });
+    await runner.start();
     try {
-      const committed = [randomUUID(), randomUUID()];
-      await inTransaction(producer, async (tx) => {
-        await tx.send({ topic, messages: committed.map((id) => toMessage(record(id))) });
-      });
-      const aborted = randomUUID();
-      await expect(
-        inTransaction(producer, async (tx) => {
-          await tx.send({ topic, messages: [toMessage(record(aborted))] });
-          throw new Error("handler failed after producing");
-        }),
-      ).rejects.toThrow("handler failed after producing");
-      const marker = randomUUID();
-      await publisher.send(topic, record(marker));
-
-      const seen = (await readRecords(t, topic, 3)).map((r) => headerValue(r.headers, Headers.orderId));
-      expect(seen).toEqual([...committed, marker]);
-      expect(seen).not.toContain(aborted);
+      for (const orderId of orderIds) await publisher.send(input, record(orderId));
+      const outputs = await readRecords(t, output, orderIds.length);
+      await waitFor(async () => (await committedOffset(groupId, input)) === orderIds.length, { what: "the input offsets to be committed" });
+      const seen = outputs.map((r) => headerValue(r.headers, Headers.orderId));
+      expect(failed).toBe(true);
+      expect(new Set(seen)).toEqual(new Set(orderIds));
+      expect(seen).toHaveLength(orderIds.length);
+      // Nothing went to the DLQ: the failed attempt was redone, not dead-lettered.
+      const dlqMarks = await t.admin.fetchTopicOffsets(`${input}.dlq`);
+      expect(dlqMarks.reduce((sum, m) => sum + Number(m.high), 0)).toBe(0);
     } finally {
-      await producer.disconnect();
+      await runner.stop();
     }
   });
 
-  it("fences a zombie: the older owner of a transactional id fails fatally", async () => {
-    const topic = t.topic("tx.fenced");
-    await createTopics(t.admin, [topic], 1);
+  it("fences a zombie: the older owner of a transactional id cannot commit and is told where to rewind", async () => {
+    const input = t.topic("tx.fenced.in");
+    const output = t.topic("tx.fenced.out");
+    await createTopics(t.admin, [input, output], 1);
+    const consumer = createConsumer(t.kafka, t.config, `g-${randomUUID()}`, { "enable.auto.commit": false });
+    await consumer.connect();
     const id = `tx-${randomUUID()}`;
-    const zombie = await createTransactionalProducer(t.kafka, t.config, id);
-    const successor = await createTransactionalProducer(t.kafka, t.config, id);
+    const zombie = new TransactionalOutput({ kafka: t.kafka, config: t.config, log: t.log, transactionalId: id, consumer, settings });
+    const successor = new TransactionalOutput({ kafka: t.kafka, config: t.config, log: t.log, transactionalId: id, consumer, settings });
     try {
-      await inTransaction(successor, (tx) => tx.send({ topic, messages: [toMessage(record(randomUUID()))] }));
-      const attempt = inTransaction(zombie, (tx) => tx.send({ topic, messages: [toMessage(record(randomUUID()))] }));
-      await expect(attempt).rejects.toBeInstanceOf(FatalProducerError);
+      const [lost, kept] = [randomUUID(), randomUUID()];
+      await zombie.begin();
+      await zombie.sink.send(output, record(lost));
+      await successor.begin();
+      await successor.sink.send(output, record(kept));
+      expect(await successor.commit()).toEqual({ committed: true, records: 0 });
+      zombie.consumed(input, 0, "41");
+      const result = await zombie.commit();
+      expect(result.committed).toBe(false);
+      expect(result.committed ? [] : result.rewind).toEqual([{ topic: input, partition: 0, offset: "41" }]);
+      const marker = randomUUID();
+      await publisher.send(output, record(marker));
+      const seen = (await readRecords(t, output, 2)).map((r) => headerValue(r.headers, Headers.orderId));
+      expect(seen).toEqual([kept, marker]);
     } finally {
-      await successor.disconnect();
-      await zombie.disconnect().catch(() => undefined);
+      await successor.close();
+      await zombie.close();
+      await consumer.disconnect();
     }
   });
 });
