@@ -142,6 +142,15 @@ function locked(props: KafkaProperties, guarantees: KafkaProperties, kind: strin
   return { ...props, ...guarantees };
 }
 
+/**
+ * Test-only: UNSAFE_DISABLE_DEDUP=1 makes the payment and notification services skip their
+ * duplicate checks, so that the invariant checker's negative control can show it catches what
+ * follows. Never set it anywhere else.
+ */
+export function unsafeDedupOff(env: Env): boolean {
+  return env["UNSAFE_DISABLE_DEDUP"] === "1";
+}
+
 /** Reads the configuration of `service` from the environment. Throws ConfigError on a bad value. */
 export function loadConfig(service: string, env: Env = process.env): Config {
   return {

@@ -1,16 +1,19 @@
 /**
  * `orderflow check` — reads the order, payment and notification topics up to their current end,
- * and the stock in Redis, and reports the invariants (invariants.ts). Exits 1 on any violation.
+ * the stock and the payment processor's books in Redis, the dead-letter counts and (given its
+ * address) the mail sink's deliveries, and reports the invariants (invariants.ts). Exits 1 on any
+ * violation.
  * Run it after the system is quiet: an order still in flight reads as lost.
  */
 import { Command } from "commander";
-import { topicSpec } from "../../infra/topics.ts";
+import { DLQ_SUFFIX, sagaTopics, topicSpec } from "../../infra/topics.ts";
 import { decodeRecord } from "../../lib/codec/codec.ts";
 import { PoisonRecordError } from "../../lib/errors.ts";
 import { topicName } from "../../lib/kafka/client.ts";
 import { readToEnd } from "../../lib/kafka/read-to-end.ts";
 import { createRedis, keyspace } from "../../lib/redis.ts";
 import { StockStore } from "../inventory/stock.ts";
+import { RedisLedger, type LedgerEntry } from "../payment/simulated-gateway.ts";
 import { output, type CliContext, type ContextFactory } from "./context.ts";
 import { evaluate, type Observed } from "./invariants.ts";
 
@@ -43,24 +46,61 @@ async function observe(ctx: CliContext, timeoutMs: number): Promise<Observed[]> 
   return observed;
 }
 
+/** Records per dead-letter topic (only those holding any). */
+async function countDeadLetters(ctx: CliContext): Promise<Record<string, number>> {
+  const admin = ctx.kafka.admin();
+  await admin.connect();
+  const counts: Record<string, number> = {};
+  try {
+    for (const spec of sagaTopics) {
+      const dlq = `${spec.name}${DLQ_SUFFIX}`;
+      const marks = await admin.fetchTopicOffsets(topicName(ctx.config, dlq)).catch(() => []);
+      const total = marks.reduce((sum, mark) => sum + Number(mark.high) - Number(mark.low), 0);
+      if (total > 0) counts[dlq] = total;
+    }
+  } finally {
+    await admin.disconnect();
+  }
+  return counts;
+}
+
+/** Emails the mail sink received, by the notification each carries. */
+async function deliveredMail(url: string): Promise<{ notificationId: string }[]> {
+  const response = await fetch(`${url.replace(/\/$/, "")}/messages`);
+  if (!response.ok) throw new Error(`the mail sink at ${url} answered ${response.status}`);
+  const { messages } = (await response.json()) as { messages: { notificationId?: string }[] };
+  return messages.flatMap((m) => (m.notificationId ? [{ notificationId: m.notificationId }] : []));
+}
+
 export function checkCommand(context: ContextFactory): Command {
   return new Command("check")
-    .description("check the saga's invariants over the log and Redis (run when the system is quiet)")
+    .description("check the saga's invariants over the log, Redis, the processor's books and the mail sink (run when the system is quiet)")
     .option("--timeout <ms>", "how long reading the log may take", "120000")
-    .action(async (options: { timeout: string }) => {
+    .option("--mailsink <url>", "count emails where they arrived: the mail sink's HTTP address (else from notifications.sent)")
+    .action(async (options: { timeout: string; mailsink?: string }) => {
       const ctx = context();
       const records = await observe(ctx, Number(options.timeout));
       const redis = createRedis(ctx.config, ctx.log);
+      const keys = keyspace(ctx.config.redisKeyPrefix);
       let stock: string[];
+      let ledger: LedgerEntry[];
       try {
-        stock = await new StockStore(redis, keyspace(ctx.config.redisKeyPrefix)).checkConservation();
+        stock = await new StockStore(redis, keys).checkConservation();
+        ledger = await new RedisLedger(redis, keys).entries();
       } finally {
         redis.disconnect();
       }
-      const report = evaluate(records, stock);
+      const report = evaluate({
+        records,
+        stock,
+        ledger,
+        deadLetters: await countDeadLetters(ctx),
+        ...(options.mailsink === undefined ? {} : { mail: await deliveredMail(options.mailsink) }),
+      });
       const { outcomes, violations } = report;
       output(ctx, report, [
         `orders accepted ${report.accepted}: completed ${outcomes.completed}, failed ${outcomes.failed}, cancelled ${outcomes.cancelled}, refunded after completion ${outcomes.refundedAfterCompletion}`,
+        `charges ${report.charges}, refunds ${report.refunds}, emails ${report.emails}, dead letters ${Object.values(report.deadLetters).reduce((a, b) => a + b, 0)}`,
         ...Object.entries(violations).map(([rule, ids]) => `${ids.length === 0 ? "ok  " : "FAIL"} ${rule}${ids.length === 0 ? "" : `: ${ids.slice(0, 10).join(", ")}${ids.length > 10 ? " …" : ""}`}`),
         report.ok ? "all invariants hold" : "invariants violated",
       ]);

@@ -6,21 +6,21 @@ const r = (topic: string, orderId: string, extra: Partial<Observed> = {}): Obser
 
 describe("invariant rules", () => {
   it("passes a clean history and counts outcomes", () => {
-    const report = evaluate([
+    const report = evaluate({ records: [
       r("orders.created", "a"), r("payments.completed", "a", { ref: "p1" }), r("orders.completed", "a"),
       r("orders.created", "b"), r("payments.completed", "b", { ref: "p2" }), r("orders.failed", "b"), r("payments.refunded", "b"),
       r("orders.created", "c"), r("orders.failed", "c"),
       r("orders.created", "d"), r("orders.completed", "d"), r("payments.completed", "d", { ref: "p3" }), r("orders.cancelled", "d"), r("payments.refunded", "d"),
       r("notifications.sent", "a", { ref: "a:CONFIRMED", messageId: "m1" }), r("notifications.sent", "a", { ref: "a:CONFIRMED", messageId: "m1" }),
-    ]);
+    ] });
     expect(report.ok).toBe(true);
     expect(report.accepted).toBe(4);
     expect(report.outcomes).toEqual({ completed: 1, failed: 2, cancelled: 0, refundedAfterCompletion: 1 });
   });
 
   it("catches each kind of violation", () => {
-    const report = evaluate(
-      [
+    const report = evaluate({
+      records: [
         r("orders.created", "lost"),
         r("orders.created", "twice"), r("orders.completed", "twice"), r("orders.failed", "twice"),
         r("orders.created", "dup-end"), r("orders.failed", "dup-end"), r("orders.failed", "dup-end"),
@@ -28,8 +28,8 @@ describe("invariant rules", () => {
         r("orders.created", "kept"), r("payments.completed", "kept", { ref: "p9" }), r("orders.failed", "kept"),
         r("notifications.sent", "x", { ref: "x:CONFIRMED", messageId: "m1" }), r("notifications.sent", "x", { ref: "x:CONFIRMED", messageId: "m2" }),
       ],
-      ["laptop: reserved is 2 but live reservations hold 1"],
-    );
+      stock: ["laptop: reserved is 2 but live reservations hold 1"],
+    });
     expect(report.ok).toBe(false);
     expect(report.violations).toEqual({
       lost: ["lost"],
@@ -39,5 +39,29 @@ describe("invariant rules", () => {
       duplicateEmails: ["x:CONFIRMED"],
       stock: ["laptop: reserved is 2 but live reservations hold 1"],
     });
+  });
+
+  it("audits money and mail where they really went when the books and the sink are given", () => {
+    const records = [
+      r("orders.created", "paid"), r("payments.completed", "paid", { ref: "ch_1" }), r("orders.completed", "paid"),
+      r("orders.created", "hidden"), r("payments.completed", "hidden", { ref: "ch_2" }), r("orders.completed", "hidden"),
+      r("orders.created", "failed"), r("orders.failed", "failed"),
+    ];
+    const ledger = [
+      { kind: "charge" as const, id: "ch_1", orderId: "paid", amountMinor: "100" },
+      // Taken by the processor but never reported on a topic: only the books show it.
+      { kind: "charge" as const, id: "ch_9", orderId: "hidden", amountMinor: "100" },
+      { kind: "charge" as const, id: "ch_2", orderId: "hidden", amountMinor: "100" },
+      { kind: "charge" as const, id: "ch_3", orderId: "failed", amountMinor: "100" },
+      { kind: "refund" as const, id: "re_1", orderId: "failed", chargeId: "ch_3", amountMinor: "100" },
+    ];
+    const mail = [{ notificationId: "paid:CONFIRMED" }, { notificationId: "paid:CONFIRMED" }, { notificationId: "failed:FAILED" }];
+    const report = evaluate({ records, ledger, mail, deadLetters: { "orders.created.dlq": 2 } });
+    expect(report.violations.duplicateCharges).toEqual(["hidden"]);
+    expect(report.violations.unrefundedCharges).toEqual([]);
+    expect(report.violations.duplicateEmails).toEqual(["paid:CONFIRMED"]);
+    expect(report).toMatchObject({ charges: 4, refunds: 1, emails: 3, deadLetters: { "orders.created.dlq": 2 }, ok: false });
+    const unrefunded = evaluate({ records, ledger: ledger.slice(0, 4) });
+    expect(unrefunded.violations.unrefundedCharges).toEqual(["failed"]);
   });
 });

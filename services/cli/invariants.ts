@@ -1,9 +1,12 @@
 /**
- * The invariant checker's rules, over what the topics say happened: every accepted order reached
- * one outcome; at most one charge per order; every charge of an order that did not complete was
- * refunded; at most one email per (order, template). Pure, so each rule is tested on its own; the
- * `orderflow check` command feeds it the log and adds stock conservation from Redis.
+ * The invariant checker's rules, over what the topics say happened and — where the effect lives
+ * outside Kafka — over the effect itself: every accepted order reached one outcome; at most one
+ * charge per order and every charge of an order that did not complete refunded (from the payment
+ * processor's own books when given, else from the topics); at most one email per (order, template)
+ * (from the SMTP sink's deliveries when given, else from notifications.sent). Pure, so each rule is
+ * tested on its own; `orderflow check` gathers the evidence and adds stock conservation from Redis.
  */
+import type { LedgerEntry } from "../payment/simulated-gateway.ts";
 
 /** One record as the checker needs it. */
 export interface Observed {
@@ -15,9 +18,27 @@ export interface Observed {
   readonly messageId?: string;
 }
 
+/** Everything the rules look at. */
+export interface Evidence {
+  readonly records: readonly Observed[];
+  /** Stock conservation violations found in Redis. */
+  readonly stock?: readonly string[];
+  /** The payment processor's books: every charge and refund it actually made. */
+  readonly ledger?: readonly LedgerEntry[];
+  /** Emails the SMTP server received, by the notification they carry. */
+  readonly mail?: readonly { readonly notificationId: string }[];
+  /** Records per dead-letter topic. */
+  readonly deadLetters?: Readonly<Record<string, number>>;
+}
+
 export interface InvariantReport {
   readonly accepted: number;
   readonly outcomes: Readonly<Record<"completed" | "failed" | "cancelled" | "refundedAfterCompletion", number>>;
+  /** Charges and refunds taken (by the processor's books when given), emails delivered. */
+  readonly charges: number;
+  readonly refunds: number;
+  readonly emails: number;
+  readonly deadLetters: Readonly<Record<string, number>>;
   readonly violations: {
     readonly lost: readonly string[];
     readonly twoOutcomes: readonly string[];
@@ -39,10 +60,13 @@ function group<T>(items: readonly T[], key: (item: T) => string): Map<string, T[
 
 const distinct = (values: readonly (string | undefined)[]) => new Set(values.filter((v) => v !== undefined)).size;
 
-/** Applies every rule to the observed records (and stock violations found elsewhere). */
-export function evaluate(records: readonly Observed[], stockViolations: readonly string[] = []): InvariantReport {
+/** Applies every rule to the evidence. */
+export function evaluate(evidence: Evidence): InvariantReport {
+  const { records, ledger, mail } = evidence;
   const byOrder = group(records, (r) => r.orderId);
   const accepted = [...byOrder].filter(([, rs]) => rs.some((r) => r.topic === "orders.created"));
+  const chargesBy = group(ledger?.filter((e) => e.kind === "charge") ?? [], (e) => e.orderId);
+  const refundedCharges = new Set(ledger?.filter((e) => e.kind === "refund").map((e) => e.chargeId) ?? []);
   const outcomes = { completed: 0, failed: 0, cancelled: 0, refundedAfterCompletion: 0 };
   const lost: string[] = [];
   const twoOutcomes: string[] = [];
@@ -55,14 +79,30 @@ export function evaluate(records: readonly Observed[], stockViolations: readonly
     else if (ends.length === 2 && ends.includes("completed") && ends.includes("cancelled")) outcomes.refundedAfterCompletion += 1;
     else if (ends.length > 1 || distinct(endRecords.map((r) => r.eventId)) > 1) twoOutcomes.push(orderId);
     else outcomes[ends[0]] += 1;
-    const charges = distinct(rs.filter((r) => r.topic === "payments.completed").map((r) => r.ref));
-    if (charges > 1) duplicateCharges.push(orderId);
-    const refunded = rs.some((r) => r.topic === "payments.refunded");
-    if (charges > 0 && !refunded && !(ends.length === 1 && ends[0] === "completed")) unrefundedCharges.push(orderId);
+    const kept = ends.length === 1 && ends[0] === "completed";
+    if (ledger === undefined) {
+      const charges = distinct(rs.filter((r) => r.topic === "payments.completed").map((r) => r.ref));
+      if (charges > 1) duplicateCharges.push(orderId);
+      if (charges > 0 && !kept && !rs.some((r) => r.topic === "payments.refunded")) unrefundedCharges.push(orderId);
+    } else {
+      const charges = chargesBy.get(orderId) ?? [];
+      if (charges.length > 1) duplicateCharges.push(orderId);
+      if (!kept && charges.some((charge) => !refundedCharges.has(charge.id))) unrefundedCharges.push(orderId);
+    }
   }
-  const duplicateEmails = [...group(records.filter((r) => r.topic === "notifications.sent"), (r) => r.ref ?? "")]
-    .filter(([, sent]) => distinct(sent.map((s) => s.messageId)) > 1)
-    .map(([notification]) => notification);
-  const violations = { lost, twoOutcomes, duplicateCharges, unrefundedCharges, duplicateEmails, stock: stockViolations };
-  return { accepted: accepted.length, outcomes, violations, ok: Object.values(violations).every((v) => v.length === 0) };
+  const duplicateEmails =
+    mail === undefined
+      ? [...group(records.filter((r) => r.topic === "notifications.sent"), (r) => r.ref ?? "")].filter(([, sent]) => distinct(sent.map((s) => s.messageId)) > 1).map(([id]) => id)
+      : [...group(mail, (m) => m.notificationId)].filter(([, delivered]) => delivered.length > 1).map(([id]) => id);
+  const violations = { lost, twoOutcomes, duplicateCharges, unrefundedCharges, duplicateEmails, stock: evidence.stock ?? [] };
+  return {
+    accepted: accepted.length,
+    outcomes,
+    charges: ledger === undefined ? records.filter((r) => r.topic === "payments.completed").length : (ledger.filter((e) => e.kind === "charge").length),
+    refunds: ledger === undefined ? records.filter((r) => r.topic === "payments.refunded").length : refundedCharges.size,
+    emails: mail === undefined ? distinct(records.filter((r) => r.topic === "notifications.sent").map((r) => r.messageId)) : mail.length,
+    deadLetters: evidence.deadLetters ?? {},
+    violations,
+    ok: Object.values(violations).every((v) => v.length === 0),
+  };
 }

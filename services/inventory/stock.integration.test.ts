@@ -103,6 +103,20 @@ describe("stock store", () => {
     }
   });
 
+  it("reports stock numbers that disagree with the reservations", async () => {
+    await store.setStock("laptop", 5);
+    const orderId = randomUUID();
+    await store.reserve(orderId, [{ productId: "laptop", quantity: 2 }], 60_000, 0);
+    await store.commit(orderId);
+    expect(await store.checkConservation()).toEqual([]);
+    await r.redis.hincrby(r.keys("stock", "laptop"), "committed", 1);
+    await r.redis.hincrby(r.keys("stock", "laptop"), "reserved", 1);
+    expect(await store.checkConservation()).toEqual([
+      "laptop: reserved is 1 but live reservations hold 0",
+      "laptop: committed is 3 but committed reservations hold 2",
+    ]);
+  });
+
   it("conserves stock under any sequence of operations", async () => {
     const skus = ["laptop", "mouse", "cable"] as const;
     const op = fc.oneof(

@@ -221,19 +221,22 @@ export class StockStore {
   }
 
   /**
-   * Checks the invariants of every SKU: no negative quantity, and `reserved` equal to the sum of
-   * live reservations (found by scanning reservation keys — meant for tests and the checker).
+   * Checks the invariants of every SKU: no negative quantity, `reserved` equal to the sum of live
+   * reservations and `committed` equal to the sum of committed ones (found by scanning reservation
+   * keys — meant for tests and the checker).
    */
   async checkConservation(): Promise<string[]> {
     const heldBySku = new Map<string, number>();
+    const soldBySku = new Map<string, number>();
     let cursor = "0";
     do {
       const [next, found] = await this.#redis.scan(cursor, "MATCH", this.keys("reservation", "*"), "COUNT", 1000);
       cursor = next;
       for (const key of found) {
         const [state, lines] = await this.#redis.hmget(key, "state", "lines");
-        if (state !== "reserved" || lines === null) continue;
-        for (const line of JSON.parse(lines) as Line[]) heldBySku.set(line.productId, (heldBySku.get(line.productId) ?? 0) + line.quantity);
+        const tally = state === "reserved" ? heldBySku : state === "committed" ? soldBySku : undefined;
+        if (tally === undefined || lines === null) continue;
+        for (const line of JSON.parse(lines) as Line[]) tally.set(line.productId, (tally.get(line.productId) ?? 0) + line.quantity);
       }
     } while (cursor !== "0");
     const violations: string[] = [];
@@ -241,6 +244,8 @@ export class StockStore {
       if (level.available < 0 || level.reserved < 0 || level.committed < 0) violations.push(`${level.sku}: negative quantity ${JSON.stringify(level)}`);
       const held = heldBySku.get(level.sku) ?? 0;
       if (held !== level.reserved) violations.push(`${level.sku}: reserved is ${level.reserved} but live reservations hold ${held}`);
+      const sold = soldBySku.get(level.sku) ?? 0;
+      if (sold !== level.committed) violations.push(`${level.sku}: committed is ${level.committed} but committed reservations hold ${sold}`);
     }
     return violations;
   }

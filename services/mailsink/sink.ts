@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
 import { v7 as uuidv7 } from "uuid";
+import { NOTIFICATION_HEADER } from "../notification/templates.ts";
 
 /** What the listing says about one stored message. */
 export interface StoredMail {
@@ -17,6 +18,8 @@ export interface StoredMail {
   readonly subject: string;
   readonly receivedAt: string;
   readonly sizeBytes: number;
+  /** The X-Orderflow-Notification header: which notification this email carries out. */
+  readonly notificationId?: string;
 }
 
 function header(raw: string, name: string): string {
@@ -62,6 +65,7 @@ export async function startMailSink(options: { dir: string; smtpPort: number; ht
           subject: header(text, "Subject"),
           receivedAt: new Date().toISOString(),
           sizeBytes: raw.length,
+          ...(header(text, NOTIFICATION_HEADER) === "" ? {} : { notificationId: header(text, NOTIFICATION_HEADER) }),
         };
         writeFileSync(join(options.dir, `${id}.eml`), raw);
         writeFileSync(join(options.dir, `${id}.json`), JSON.stringify(meta));

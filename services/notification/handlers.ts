@@ -10,8 +10,9 @@ import { TransientError, messageOf } from "../../lib/errors.ts";
 import { maskEmail, type Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import type { Sink } from "../../lib/kafka/publisher.ts";
+import { randomUUID } from "node:crypto";
 import { v5 as uuidv5 } from "uuid";
-import { render } from "./templates.ts";
+import { NOTIFICATION_HEADER, render } from "./templates.ts";
 
 export interface NotificationDeps {
   readonly redis: Redis;
@@ -23,6 +24,8 @@ export interface NotificationDeps {
   readonly ratePerMinute: number;
   /** How long a send in progress holds its claim; a crash mid-send frees it after this. */
   readonly claimMs?: number;
+  /** Test-only: false sends on every delivery (the invariant checker's negative control). */
+  readonly dedup?: boolean;
 }
 
 export function createNotifier(deps: NotificationDeps) {
@@ -31,7 +34,7 @@ export function createNotifier(deps: NotificationDeps) {
 
   /** Sends one requested email (once); notifications.sent goes to `out` (the consumer's transaction). */
   return async function handle(command: EmailRequested, out: Sink): Promise<void> {
-    const key = keys("email", command.notificationId);
+    const key = deps.dedup === false ? keys("email", command.notificationId, randomUUID()) : keys("email", command.notificationId);
     const earlier = await redis.get(key);
     if (earlier?.startsWith("sent:")) {
       await publishSent(out, command, earlier.slice("sent:".length));
@@ -51,7 +54,7 @@ export function createNotifier(deps: NotificationDeps) {
     const email = render(command.template, command.orderId, command.params);
     let messageId: string;
     try {
-      const info = (await mailer.sendMail({ from: deps.from, to: command.email, subject: email.subject, text: email.text })) as { messageId?: string };
+      const info = (await mailer.sendMail({ from: deps.from, to: command.email, subject: email.subject, text: email.text, headers: { [NOTIFICATION_HEADER]: command.notificationId } })) as { messageId?: string };
       messageId = info.messageId ?? "";
     } catch (err) {
       await redis.del(key);

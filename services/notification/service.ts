@@ -1,6 +1,6 @@
 /** How the notification service is put together: SMTP transport, notifier, and the notifications.email consumer. */
 import { createTransport } from "nodemailer";
-import { integer } from "../../lib/config.ts";
+import { integer, unsafeDedupOff } from "../../lib/config.ts";
 import type { EmailRequested } from "../../gen/orderflow/v1/events_pb.ts";
 import { createNotifier } from "./handlers.ts";
 import type { Env } from "../../lib/config.ts";
@@ -15,6 +15,7 @@ export function buildNotification(env: Env) {
       mailer,
       from: env["MAIL_FROM"] ?? "orders@orderflow.test",
       ratePerMinute: integer(env, "EMAIL_RATE_PER_MINUTE", 20, 1),
+      dedup: !unsafeDedupOff(env),
     });
     runtime.consume({ group: "notification", topics: ["notifications.email"], handler: (record, context) => notify(record.message as unknown as EmailRequested, context.out) });
     return {

@@ -30,3 +30,6 @@ export function render(template: EmailTemplate, orderId: string, params: Readonl
       throw new Error(`no template ${String(template)}`);
   }
 }
+
+/** The header that names the notification an email carries out; the mail sink and the checker read it. */
+export const NOTIFICATION_HEADER = "X-Orderflow-Notification";

@@ -8,14 +8,14 @@ import { OrderflowError, TransientError } from "../../lib/errors.ts";
 export interface PaymentGateway {
   /** Exchanges a card number for an opaque token; the number goes no further. */
   tokenize(cardNumber: string): Promise<{ token: string; last4: string; brand: string }>;
-  /** Charges a token. The same idempotency key always means the same single charge. */
-  charge(request: { idempotencyKey: string; token: string; amountMinor: bigint; currency: string }): Promise<{ chargeId: string; processorReference: string }>;
+  /** Charges a token. The same idempotency key always means the same single charge. `orderId` is metadata for the processor's books. */
+  charge(request: { idempotencyKey: string; orderId: string; token: string; amountMinor: bigint; currency: string }): Promise<{ chargeId: string; processorReference: string }>;
   /** Refunds a charge, once per idempotency key. */
-  refund(request: { idempotencyKey: string; chargeId: string; amountMinor: bigint; currency: string }): Promise<{ refundId: string }>;
+  refund(request: { idempotencyKey: string; orderId: string; chargeId: string; amountMinor: bigint; currency: string }): Promise<{ refundId: string }>;
 }
 
 /** Failure codes as payments.failed reports them. */
-export type PaymentFailureCodeName = "DECLINED" | "INSUFFICIENT_FUNDS" | "INVALID_INSTRUMENT" | "PROCESSOR_UNAVAILABLE";
+export type PaymentFailureCodeName = "DECLINED" | "INSUFFICIENT_FUNDS" | "INVALID_INSTRUMENT" | "PROCESSOR_UNAVAILABLE" | "CANCELLED";
 
 /** The processor said no; asking again gives the same answer. */
 export abstract class PaymentRefusedError extends OrderflowError {

@@ -8,7 +8,7 @@ const policyOptions = { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeou
 
 describe("simulated gateway", () => {
   const gateway = new SimulatedGateway();
-  const charge = async (card: string) => gateway.charge({ idempotencyKey: card + Math.random(), token: (await gateway.tokenize(card)).token, amountMinor: 100n, currency: "USD" });
+  const charge = async (card: string) => gateway.charge({ idempotencyKey: card + Math.random(), orderId: "o-1", token: (await gateway.tokenize(card)).token, amountMinor: 100n, currency: "USD" });
 
   it("behaves like the Stripe test cards", async () => {
     await expect(charge("4242424242424242")).resolves.toMatchObject({ chargeId: expect.stringMatching(/^ch_/) as string });
@@ -29,15 +29,15 @@ describe("simulated gateway", () => {
 
   it("answers a repeated idempotency key with the same charge", async () => {
     const { token } = await gateway.tokenize("4242424242424242");
-    const a = await gateway.charge({ idempotencyKey: "k1", token, amountMinor: 1n, currency: "USD" });
-    expect(await gateway.charge({ idempotencyKey: "k1", token, amountMinor: 1n, currency: "USD" })).toEqual(a);
-    await expect(gateway.charge({ idempotencyKey: "k2", token: "tok_bogus", amountMinor: 1n, currency: "USD" })).rejects.toBeInstanceOf(InvalidInstrumentError);
+    const a = await gateway.charge({ idempotencyKey: "k1", orderId: "o-1", token, amountMinor: 1n, currency: "USD" });
+    expect(await gateway.charge({ idempotencyKey: "k1", orderId: "o-1", token, amountMinor: 1n, currency: "USD" })).toEqual(a);
+    await expect(gateway.charge({ idempotencyKey: "k2", orderId: "o-2", token: "tok_bogus", amountMinor: 1n, currency: "USD" })).rejects.toBeInstanceOf(InvalidInstrumentError);
   });
 
   it("fails at the configured random rate", async () => {
     const flaky = new SimulatedGateway({ failureRate: 0.5, random: () => 0.1 });
     const { token } = await flaky.tokenize("4242424242424242");
-    await expect(flaky.charge({ idempotencyKey: "x", token, amountMinor: 1n, currency: "USD" })).rejects.toBeInstanceOf(GatewayUnavailableError);
+    await expect(flaky.charge({ idempotencyKey: "x", orderId: "o-3", token, amountMinor: 1n, currency: "USD" })).rejects.toBeInstanceOf(GatewayUnavailableError);
   });
 });
 

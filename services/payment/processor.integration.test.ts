@@ -1,4 +1,8 @@
-/** The payment processor on real Redis: one charge per order, recorded outcomes, refunds once. */
+/**
+ * The payment processor on real Redis: one charge per order, recorded outcomes, refunds once — also
+ * across a crash between the processor's answer and our record, a timed-out call, a lapsed claim,
+ * a flushed script cache; and, with dedup switched off, the duplicates the checker must catch.
+ */
 import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -6,7 +10,9 @@ import { createLogger } from "../../lib/log.ts";
 import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { PaymentProcessor } from "./processor.ts";
 import { createGatewayPolicy } from "./resilience.ts";
-import { SimulatedGateway } from "./simulated-gateway.ts";
+import { TransientError } from "../../lib/errors.ts";
+import { waitFor } from "../../test/harness/wait.ts";
+import { RedisLedger, SimulatedGateway } from "./simulated-gateway.ts";
 
 const log = createLogger("test", "silent", new Writable({ write: (_c, _e, done) => done() }));
 let r: TestRedis;
@@ -15,11 +21,16 @@ let processor: PaymentProcessor;
 
 const policy = () => createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 1000, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 });
 
+let ledger: RedisLedger;
+
 beforeEach(async () => {
   r = await openTestRedis();
-  gateway = new SimulatedGateway();
+  ledger = new RedisLedger(r.redis, r.keys);
+  gateway = new SimulatedGateway({ ledger });
   processor = new PaymentProcessor({ gateway, policy: policy(), redis: r.redis, keys: r.keys, log });
 });
+
+const chargesOf = async (orderId: string) => (await ledger.entries()).filter((e) => e.kind === "charge" && e.orderId === orderId);
 
 afterEach(async () => {
   await r.close();
@@ -69,9 +80,67 @@ describe("payment processor", () => {
     const calls = gateway.calls.refund;
     expect(await processor.refund({ orderId, amountMinor: 500n, currency: "USD" })).toEqual({ ...refund, replayed: true });
     expect(gateway.calls.refund).toBe(calls);
-    expect(await processor.refund({ orderId: randomUUID(), amountMinor: 1n, currency: "USD" })).toEqual({ kind: "nothing", reason: "no charge recorded" });
+    const neverCharged = randomUUID();
+    expect(await processor.refund({ orderId: neverCharged, amountMinor: 1n, currency: "USD" })).toEqual({ kind: "nothing", reason: "no charge recorded" });
+    // A charge command that arrives after its order was compensated takes nothing.
+    expect(await processor.charge({ orderId: neverCharged, token: await tokenFor("4242424242424242"), amountMinor: 1n, currency: "USD" })).toMatchObject({ kind: "failed", code: "CANCELLED" });
+    expect(await chargesOf(neverCharged)).toEqual([]);
     const declined = randomUUID();
     await processor.charge({ orderId: declined, token: await tokenFor("4000000000000002"), amountMinor: 1n, currency: "USD" });
     expect(await processor.refund({ orderId: declined, amountMinor: 1n, currency: "USD" })).toEqual({ kind: "nothing", reason: "the charge failed" });
+  });
+
+  it("gets the same charge back after a crash between the processor's answer and our record", async () => {
+    const orderId = randomUUID();
+    const token = await tokenFor("4242424242424242");
+    // The processor charged under the order's key, then our instance died before writing its record.
+    const taken = await gateway.charge({ idempotencyKey: `${orderId}:charge`, orderId, token, amountMinor: 700n, currency: "USD" });
+    const outcome = await processor.charge({ orderId, token, amountMinor: 700n, currency: "USD" });
+    expect(outcome).toMatchObject({ kind: "charged", paymentId: taken.chargeId, replayed: false });
+    expect(await chargesOf(orderId)).toHaveLength(1);
+  });
+
+  it("records nothing when the call timed out, and the retry takes no second charge", async () => {
+    const orderId = randomUUID();
+    const token = await tokenFor("4242424242424242");
+    const slow = new SimulatedGateway({ ledger, latencyMs: 200 });
+    const impatient = new PaymentProcessor({ gateway: slow, policy: createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, log });
+    await expect(impatient.charge({ orderId, token, amountMinor: 300n, currency: "USD" })).rejects.toBeInstanceOf(TransientError);
+    expect(await r.redis.hgetall(r.keys("payment", orderId))).toEqual({});
+    expect(await r.redis.exists(r.keys("payment", orderId, "claim"))).toBe(0);
+    const outcome = await processor.charge({ orderId, token, amountMinor: 300n, currency: "USD" });
+    expect(outcome.kind).toBe("charged");
+    expect(await chargesOf(orderId)).toHaveLength(1);
+  });
+
+  it("does not write an outcome once its claim lapsed and another holder took over", async () => {
+    const orderId = randomUUID();
+    const token = await tokenFor("4242424242424242");
+    const slow = new SimulatedGateway({ ledger, latencyMs: 150 });
+    const stalled = new PaymentProcessor({ gateway: slow, policy: policy(), redis: r.redis, keys: r.keys, log, claimMs: 30 });
+    const late = stalled.charge({ orderId, token, amountMinor: 100n, currency: "USD" });
+    const claim = r.keys("payment", orderId, "claim");
+    await waitFor(async () => (await r.redis.exists(claim)) === 0, { intervalMs: 5, what: "the 30 ms claim to lapse while the call is in flight" });
+    await r.redis.set(claim, "someone-else", "PX", 10_000);
+    await expect(late).rejects.toBeInstanceOf(TransientError);
+    expect(await r.redis.hgetall(r.keys("payment", orderId))).toEqual({});
+  });
+
+  it("keeps working after the script cache was flushed", async () => {
+    const first = randomUUID();
+    await processor.charge({ orderId: first, token: await tokenFor("4242424242424242"), amountMinor: 1n, currency: "USD" });
+    await r.redis.script("FLUSH");
+    const second = randomUUID();
+    expect(await processor.charge({ orderId: second, token: await tokenFor("4242424242424242"), amountMinor: 1n, currency: "USD" })).toMatchObject({ kind: "charged" });
+    expect(await chargesOf(second)).toHaveLength(1);
+  });
+
+  it("charges again on every repeat with dedup switched off (the negative control's premise)", async () => {
+    const orderId = randomUUID();
+    const token = await tokenFor("4242424242424242");
+    const careless = new PaymentProcessor({ gateway, policy: policy(), redis: r.redis, keys: r.keys, log, dedup: false });
+    await careless.charge({ orderId, token, amountMinor: 1n, currency: "USD" });
+    await careless.charge({ orderId, token, amountMinor: 1n, currency: "USD" });
+    expect(await chargesOf(orderId)).toHaveLength(2);
   });
 });

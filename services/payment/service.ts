@@ -1,10 +1,10 @@
 /** How the payment service is put together: gateway, resilience policy, processor, and the payments.requested consumer. */
-import { integer } from "../../lib/config.ts";
+import { integer, unsafeDedupOff } from "../../lib/config.ts";
 import type { PaymentRequested } from "../../gen/orderflow/v1/events_pb.ts";
 import { createPaymentHandler } from "./handlers.ts";
 import { PaymentProcessor } from "./processor.ts";
 import { createGatewayPolicy } from "./resilience.ts";
-import { SimulatedGateway } from "./simulated-gateway.ts";
+import { RedisLedger, SimulatedGateway } from "./simulated-gateway.ts";
 import type { Env } from "../../lib/config.ts";
 import type { Runtime, ServiceParts } from "../../lib/service.ts";
 
@@ -14,6 +14,7 @@ export function buildPayment(env: Env) {
     const gateway = new SimulatedGateway({
       latencyMs: integer(env, "GATEWAY_LATENCY_MS", 0, 0),
       failureRate: integer(env, "GATEWAY_FAILURE_PERCENT", 0, 0) / 100,
+      ledger: new RedisLedger(runtime.redis, runtime.keys),
     });
     const policy = createGatewayPolicy({
       maxAttempts: integer(env, "GATEWAY_MAX_ATTEMPTS", 4, 1),
@@ -23,7 +24,7 @@ export function buildPayment(env: Env) {
       breakerThreshold: integer(env, "GATEWAY_BREAKER_THRESHOLD", 10, 1),
       breakerHalfOpenAfterMs: integer(env, "GATEWAY_BREAKER_HALF_OPEN_MS", 10_000, 1),
     });
-    const processor = new PaymentProcessor({ gateway, policy, redis: runtime.redis, keys: runtime.keys, log: runtime.log });
+    const processor = new PaymentProcessor({ gateway, policy, redis: runtime.redis, keys: runtime.keys, log: runtime.log, dedup: !unsafeDedupOff(env) });
     const handle = createPaymentHandler({ processor, log: runtime.log });
     runtime.consume({ group: "payment", topics: ["payments.requested"], handler: (record, context) => handle(record.message as unknown as PaymentRequested, context.out) });
     return {};

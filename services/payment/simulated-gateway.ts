@@ -4,10 +4,91 @@
  * transiently every time, any other Luhn-valid number succeeds. A simulation property: the
  * behaviour is written into the token (tok_ok_…, tok_declined_…), so any instance, also after a
  * restart, treats a token the same way. Latency and a random transient failure rate are settable
- * for load tests. Charges and refunds are idempotent per key within the process.
+ * for load tests.
+ *
+ * Like a real processor, it keeps its own books: every charge and refund is written once per
+ * idempotency key, together with the key, in one step (GatewayLedger). With the Redis ledger the
+ * books outlive our processes — a payment instance killed between the processor's answer and its
+ * own record gets the same charge back on retry — and the invariant checker can audit the money
+ * actually taken, not just what our topics say.
  */
 import { randomBytes } from "node:crypto";
+import type { Keys, Redis } from "../../lib/redis.ts";
 import { CardDeclinedError, GatewayUnavailableError, InsufficientFundsError, InvalidInstrumentError, type PaymentGateway } from "./gateway.ts";
+
+/** One movement of money as the processor booked it. */
+export interface LedgerEntry {
+  readonly kind: "charge" | "refund";
+  /** ch_… or re_… */
+  readonly id: string;
+  readonly orderId: string;
+  /** For a refund: the charge it returns. */
+  readonly chargeId?: string;
+  readonly amountMinor: string;
+}
+
+/** The processor's books: one entry per idempotency key, written with the key in one step. */
+export interface GatewayLedger {
+  /** The entry booked under `idempotencyKey`, booking `entry` first if there is none. */
+  book(idempotencyKey: string, entry: LedgerEntry): Promise<LedgerEntry>;
+  earlier(idempotencyKey: string): Promise<LedgerEntry | undefined>;
+  entries(): Promise<LedgerEntry[]>;
+}
+
+/** Books kept in memory: enough for tokenizing and unit tests, gone with the process. */
+export class MemoryLedger implements GatewayLedger {
+  readonly #byKey = new Map<string, LedgerEntry>();
+
+  book(idempotencyKey: string, entry: LedgerEntry): Promise<LedgerEntry> {
+    const earlier = this.#byKey.get(idempotencyKey);
+    if (earlier !== undefined) return Promise.resolve(earlier);
+    this.#byKey.set(idempotencyKey, entry);
+    return Promise.resolve(entry);
+  }
+
+  earlier(idempotencyKey: string): Promise<LedgerEntry | undefined> {
+    return Promise.resolve(this.#byKey.get(idempotencyKey));
+  }
+
+  entries(): Promise<LedgerEntry[]> {
+    return Promise.resolve([...this.#byKey.values()]);
+  }
+}
+
+const bookScript = `
+local earlier = redis.call('HGET', KEYS[1], ARGV[1])
+if earlier then return earlier end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return ARGV[2]`;
+
+type LedgerRedis = Redis & { gatewayBook(byKey: string, entries: string, idempotencyKey: string, entry: string): Promise<string> };
+
+/** Books in Redis (gateway:keys, gateway:entries): shared by every payment instance, kept across restarts. */
+export class RedisLedger implements GatewayLedger {
+  readonly #redis: LedgerRedis;
+
+  constructor(
+    redis: Redis,
+    private readonly keys: Keys,
+  ) {
+    redis.defineCommand("gatewayBook", { numberOfKeys: 2, lua: bookScript });
+    this.#redis = redis as LedgerRedis;
+  }
+
+  async book(idempotencyKey: string, entry: LedgerEntry): Promise<LedgerEntry> {
+    return JSON.parse(await this.#redis.gatewayBook(this.keys("gateway", "keys"), this.keys("gateway", "entries"), idempotencyKey, JSON.stringify(entry))) as LedgerEntry;
+  }
+
+  async earlier(idempotencyKey: string): Promise<LedgerEntry | undefined> {
+    const raw = await this.#redis.hget(this.keys("gateway", "keys"), idempotencyKey);
+    return raw === null ? undefined : (JSON.parse(raw) as LedgerEntry);
+  }
+
+  async entries(): Promise<LedgerEntry[]> {
+    return (await this.#redis.lrange(this.keys("gateway", "entries"), 0, -1)).map((raw) => JSON.parse(raw) as LedgerEntry);
+  }
+}
 
 type Behaviour = "ok" | "declined" | "nofunds" | "flaky";
 
@@ -35,16 +116,18 @@ export interface SimulatedGatewayOptions {
   /** Share of calls (0..1) that fail transiently at random. */
   readonly failureRate?: number;
   readonly random?: () => number;
+  /** Where the processor keeps its books; in memory unless given. */
+  readonly ledger?: GatewayLedger;
 }
 
 export class SimulatedGateway implements PaymentGateway {
-  readonly #charges = new Map<string, { chargeId: string; processorReference: string }>();
-  readonly #refunds = new Map<string, { refundId: string }>();
-  readonly #known = new Set<string>();
-  /** Calls made, for tests and the invariant checker. */
+  readonly #ledger: GatewayLedger;
+  /** Calls made, for tests. */
   readonly calls = { charge: 0, refund: 0 };
 
-  constructor(private readonly options: SimulatedGatewayOptions = {}) {}
+  constructor(private readonly options: SimulatedGatewayOptions = {}) {
+    this.#ledger = options.ledger ?? new MemoryLedger();
+  }
 
   tokenize(cardNumber: string): Promise<{ token: string; last4: string; brand: string }> {
     const digits = cardNumber.replace(/[\s-]/g, "");
@@ -53,31 +136,30 @@ export class SimulatedGateway implements PaymentGateway {
     return Promise.resolve({ token: `tok_${behaviour}_${randomBytes(8).toString("hex")}`, last4: digits.slice(-4), brand: digits.startsWith("4") ? "visa" : "card" });
   }
 
-  async charge(request: { idempotencyKey: string; token: string; amountMinor: bigint; currency: string }) {
+  async charge(request: { idempotencyKey: string; orderId: string; token: string; amountMinor: bigint; currency: string }) {
     this.calls.charge += 1;
-    const earlier = this.#charges.get(request.idempotencyKey);
-    if (earlier !== undefined) return earlier;
-    await this.#work();
-    const behaviour = /^tok_(ok|declined|nofunds|flaky)_[0-9a-f]+$/.exec(request.token)?.[1] as Behaviour | undefined;
-    if (behaviour === undefined) throw new InvalidInstrumentError("unknown token");
-    if (behaviour === "declined") throw new CardDeclinedError("card declined");
-    if (behaviour === "nofunds") throw new InsufficientFundsError("insufficient funds");
-    if (behaviour === "flaky") throw new GatewayUnavailableError("processor error, try again");
-    const charge = { chargeId: `ch_${randomBytes(8).toString("hex")}`, processorReference: `sim_${randomBytes(6).toString("hex")}` };
-    this.#charges.set(request.idempotencyKey, charge);
-    this.#known.add(charge.chargeId);
-    return charge;
+    const earlier = await this.#ledger.earlier(request.idempotencyKey);
+    if (earlier === undefined) {
+      await this.#work();
+      const behaviour = /^tok_(ok|declined|nofunds|flaky)_[0-9a-f]+$/.exec(request.token)?.[1] as Behaviour | undefined;
+      if (behaviour === undefined) throw new InvalidInstrumentError("unknown token");
+      if (behaviour === "declined") throw new CardDeclinedError("card declined");
+      if (behaviour === "nofunds") throw new InsufficientFundsError("insufficient funds");
+      if (behaviour === "flaky") throw new GatewayUnavailableError("processor error, try again");
+    }
+    const booked = earlier ?? (await this.#ledger.book(request.idempotencyKey, { kind: "charge", id: `ch_${randomBytes(8).toString("hex")}`, orderId: request.orderId, amountMinor: request.amountMinor.toString() }));
+    return { chargeId: booked.id, processorReference: `sim_${booked.id.slice(3)}` };
   }
 
-  async refund(request: { idempotencyKey: string; chargeId: string; amountMinor: bigint; currency: string }) {
+  async refund(request: { idempotencyKey: string; orderId: string; chargeId: string; amountMinor: bigint; currency: string }) {
     this.calls.refund += 1;
-    const earlier = this.#refunds.get(request.idempotencyKey);
-    if (earlier !== undefined) return earlier;
-    await this.#work();
-    if (!request.chargeId.startsWith("ch_")) throw new InvalidInstrumentError(`unknown charge ${request.chargeId}`);
-    const refund = { refundId: `re_${randomBytes(8).toString("hex")}` };
-    this.#refunds.set(request.idempotencyKey, refund);
-    return refund;
+    const earlier = await this.#ledger.earlier(request.idempotencyKey);
+    if (earlier === undefined) {
+      await this.#work();
+      if (!request.chargeId.startsWith("ch_")) throw new InvalidInstrumentError(`unknown charge ${request.chargeId}`);
+    }
+    const booked = earlier ?? (await this.#ledger.book(request.idempotencyKey, { kind: "refund", id: `re_${randomBytes(8).toString("hex")}`, orderId: request.orderId, chargeId: request.chargeId, amountMinor: request.amountMinor.toString() }));
+    return { refundId: booked.id };
   }
 
   async #work(): Promise<void> {

@@ -267,21 +267,22 @@ describe("failures", () => {
 });
 
 describe("invariants after everything above", () => {
-  it("every order reached one outcome, one charge each, every unkept charge refunded, one email each, stock conserved", async () => {
+  const check = async () => {
     const env = { KAFKA_BROKERS: t.config.kafka.brokers, TOPIC_PREFIX: t.config.topicPrefix, REDIS_URL: inject("redisUrl"), REDIS_KEY_PREFIX: r.prefix, LOG_LEVEL: "warn" };
-    const check = async () => {
-      const printed: string[] = [];
-      const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-        printed.push(String(chunk));
-        return true;
-      });
-      try {
-        const code = await runCli(["node", "orderflow", "--json", "check"], env);
-        return { code, report: JSON.parse(printed.join("")) as { ok: boolean; accepted: number; violations: Record<string, string[]> } };
-      } finally {
-        spy.mockRestore();
-      }
-    };
+    const printed: string[] = [];
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      printed.push(String(chunk));
+      return true;
+    });
+    try {
+      const code = await runCli(["node", "orderflow", "--json", "check", "--mailsink", system.mailUrl], env);
+      return { code, report: JSON.parse(printed.join("")) as { ok: boolean; accepted: number; charges: number; emails: number; violations: Record<string, string[]> } };
+    } finally {
+      spy.mockRestore();
+    }
+  };
+
+  it("every order reached one outcome, one charge each, every unkept charge refunded, one email each, stock conserved", async () => {
     // Quiescence: compensations of the last orders may still be in flight for a moment.
     const { code, report } = await waitFor(async () => {
       const result = await check();
@@ -290,5 +291,30 @@ describe("invariants after everything above", () => {
     expect(report.violations).toEqual({ lost: [], twoOutcomes: [], duplicateCharges: [], unrefundedCharges: [], duplicateEmails: [], stock: [] });
     expect(code).toBe(0);
     expect(report.accepted).toBeGreaterThanOrEqual(20);
+    expect(report.charges).toBeGreaterThan(0);
+    expect(report.emails).toBeGreaterThanOrEqual(report.accepted);
+  });
+
+  it("negative control: with dedup switched off, redelivered commands charge and email twice, and the checker fails", async () => {
+    for (const name of ["payment", "notification"]) {
+      await system.stopService(name);
+      await system.startService(name, { UNSAFE_DISABLE_DEDUP: "1" });
+    }
+    const watch = await watchTopics(t, ["payments.requested", "notifications.email"]);
+    const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
+    expect((await terminal(id)).status).toBe("COMPLETED");
+    for (const topic of ["payments.requested", "notifications.email"]) {
+      const [record] = await waitFor(() => (watch.of(id, topic).length > 0 ? watch.of(id, topic) : undefined), { what: `${topic} of the order` });
+      const { schema, message, envelope } = record;
+      await publisher.send(t.topic(topic), encodeRecord(schema, message, { key: (message as unknown as { customerId?: string }).customerId ?? id, orderId: id, producer: envelope.producer, encoding: "binary", eventId: envelope.eventId, occurredAt: envelope.occurredAt }));
+    }
+    await watch.close();
+    const { code, report } = await waitFor(async () => {
+      const result = await check();
+      return result.report.violations["duplicateCharges"]?.includes(id) && result.report.violations["duplicateEmails"]?.length ? result : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 500, what: "the checker to see the duplicates" });
+    expect(code).toBe(1);
+    expect(report.ok).toBe(false);
+    expect(report.violations["duplicateEmails"]?.every((notification) => notification.startsWith(id))).toBe(true);
   });
 });

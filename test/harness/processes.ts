@@ -31,8 +31,8 @@ export interface RunningSystem {
   readonly output: Readonly<Record<string, string[]>>;
   /** Stops one service (SIGTERM, or SIGKILL with kill=true) and resolves when it exited. */
   stopService(name: string, kill?: boolean): Promise<number | null>;
-  /** Starts a stopped service again and waits until it is ready. */
-  startService(name: string): Promise<void>;
+  /** Starts a stopped service again (with `extraEnv` over the system's) and waits until it is ready. */
+  startService(name: string, extraEnv?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -55,10 +55,10 @@ export async function startSystem(env: Record<string, string>): Promise<RunningS
     MAILSINK_DIR: mkdtempSync(join(tmpdir(), "orderflow-mail-")),
     HTTP_PORT: String(apiPort),
   };
-  const launch = (name: string) => {
+  const launch = (name: string, extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, ["--import", "tsx", join(root, "services", name, "main.ts")], {
       cwd: root,
-      env: { ...common, ...(opsPorts[name] === undefined ? {} : { OPS_PORT: String(opsPorts[name]) }) },
+      env: { ...common, ...(opsPorts[name] === undefined ? {} : { OPS_PORT: String(opsPorts[name]) }), ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const lines = (output[name] ??= []);
@@ -100,8 +100,8 @@ export async function startSystem(env: Record<string, string>): Promise<RunningS
     opsUrls: Object.fromEntries(Object.entries(opsPorts).map(([name, port]) => [name, `http://127.0.0.1:${port}`])),
     output,
     stopService,
-    async startService(name: string) {
-      launch(name);
+    async startService(name: string, extraEnv?: Record<string, string>) {
+      launch(name, extraEnv);
       await ready(name);
     },
     async stop() {
