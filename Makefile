@@ -5,7 +5,7 @@ KAFKA := infra/kafka/kafka.sh
 REDIS := infra/redis.sh
 CLI := node services/cli/orderflow.mjs
 
-.PHONY: help setup up down status demo test test-unit lint gen check-gen breaking compose-check ci
+.PHONY: help setup up down status demo test test-unit chaos lint gen check-gen breaking compose-check ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ status: ## what is running
 
 test: setup ## the whole suite (unit + integration on the real broker and Redis) with coverage
 	@npx vitest run --coverage
+
+chaos: setup ## the whole fault-injection suite (every fault, 20,000+ orders; ~30 min); report in docs/reports/chaos.md
+	@npx tsx test/chaos/main.ts $(CHAOS_ARGS)
 
 test-unit: ## unit tests only, no broker needed
 	@npx vitest run --project unit

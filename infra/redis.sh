@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the OS redis-server on loopback for local use and tests: no persistence, pid and log under
+# Runs the OS redis-server on loopback for local use and tests: no persistence (REDIS_PERSIST=1:
+# append-only file, fsync on every write, as production would run it), pid and log under
 # .run/redis/. `start` is idempotent (a Redis already answering on the port is used as it is).
 #   redis.sh start | stop | status        (port: REDIS_PORT, default 6379)
 set -euo pipefail
@@ -24,7 +25,9 @@ start() {
   if answers; then echo "redis: already answering on 127.0.0.1:$port"; return 0; fi
   ensure_installed
   mkdir -p "$dir"
-  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize yes \
+  local aof=no
+  [[ ${REDIS_PERSIST:-0} == 1 ]] && aof=yes
+  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly "$aof" --appendfsync always --daemonize yes \
     --pidfile "$pidfile" --logfile "$dir/redis.log" --dir "$dir"
   local deadline=$((SECONDS + 20))
   until answers; do
@@ -61,5 +64,5 @@ case ${1:-} in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

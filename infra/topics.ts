@@ -36,6 +36,8 @@ export interface TopicSpec {
   readonly partitions: number;
   readonly retentionMs: number;
   readonly cleanupPolicy: "delete" | "compact";
+  /** Largest record batch the topic accepts (max.message.bytes). */
+  readonly maxMessageBytes: number;
   /** Proto messages a record value may be. Empty for a DLQ (it keeps the original bytes). */
   readonly valueTypes: readonly DescMessage[];
   readonly description: string;
@@ -50,11 +52,15 @@ export const replication: Readonly<Record<TopicProfile, { replicationFactor: num
 /** Suffix of dead-letter topics. */
 export const DLQ_SUFFIX = ".dlq";
 
-type Base = Omit<TopicSpec, "kind" | "key" | "partitions" | "retentionMs" | "cleanupPolicy"> &
+/** A saga topic takes records up to 1 MiB; its DLQ twice that, so a dead letter always fits with its error headers. */
+const MAX_MESSAGE_BYTES = 1024 * 1024;
+export const DLQ_MAX_MESSAGE_BYTES = 2 * MAX_MESSAGE_BYTES + 64 * 1024;
+
+type Base = Omit<TopicSpec, "kind" | "key" | "partitions" | "retentionMs" | "cleanupPolicy" | "maxMessageBytes"> &
   Partial<Pick<TopicSpec, "key" | "partitions" | "retentionMs">>;
 
 function event(spec: Base): TopicSpec {
-  return { kind: "event", key: "order_id", partitions: 6, retentionMs: 7 * DAY_MS, cleanupPolicy: "delete", ...spec };
+  return { kind: "event", key: "order_id", partitions: 6, retentionMs: 7 * DAY_MS, cleanupPolicy: "delete", maxMessageBytes: MAX_MESSAGE_BYTES, ...spec };
 }
 
 function command(spec: Base): TopicSpec {
@@ -124,6 +130,7 @@ export function deadLetterTopic(spec: TopicSpec): TopicSpec {
     partitions: Math.min(spec.partitions, 3),
     retentionMs: 14 * DAY_MS,
     cleanupPolicy: "delete",
+    maxMessageBytes: DLQ_MAX_MESSAGE_BYTES,
     valueTypes: [],
     description: `records of ${spec.name} that could not be handled`,
   };

@@ -3,6 +3,7 @@
  * overrides, then a block nobody may override (the settings our delivery guarantees rest on).
  * Nothing else in orderflow reads process.env.
  */
+import { DLQ_MAX_MESSAGE_BYTES } from "../infra/topics.ts";
 import type { Encoding } from "./codec/codec.ts";
 
 /** librdkafka properties, by their dotted names. */
@@ -77,6 +78,8 @@ export const lockedConsumerProperties: KafkaProperties = {
 };
 
 const defaultProducerProperties: KafkaProperties = {
+  // Large enough for a dead letter of the largest record a topic takes.
+  "message.max.bytes": DLQ_MAX_MESSAGE_BYTES,
   "linger.ms": 5,
   "batch.num.messages": 10000,
   "compression.type": "lz4",

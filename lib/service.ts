@@ -11,7 +11,7 @@ import { createMetrics, type Metrics } from "./metrics.ts";
 import { startOpsServer, type HealthCheck, type OpsServer } from "./ops-server.ts";
 import { createRedis, keyspace, type Keys, type Redis } from "./redis.ts";
 import { stopOnSignals } from "./shutdown.ts";
-import { createKafka, topicName, type Admin, type Kafka } from "./kafka/client.ts";
+import { createKafka, topicName, type Kafka } from "./kafka/client.ts";
 import { ConsumerRunner, type RecordHandler } from "./kafka/consumer-runner.ts";
 import { createPublisher, type Publisher } from "./kafka/publisher.ts";
 
@@ -20,7 +20,6 @@ export interface Runtime {
   readonly config: Config;
   readonly log: Logger;
   readonly kafka: Kafka;
-  readonly admin: Admin;
   readonly publisher: Publisher;
   readonly redis: Redis;
   readonly keys: Keys;
@@ -80,8 +79,6 @@ export async function startService(
   const config = loadConfig(name, env);
   const log = createLogger(name, config.logLevel);
   const kafka = createKafka(config, log);
-  const admin = kafka.admin();
-  await admin.connect();
   const metrics = createMetrics(name);
   const publisher = counted(await createPublisher(kafka, config), metrics);
   const redis = createRedis(config, log);
@@ -91,7 +88,6 @@ export async function startService(
     config,
     log,
     kafka,
-    admin,
     publisher,
     redis,
     keys: keyspace(config.redisKeyPrefix),
@@ -100,7 +96,6 @@ export async function startService(
       const groupId = topicName(config, group);
       const runner = new ConsumerRunner({
         kafka,
-        admin,
         config,
         log,
         groupId,
@@ -157,7 +152,6 @@ export async function startService(
       for (const runner of runners) await runner.stop();
       await parts.stop?.();
       await publisher.disconnect();
-      await admin.disconnect();
       redis.disconnect();
       await ops.close();
     },

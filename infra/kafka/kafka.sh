@@ -12,6 +12,10 @@
 #   kafka.sh node-start N               restart one cluster node and wait for 3 brokers
 #   kafka.sh wipe [single|cluster]      stop and delete that topology's data
 #   kafka.sh check-pins                 fail when compose's image differs from kafka.env
+#
+# KAFKA_PORT_OFFSET shifts every port (a second broker beside the usual one, as the fault suite
+# runs). KAFKA_CLIENT_LISTENERS="NAME:LISTEN:ADVERTISED,…" adds client listeners that advertise
+# another port — a TCP fault proxy in front of the broker, so that clients cannot bypass it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,8 +33,9 @@ die() { echo "kafka: $*" >&2; exit 1; }
 
 nodes_of() { if [[ $1 == single ]]; then echo 1; else echo 1 2 3; fi; }
 node_dir() { if [[ $1 == single ]]; then echo "$state/kafka-single"; else echo "$state/kafka-cluster/node-$2"; fi; }
-broker_port() { if [[ $1 == single ]]; then echo 9092; else echo $((19091 + $2)); fi; }
-controller_port() { if [[ $1 == single ]]; then echo 9093; else echo $((19191 + $2)); fi; }
+port_offset="${KAFKA_PORT_OFFSET:-0}"
+broker_port() { if [[ $1 == single ]]; then echo $((9092 + port_offset)); else echo $((19091 + port_offset + $2)); fi; }
+controller_port() { if [[ $1 == single ]]; then echo $((9093 + port_offset)); else echo $((19191 + port_offset + $2)); fi; }
 bootstrap() {
   local topo=$1 list=() n
   for n in $(nodes_of "$topo"); do list+=("127.0.0.1:$(broker_port "$topo" "$n")"); done
@@ -63,18 +68,32 @@ pid_of() { local f="$1/kafka.pid"; [[ -f $f ]] && cat "$f" || true; }
 alive() { local pid; pid=$(pid_of "$1"); [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }
 
 write_config() {
-  local topo=$1 n=$2 dir=$3 rf=1 isr=1
+  local topo=$1 n=$2 dir=$3 rf=1 isr=1 extra name listen advertised
+  local listeners advertised_listeners protocols
   [[ $topo == cluster ]] && rf=3 isr=2
   mkdir -p "$dir/data" "$dir/logs"
+  listeners="PLAINTEXT://127.0.0.1:$(broker_port "$topo" "$n"),CONTROLLER://127.0.0.1:$(controller_port "$topo" "$n")"
+  advertised_listeners="PLAINTEXT://127.0.0.1:$(broker_port "$topo" "$n")"
+  protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [[ -n ${KAFKA_CLIENT_LISTENERS:-} ]]; then
+    [[ $topo == single ]] || die "KAFKA_CLIENT_LISTENERS is for the single node"
+    IFS=, read -ra extra <<<"$KAFKA_CLIENT_LISTENERS"
+    for entry in "${extra[@]}"; do
+      IFS=: read -r name listen advertised <<<"$entry"
+      listeners+=",$name://127.0.0.1:$listen"
+      advertised_listeners+=",$name://127.0.0.1:$advertised"
+      protocols+=",$name:PLAINTEXT"
+    done
+  fi
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$(voters "$topo")
-listeners=PLAINTEXT://127.0.0.1:$(broker_port "$topo" "$n"),CONTROLLER://127.0.0.1:$(controller_port "$topo" "$n")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(broker_port "$topo" "$n")
+listeners=$listeners
+advertised.listeners=$advertised_listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$dir/data
 num.partitions=3
 default.replication.factor=$rf
@@ -82,6 +101,8 @@ min.insync.replicas=$isr
 offsets.topic.replication.factor=$rf
 transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 auto.create.topics.enable=false
 group.initial.rebalance.delay.ms=0
 PROPS
@@ -270,5 +291,5 @@ case ${1:-} in
   node-start) cmd_node_start "${2:-}" ;;
   wipe) cmd_wipe "${2:-single}" ;;
   check-pins) cmd_check_pins ;;
-  *) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [[ -z ${1:-} ]] || exit 2 ;;
+  *) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; [[ -z ${1:-} ]] || exit 2 ;;
 esac

@@ -21,9 +21,8 @@ import { OrderflowError, PoisonRecordError, errorClassOf, isOutage, isRetriable,
 import type { Logger } from "../log.ts";
 import { decodeRecord, type DecodedRecord } from "../codec/codec.ts";
 import type { RawHeaders } from "../codec/envelope.ts";
-import { createConsumer, type Admin, type Consumer, type Kafka } from "./client.ts";
+import { createConsumer, type Consumer, type Kafka } from "./client.ts";
 import { deadLetter, type FailedRecord } from "./dlq.ts";
-import { groupLag } from "./lag.ts";
 import type { Publisher, Sink } from "./publisher.ts";
 import { TransactionalOutput, type TransactionSettings } from "./transactions.ts";
 import { StallWatchdog, type StallReport } from "./watchdog.ts";
@@ -55,7 +54,6 @@ export type Outcome = "handled" | "dead-lettered";
 
 export interface ConsumerRunnerOptions {
   readonly kafka: Kafka;
-  readonly admin: Admin;
   readonly config: Config;
   readonly log: Logger;
   readonly groupId: string;
@@ -85,6 +83,47 @@ interface RawMessage {
   readonly value: Buffer | null;
   readonly offset: string;
   readonly headers?: RawHeaders;
+}
+
+/** The client underneath the KafkaJS-style consumer, for what the wrapper does not expose. */
+interface LocalConsumer {
+  assignments(): { topic: string; partition: number }[];
+  position(partitions: { topic: string; partition: number }[]): { topic: string; partition: number; offset?: number }[];
+  getWatermarkOffsets(topic: string, partition: number): { highOffset: number; lowOffset: number };
+}
+
+/**
+ * Batches of several partitions inside one transaction at once (shared), and commits or aborts
+ * that must have it to themselves (exclusive): an exclusive step waits until every batch inside
+ * has left, and keeps new ones out until it is done. A batch leaves before it asks for one.
+ */
+class Gate {
+  #inside = 0;
+  #emptied: (() => void)[] = [];
+  #closing: Promise<void> | undefined;
+
+  async enter(): Promise<void> {
+    while (this.#closing !== undefined) await this.#closing;
+    this.#inside += 1;
+  }
+
+  leave(): void {
+    this.#inside -= 1;
+    if (this.#inside === 0) for (const resolve of this.#emptied.splice(0)) resolve();
+  }
+
+  async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    while (this.#closing !== undefined) await this.#closing;
+    let done: () => void = () => undefined;
+    this.#closing = new Promise<void>((resolve) => (done = resolve));
+    try {
+      if (this.#inside > 0) await new Promise<void>((resolve) => this.#emptied.push(resolve));
+      return await work();
+    } finally {
+      this.#closing = undefined;
+      done();
+    }
+  }
 }
 
 /** The record was not finished because the runner is stopping; it is neither handled nor dead-lettered. */
@@ -129,10 +168,12 @@ export class ConsumerRunner {
   /** Bounded retries with exponential backoff and jitter, for retriable handler errors; one per runner. */
   readonly #retry: RetryPolicy;
   readonly #tx: TransactionalOutput | undefined;
-  /** Serialises batches and timed commits of a transactional runner. */
-  #exclusive: Promise<unknown> = Promise.resolve();
+  /** Lets batches share the open transaction and commits or aborts wait for them. */
+  readonly #gate = new Gate();
   #assigned = 0;
   #running = false;
+  /** Offset of the record being handled, per partition ("topic/partition"). */
+  readonly #inHand = new Map<string, number>();
   #timers: NodeJS.Timeout[] = [];
 
   constructor(options: ConsumerRunnerOptions) {
@@ -159,14 +200,32 @@ export class ConsumerRunner {
         settings: options.transactional.settings,
       });
     }
-    const topics = options.subscriptions.map((s) => s.topic);
     this.#watchdog = new StallWatchdog({
       stallAfterMs: options.config.consumer.stallAfterMs,
-      measureLag: async () => {
-        const lags = await groupLag(options.admin, options.groupId, topics);
-        return lags.reduce((sum, partition) => sum + partition.lag, 0);
-      },
+      measureLag: () => Promise.resolve(this.#lag()),
     });
+  }
+
+  /**
+   * Records waiting on the assigned partitions: each one's high watermark (which the client keeps
+   * from its fetches) minus the record in hand, or, with none in hand, where the client reads next.
+   * Local — no request to the broker, so it works, and cannot get stuck, while the broker is away.
+   * The read position moves past the commit markers that end a transactional topic, which
+   * committed offsets never do (they would show a lag of one forever).
+   */
+  #lag(): number {
+    const client = (this.#consumer as unknown as { _getInternalClient(): LocalConsumer | null })._getInternalClient();
+    if (client === null) return 0;
+    try {
+      return client.position(client.assignments()).reduce((sum, { topic, partition, offset }) => {
+        const { highOffset, lowOffset } = client.getWatermarkOffsets(topic, partition);
+        const from = this.#inHand.get(`${topic}/${partition}`) ?? (offset !== undefined && offset >= 0 ? offset : lowOffset);
+        return sum + Math.max(0, highOffset - from);
+      }, 0);
+    } catch {
+      // Not connected, or nothing assigned yet.
+      return 0;
+    }
   }
 
   #onRebalance(code: number, partitions: number): void {
@@ -189,10 +248,11 @@ export class ConsumerRunner {
       });
     } else {
       await this.#consumer.run({
+        partitionsConsumedConcurrently: config.consumer.partitionsConcurrently,
         eachBatchAutoResolve: false,
-        eachBatch: (payload) => this.#serially(() => this.#transactionalBatch(tx, payload as unknown as BatchPayload)),
+        eachBatch: (payload) => this.#transactionalBatch(tx, payload as unknown as BatchPayload),
       });
-      this.#every(tx.settings.maxMs, () => this.#serially(() => (tx.due ? this.#commit(tx) : Promise.resolve())));
+      this.#every(tx.settings.maxMs, () => this.#gate.exclusive(() => (tx.due ? this.#commit(tx) : Promise.resolve())));
     }
     if (watchdogIntervalMs > 0) {
       this.#every(watchdogIntervalMs, () =>
@@ -212,13 +272,6 @@ export class ConsumerRunner {
     this.#timers.push(timer);
   }
 
-  /** Runs `work` after everything queued before it. */
-  #serially<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.#exclusive.then(work, work);
-    this.#exclusive = run.catch(() => undefined);
-    return run;
-  }
-
   #atLeastOnce(): Delivery {
     return {
       out: this.#options.publisher,
@@ -229,43 +282,66 @@ export class ConsumerRunner {
   }
 
   /**
-   * One fetched batch of one partition, inside the open transaction (committed when due). A batch
-   * the client marked stale (a rewind happened while it waited) is left alone: it will come again.
+   * One fetched batch of one partition, inside the open transaction, which batches of other
+   * partitions share. A commit (when due) or an abort waits until no batch is inside (see Gate).
+   * A batch the client marked stale (a rewind happened meanwhile) is left alone: it comes again.
    */
   async #transactionalBatch(tx: TransactionalOutput, payload: BatchPayload): Promise<void> {
     const { topic, partition, messages } = payload.batch;
-    for (const message of messages) {
-      if (payload.isStale() || !this.#running) return;
-      await this.#beginWaiting(tx);
-      if (payload.isStale() || !this.#running) return;
-      const effects: (() => Promise<void>)[] = [];
-      let outputs = 0;
-      const delivery: Delivery = {
-        out: {
-          publish: (...args) => ((outputs += 1), tx.sink.publish(...args)),
-          send: (...args) => ((outputs += 1), tx.sink.send(...args)),
-        },
-        afterCommit: (effect) => effects.push(effect),
-        clean: () => outputs === 0,
-        beforeWaiting: async () => {
-          if (tx.isOpen) await this.#commit(tx);
-          await this.#beginWaiting(tx);
-        },
-      };
-      try {
-        await this.#handleRecord(topic, partition, message, delivery);
-      } catch (error) {
-        if (error instanceof Abandoned) return;
-        // Redo, or the DLQ refused: abort the transaction and read everything in it again.
-        const rewind = await tx.abort(error);
-        const current = { topic, partition, offset: message.offset };
-        this.#rewind(rewind.some((r) => r.topic === topic && r.partition === partition) ? rewind : [...rewind, current]);
-        return;
+    const gate = this.#gate;
+    let inside = false;
+    const enter = async () => {
+      await gate.enter();
+      inside = true;
+    };
+    const leave = () => {
+      if (inside) gate.leave();
+      inside = false;
+    };
+    await enter();
+    try {
+      for (const message of messages) {
+        if (payload.isStale() || !this.#running) return;
+        await this.#beginWaiting(tx);
+        if (payload.isStale() || !this.#running) return;
+        const effects: (() => Promise<void>)[] = [];
+        let outputs = 0;
+        const delivery: Delivery = {
+          out: {
+            publish: (...args) => ((outputs += 1), tx.sink.publish(...args)),
+            send: (...args) => ((outputs += 1), tx.sink.send(...args)),
+          },
+          afterCommit: (effect) => effects.push(effect),
+          clean: () => outputs === 0,
+          beforeWaiting: async () => {
+            leave();
+            await gate.exclusive(() => this.#commit(tx));
+            await enter();
+            await this.#beginWaiting(tx);
+          },
+        };
+        try {
+          await this.#handleRecord(topic, partition, message, delivery);
+        } catch (error) {
+          if (error instanceof Abandoned) return;
+          // Redo, or the DLQ refused: the transaction must not commit; it is aborted and every
+          // record in it (this one too) is read again.
+          tx.doom(error, { topic, partition, offset: message.offset });
+          leave();
+          await gate.exclusive(() => this.#commit(tx));
+          return;
+        }
+        for (const effect of effects) tx.afterCommit(effect);
+        tx.consumed(topic, partition, message.offset);
+        payload.resolveOffset(message.offset);
+        if (tx.due) {
+          leave();
+          await gate.exclusive(() => (tx.due ? this.#commit(tx) : Promise.resolve()));
+          await enter();
+        }
       }
-      for (const effect of effects) tx.afterCommit(effect);
-      tx.consumed(topic, partition, message.offset);
-      payload.resolveOffset(message.offset);
-      if (tx.due) await this.#commit(tx);
+    } finally {
+      leave();
     }
   }
 
@@ -310,6 +386,8 @@ export class ConsumerRunner {
     const firstSeen = new Date();
     const recordLog = log.child({ topic, partition, offset: message.offset });
     let attempts = 0;
+    const partitionKey = `${topic}/${partition}`;
+    this.#inHand.set(partitionKey, Number(message.offset));
     try {
       const decoded = decodeRecord(message, this.#accepted.get(topic) ?? []);
       const orderLog = recordLog.child({ orderId: decoded.envelope.orderId, eventType: decoded.envelope.eventType });
@@ -348,6 +426,8 @@ export class ConsumerRunner {
       this.#watchdog.progressed();
       onOutcome?.("dead-lettered", record, error);
       return "dead-lettered";
+    } finally {
+      this.#inHand.delete(partitionKey);
     }
   }
 
@@ -373,7 +453,7 @@ export class ConsumerRunner {
     this.#running = false;
     const tx = this.#tx;
     if (tx !== undefined) {
-      await this.#serially(() => this.#commit(tx));
+      await this.#gate.exclusive(() => this.#commit(tx));
       await tx.close();
     }
     await this.#consumer.disconnect();

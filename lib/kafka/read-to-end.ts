@@ -6,7 +6,7 @@
  * end, not when a record with the last offset arrives. Uses the client's plain consumer with a
  * manual assignment: no group, nothing committed.
  */
-import { KafkaConsumer, type Message } from "@confluentinc/kafka-javascript";
+import confluent, { type Message } from "@confluentinc/kafka-javascript";
 import type { Config } from "../config.ts";
 import type { RawHeaders } from "../codec/envelope.ts";
 import type { Admin } from "./client.ts";
@@ -51,7 +51,8 @@ export async function readToEnd(
     }
   }
   if (ends.size === 0) return;
-  const consumer = new KafkaConsumer(
+  // The plain (non-KafkaJS) consumer; Node's named-export detection misses it in the CommonJS entry.
+  const consumer = new confluent.KafkaConsumer(
     {
       "bootstrap.servers": config.kafka.brokers,
       "group.id": "orderflow-read-to-end",

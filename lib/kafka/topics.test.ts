@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { compareTopics, desiredTopics } from "./topics.ts";
 
 const catalogTopics = [
-  { name: "orders.created", partitions: 6, retentionMs: 1000, cleanupPolicy: "delete" },
-  { name: "orders.audit", partitions: 3, retentionMs: 2000, cleanupPolicy: "delete" },
+  { name: "orders.created", partitions: 6, retentionMs: 1000, cleanupPolicy: "delete", maxMessageBytes: 1048576 },
+  { name: "orders.audit", partitions: 3, retentionMs: 2000, cleanupPolicy: "delete", maxMessageBytes: 1048576 },
 ];
 
 describe("topic catalog application", () => {
@@ -13,7 +13,7 @@ describe("topic catalog application", () => {
       name: "p.orders.created",
       partitions: 6,
       replicationFactor: 3,
-      configs: { "retention.ms": "1000", "cleanup.policy": "delete", "min.insync.replicas": "2" },
+      configs: { "retention.ms": "1000", "cleanup.policy": "delete", "max.message.bytes": "1048576", "min.insync.replicas": "2" },
     });
   });
 

@@ -43,6 +43,7 @@ export interface CatalogTopic {
   readonly partitions: number;
   readonly retentionMs: number;
   readonly cleanupPolicy: string;
+  readonly maxMessageBytes: number;
 }
 
 /** Turns catalog entries into broker-level desired state for a profile. */
@@ -58,6 +59,7 @@ export function desiredTopics(
     configs: {
       "retention.ms": String(topic.retentionMs),
       "cleanup.policy": topic.cleanupPolicy,
+      "max.message.bytes": String(topic.maxMessageBytes),
       "min.insync.replicas": String(profile.minInsyncReplicas),
     },
   }));

@@ -88,6 +88,9 @@ export class TransactionalOutput {
   readonly #spans = new Map<string, Span>();
   #pending: Promise<unknown>[] = [];
   #afterCommit: (() => Promise<void>)[] = [];
+  /** Set when the open transaction must not commit: why, and a record to read again besides its own. */
+  #doomed: { reason: unknown; also: Rewind } | undefined;
+  #beginning: Promise<void> | undefined;
   /** Outputs of the record being handled go here while a transaction is open. */
   readonly sink: Sink;
 
@@ -120,9 +123,14 @@ export class TransactionalOutput {
     return this.#open && (this.#records >= maxRecords || this.#now() - this.#openedAt >= maxMs);
   }
 
-  /** Begins a transaction unless one is open; connects a producer first when there is none. */
-  async begin(): Promise<void> {
-    if (this.#open) return;
+  /** Begins a transaction unless one is open (or beginning); connects a producer first when there is none. */
+  begin(): Promise<void> {
+    if (this.#open) return Promise.resolve();
+    this.#beginning ??= this.#begin().finally(() => (this.#beginning = undefined));
+    return this.#beginning;
+  }
+
+  async #begin(): Promise<void> {
     if (this.#producer === undefined) {
       const producer = createProducer(this.#options.kafka, this.#options.config, {
         "transactional.id": this.#options.transactionalId,
@@ -158,11 +166,26 @@ export class TransactionalOutput {
     this.#afterCommit.push(effect);
   }
 
-  /** Commits outputs and offsets together; on any failure aborts and says where to rewind. */
+  /** Marks the open transaction to be aborted at its commit; `also` is read again with its records. */
+  doom(reason: unknown, also: Rewind): void {
+    this.#doomed ??= { reason, also };
+  }
+
+  /** Commits outputs and offsets together; on any failure (or when doomed) aborts and says where to rewind. */
   async commit(): Promise<CommitResult> {
-    if (!this.#open || this.#producer === undefined) return { committed: true, records: 0 };
+    const doomed = this.#doomed;
+    if (!this.#open || this.#producer === undefined) {
+      this.#doomed = undefined;
+      return doomed === undefined ? { committed: true, records: 0 } : { committed: false, rewind: [doomed.also], error: doomed.reason };
+    }
     const producer = this.#producer;
     const records = this.#records;
+    if (doomed !== undefined) {
+      const rewind = this.#rewindPositions();
+      if (!rewind.some((r) => r.topic === doomed.also.topic && r.partition === doomed.also.partition)) rewind.push(doomed.also);
+      await this.#abandon(doomed.reason);
+      return { committed: false, rewind, error: doomed.reason };
+    }
     try {
       await Promise.all(this.#pending);
       if (this.#spans.size > 0) {
@@ -251,6 +274,7 @@ export class TransactionalOutput {
 
   #reset(): void {
     this.#open = false;
+    this.#doomed = undefined;
     this.#records = 0;
     this.#spans.clear();
     this.#pending = [];

@@ -15,9 +15,9 @@ import { createRedis, keyspace } from "../../lib/redis.ts";
 import { StockStore } from "../inventory/stock.ts";
 import { RedisLedger, type LedgerEntry } from "../payment/simulated-gateway.ts";
 import { output, type CliContext, type ContextFactory } from "./context.ts";
-import { evaluate, type Observed } from "./invariants.ts";
+import { evaluate, type InvariantReport, type Observed } from "./invariants.ts";
 
-const checkedTopics = ["orders.created", "orders.completed", "orders.failed", "orders.cancelled", "payments.completed", "payments.refunded", "notifications.sent"] as const;
+const checkedTopics = ["orders.created", "orders.completed", "orders.failed", "orders.cancelled", "payments.completed", "payments.refunded", "notifications.email", "notifications.sent"] as const;
 
 /** Every record of the checked topics up to their end at the start of the read. */
 async function observe(ctx: CliContext, timeoutMs: number): Promise<Observed[]> {
@@ -34,7 +34,7 @@ async function observe(ctx: CliContext, timeoutMs: number): Promise<Observed[]> 
           topic: base,
           orderId: envelope.orderId,
           eventId: envelope.eventId,
-          ...(base === "notifications.sent" ? { ref: fields.notificationId ?? "", messageId: fields.messageId ?? "" } : fields.paymentId ? { ref: fields.paymentId } : {}),
+          ...(base.startsWith("notifications.") ? { ref: fields.notificationId ?? "", messageId: fields.messageId ?? "" } : fields.paymentId ? { ref: fields.paymentId } : {}),
         });
       } catch (err) {
         if (!(err instanceof PoisonRecordError)) throw err;
@@ -72,6 +72,28 @@ async function deliveredMail(url: string): Promise<{ notificationId: string }[]>
   return messages.flatMap((m) => (m.notificationId ? [{ notificationId: m.notificationId }] : []));
 }
 
+/** Gathers the evidence (log, Redis, the processor's books, DLQs, the mail sink if given) and applies the rules. */
+export async function checkInvariants(ctx: CliContext, options: { timeoutMs: number; mailsink?: string }): Promise<InvariantReport> {
+  const records = await observe(ctx, options.timeoutMs);
+  const redis = createRedis(ctx.config, ctx.log);
+  const keys = keyspace(ctx.config.redisKeyPrefix);
+  let stock: string[];
+  let ledger: LedgerEntry[];
+  try {
+    stock = await new StockStore(redis, keys).checkConservation();
+    ledger = await new RedisLedger(redis, keys).entries();
+  } finally {
+    redis.disconnect();
+  }
+  return evaluate({
+    records,
+    stock,
+    ledger,
+    deadLetters: await countDeadLetters(ctx),
+    ...(options.mailsink === undefined ? {} : { mail: await deliveredMail(options.mailsink) }),
+  });
+}
+
 export function checkCommand(context: ContextFactory): Command {
   return new Command("check")
     .description("check the saga's invariants over the log, Redis, the processor's books and the mail sink (run when the system is quiet)")
@@ -79,24 +101,7 @@ export function checkCommand(context: ContextFactory): Command {
     .option("--mailsink <url>", "count emails where they arrived: the mail sink's HTTP address (else from notifications.sent)")
     .action(async (options: { timeout: string; mailsink?: string }) => {
       const ctx = context();
-      const records = await observe(ctx, Number(options.timeout));
-      const redis = createRedis(ctx.config, ctx.log);
-      const keys = keyspace(ctx.config.redisKeyPrefix);
-      let stock: string[];
-      let ledger: LedgerEntry[];
-      try {
-        stock = await new StockStore(redis, keys).checkConservation();
-        ledger = await new RedisLedger(redis, keys).entries();
-      } finally {
-        redis.disconnect();
-      }
-      const report = evaluate({
-        records,
-        stock,
-        ledger,
-        deadLetters: await countDeadLetters(ctx),
-        ...(options.mailsink === undefined ? {} : { mail: await deliveredMail(options.mailsink) }),
-      });
+      const report = await checkInvariants(ctx, { timeoutMs: Number(options.timeout), ...(options.mailsink === undefined ? {} : { mailsink: options.mailsink }) });
       const { outcomes, violations } = report;
       output(ctx, report, [
         `orders accepted ${report.accepted}: completed ${outcomes.completed}, failed ${outcomes.failed}, cancelled ${outcomes.cancelled}, refunded after completion ${outcomes.refundedAfterCompletion}`,

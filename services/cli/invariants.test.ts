@@ -11,6 +11,7 @@ describe("invariant rules", () => {
       r("orders.created", "b"), r("payments.completed", "b", { ref: "p2" }), r("orders.failed", "b"), r("payments.refunded", "b"),
       r("orders.created", "c"), r("orders.failed", "c"),
       r("orders.created", "d"), r("orders.completed", "d"), r("payments.completed", "d", { ref: "p3" }), r("orders.cancelled", "d"), r("payments.refunded", "d"),
+      r("notifications.email", "a", { ref: "a:CONFIRMED" }),
       r("notifications.sent", "a", { ref: "a:CONFIRMED", messageId: "m1" }), r("notifications.sent", "a", { ref: "a:CONFIRMED", messageId: "m1" }),
     ] });
     expect(report.ok).toBe(true);
@@ -27,6 +28,7 @@ describe("invariant rules", () => {
         r("orders.created", "two-charges"), r("payments.completed", "two-charges", { ref: "p1" }), r("payments.completed", "two-charges", { ref: "p2" }), r("orders.completed", "two-charges"),
         r("orders.created", "kept"), r("payments.completed", "kept", { ref: "p9" }), r("orders.failed", "kept"),
         r("notifications.sent", "x", { ref: "x:CONFIRMED", messageId: "m1" }), r("notifications.sent", "x", { ref: "x:CONFIRMED", messageId: "m2" }),
+        r("notifications.email", "y", { ref: "y:FAILED" }),
       ],
       stock: ["laptop: reserved is 2 but live reservations hold 1"],
     });
@@ -37,6 +39,7 @@ describe("invariant rules", () => {
       duplicateCharges: ["two-charges"],
       unrefundedCharges: ["kept"],
       duplicateEmails: ["x:CONFIRMED"],
+      missingEmails: ["y:FAILED"],
       stock: ["laptop: reserved is 2 but live reservations hold 1"],
     });
   });

@@ -2,8 +2,8 @@
  * The invariant checker's rules, over what the topics say happened and — where the effect lives
  * outside Kafka — over the effect itself: every accepted order reached one outcome; at most one
  * charge per order and every charge of an order that did not complete refunded (from the payment
- * processor's own books when given, else from the topics); at most one email per (order, template)
- * (from the SMTP sink's deliveries when given, else from notifications.sent). Pure, so each rule is
+ * processor's own books when given, else from the topics); exactly one email per (order, template)
+ * requested on notifications.email (counted at the SMTP sink when given, else on notifications.sent). Pure, so each rule is
  * tested on its own; `orderflow check` gathers the evidence and adds stock conservation from Redis.
  */
 import type { LedgerEntry } from "../payment/simulated-gateway.ts";
@@ -45,6 +45,7 @@ export interface InvariantReport {
     readonly duplicateCharges: readonly string[];
     readonly unrefundedCharges: readonly string[];
     readonly duplicateEmails: readonly string[];
+    readonly missingEmails: readonly string[];
     readonly stock: readonly string[];
   };
   readonly ok: boolean;
@@ -94,7 +95,10 @@ export function evaluate(evidence: Evidence): InvariantReport {
     mail === undefined
       ? [...group(records.filter((r) => r.topic === "notifications.sent"), (r) => r.ref ?? "")].filter(([, sent]) => distinct(sent.map((s) => s.messageId)) > 1).map(([id]) => id)
       : [...group(mail, (m) => m.notificationId)].filter(([, delivered]) => delivered.length > 1).map(([id]) => id);
-  const violations = { lost, twoOutcomes, duplicateCharges, unrefundedCharges, duplicateEmails, stock: evidence.stock ?? [] };
+  const requested = new Set(records.filter((r) => r.topic === "notifications.email").map((r) => r.ref ?? ""));
+  const delivered = new Set(mail === undefined ? records.filter((r) => r.topic === "notifications.sent").map((r) => r.ref ?? "") : mail.map((m) => m.notificationId));
+  const missingEmails = [...requested].filter((id) => !delivered.has(id));
+  const violations = { lost, twoOutcomes, duplicateCharges, unrefundedCharges, duplicateEmails, missingEmails, stock: evidence.stock ?? [] };
   return {
     accepted: accepted.length,
     outcomes,

@@ -9,7 +9,8 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 /** Builds the notification service on a runtime; `env` holds its own settings. */
 export function buildNotification(env: Env) {
   return (runtime: Runtime): ServiceParts => {
-    const mailer = createTransport(env["SMTP_URL"] ?? "smtp://127.0.0.1:2525");
+    // Pooled: a few SMTP connections kept open instead of one handshake per email.
+    const mailer = createTransport({ url: env["SMTP_URL"] ?? "smtp://127.0.0.1:2525", pool: true, maxConnections: 3 });
     const notify = createNotifier({
       ...runtime,
       mailer,

@@ -105,7 +105,6 @@ export function testRunner(
 ): ConsumerRunner {
   return new ConsumerRunner({
     kafka: t.kafka,
-    admin: t.admin,
     config: options.config ?? t.config,
     log: options.log ?? t.log,
     groupId: options.groupId ?? `g-${randomUUID()}`,

@@ -1,10 +1,11 @@
 /**
- * Runs the whole system as real processes for end-to-end tests: the mail sink and the five
- * services, each a child process on free loopback ports, all under the test's own topic prefix
- * and Redis key prefix. Waits until every process reports ready; stop() sends SIGTERM and waits.
+ * Runs the whole system as real processes for end-to-end and fault tests: the mail sink and the
+ * five services — one or more instances each — every one a child process on free loopback ports,
+ * all under the test's own topic prefix and Redis key prefix. Waits until every process reports
+ * ready; stop() sends SIGTERM and waits.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -24,26 +25,52 @@ export async function freePort(): Promise<number> {
 }
 
 export interface RunningSystem {
+  /** The order API of each order instance; apiUrl is the first. */
   readonly apiUrl: string;
+  readonly apiUrls: readonly string[];
   readonly mailUrl: string;
+  /** Ops address of each running process, by process name ("payment", or "payment-1" for a second instance). */
   readonly opsUrls: Readonly<Record<string, string>>;
   /** Output of each process, for failure messages. */
   readonly output: Readonly<Record<string, string[]>>;
-  /** Stops one service (SIGTERM, or SIGKILL with kill=true) and resolves when it exited. */
+  /** Every service process name, in start order. */
+  readonly processes: readonly string[];
+  /** Stops one process (SIGTERM, or SIGKILL with kill=true) and resolves when it exited. */
   stopService(name: string, kill?: boolean): Promise<number | null>;
-  /** Starts a stopped service again (with `extraEnv` over the system's) and waits until it is ready. */
+  /** Sends a signal (SIGSTOP, SIGCONT) to one process. */
+  signal(name: string, signal: NodeJS.Signals): void;
+  /** Starts a stopped process again (with `extraEnv` over the system's) and waits until it is ready. */
   startService(name: string, extraEnv?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
 }
 
-const services = ["inventory", "payment", "notification", "orchestrator", "order"] as const;
+export const serviceNames = ["inventory", "payment", "notification", "orchestrator", "order"] as const;
 
-/** Starts the mail sink and the five services with `env` (topic/Redis prefixes, brokers, tuning). */
-export async function startSystem(env: Record<string, string>): Promise<RunningSystem> {
+export interface SystemOptions {
+  /** Instances of every service (each its own process, one consumer group per service). */
+  readonly instances?: number;
+  /** Environment of one process on top of the common one (for example its own proxy addresses). */
+  readonly envOf?: (service: string, instance: number) => Record<string, string>;
+  /** Also append each process's output to <logDir>/<process>.log. */
+  readonly logDir?: string;
+}
+
+/** The process name of an instance: the service name for instance 0, "name-N" after. */
+export const processName = (service: string, instance: number) => (instance === 0 ? service : `${service}-${instance}`);
+
+/** Starts the mail sink and the services with `env` (topic/Redis prefixes, brokers, tuning). */
+export async function startSystem(env: Record<string, string>, options: SystemOptions = {}): Promise<RunningSystem> {
+  const instances = options.instances ?? 1;
+  if (options.logDir !== undefined) mkdirSync(options.logDir, { recursive: true });
   const smtpPort = await freePort();
   const mailPort = await freePort();
-  const apiPort = await freePort();
-  const opsPorts = Object.fromEntries(await Promise.all(services.map(async (s) => [s, await freePort()] as const))) as Record<string, number>;
+  const members = serviceNames.flatMap((service) => Array.from({ length: instances }, (_, instance) => ({ service, instance, name: processName(service, instance) })));
+  const opsPorts: Record<string, number> = {};
+  const apiPorts: Record<string, number> = {};
+  for (const member of members) {
+    opsPorts[member.name] = await freePort();
+    if (member.service === "order") apiPorts[member.name] = await freePort();
+  }
   const output: Record<string, string[]> = {};
   const children = new Map<string, ChildProcess>();
   const common = {
@@ -53,19 +80,30 @@ export async function startSystem(env: Record<string, string>): Promise<RunningS
     MAILSINK_SMTP_PORT: String(smtpPort),
     MAILSINK_HTTP_PORT: String(mailPort),
     MAILSINK_DIR: mkdtempSync(join(tmpdir(), "orderflow-mail-")),
-    HTTP_PORT: String(apiPort),
   };
   const launch = (name: string, extraEnv: Record<string, string> = {}) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(root, "services", name, "main.ts")], {
+    const member = members.find((m) => m.name === name);
+    const entry = member?.service ?? name;
+    const own = member === undefined
+      ? {}
+      : {
+          OPS_PORT: String(opsPorts[name]),
+          INSTANCE_ID: String(member.instance),
+          ...(apiPorts[name] === undefined ? {} : { HTTP_PORT: String(apiPorts[name]) }),
+          ...options.envOf?.(member.service, member.instance),
+        };
+    const child = spawn(process.execPath, ["--import", "tsx", join(root, "services", entry, "main.ts")], {
       cwd: root,
-      env: { ...common, ...(opsPorts[name] === undefined ? {} : { OPS_PORT: String(opsPorts[name]) }), ...extraEnv },
+      env: { ...common, ...own, ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const lines = (output[name] ??= []);
     const keep = (chunk: Buffer) => {
       lines.push(chunk.toString());
       if (lines.length > 200) lines.shift();
+      if (options.logDir !== undefined) appendFileSync(join(options.logDir, `${name}.log`), chunk);
     };
+    child.once("exit", (code, signal) => keep(Buffer.from(`[process exited: code ${code} signal ${signal}]\n`)));
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
     children.set(name, child);
@@ -80,27 +118,41 @@ export async function startSystem(env: Record<string, string>): Promise<RunningS
   };
   const stopService = async (name: string, kill = false) => {
     const child = children.get(name);
-    if (child === undefined || child.exitCode !== null) return child?.exitCode ?? null;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    child.kill("SIGCONT");
     child.kill(kill ? "SIGKILL" : "SIGTERM");
     return exited;
   };
 
   launch("mailsink");
-  for (const name of services) launch(name);
+  for (const { name } of members) launch(name);
   try {
-    for (const name of ["mailsink", ...services]) await ready(name);
+    for (const name of ["mailsink", ...members.map((m) => m.name)]) await ready(name);
   } catch (err) {
     for (const name of children.keys()) await stopService(name, true);
     throw err;
   }
+  const apiUrls = Object.values(apiPorts).map((port) => `http://127.0.0.1:${port}`);
   return {
-    apiUrl: `http://127.0.0.1:${apiPort}`,
+    apiUrl: apiUrls[0] ?? "",
+    apiUrls,
     mailUrl: `http://127.0.0.1:${mailPort}`,
     opsUrls: Object.fromEntries(Object.entries(opsPorts).map(([name, port]) => [name, `http://127.0.0.1:${port}`])),
     output,
+    processes: members.map((m) => m.name),
     stopService,
+    signal(name, signal) {
+      children.get(name)?.kill(signal);
+    },
     async startService(name: string, extraEnv?: Record<string, string>) {
+      if (name !== "mailsink" && !members.some((m) => m.name === name)) {
+        // An extra instance ("payment-5"): a member of its service's group with ports of its own.
+        const [, service = name, instance = "0"] = /^(.*?)(?:-(\d+))?$/.exec(name) ?? [];
+        members.push({ service: service as (typeof serviceNames)[number], instance: Number(instance), name });
+        opsPorts[name] = await freePort();
+        if (service === "order") apiPorts[name] = await freePort();
+      }
       launch(name, extraEnv);
       await ready(name);
     },

@@ -1,0 +1,253 @@
+/**
+ * The faults the suite injects while orders flow. Each one breaks something real — a process, the
+ * broker, Redis, the network, the data — holds it broken for a while, heals it, and says what it
+ * did on the timeline. Choices (which instance, which partition) come from the seeded generator,
+ * so a run can be repeated.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
+import { sagaTopics, topicSpec } from "../../infra/topics.ts";
+import { OrderCancelRequestedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import { MAX_VALUE_BYTES, encodeRecord } from "../../lib/codec/codec.ts";
+import { SCHEMA_VERSION, envelopeHeaders, newEventId } from "../../lib/codec/envelope.ts";
+import { topicName, type Admin } from "../../lib/kafka/client.ts";
+import type { Publisher } from "../../lib/kafka/publisher.ts";
+import type { Config } from "../../lib/config.ts";
+import { processName, serviceNames, type RunningSystem } from "../harness/processes.ts";
+import { waitFor } from "../harness/wait.ts";
+import type { ChaosEnvironment } from "./environment.ts";
+
+/** What a fault works with. */
+export interface FaultContext {
+  readonly env: ChaosEnvironment;
+  readonly system: RunningSystem;
+  readonly rng: RandomGenerator;
+  /** Straight to the broker (never proxied): poison records, group administration. */
+  readonly admin: Admin;
+  readonly publisher: Publisher;
+  readonly config: Config;
+  /** Instances per service in this run. */
+  readonly instances: number;
+  /** Environment for services started by a fault (same as the system's). */
+  readonly envOf: (service: string, instance: number) => Record<string, string>;
+  /** Adds an entry to the timeline. */
+  note(event: string, detail?: Record<string, unknown>): void;
+  /** Poison records sent, by key, with the topic they were sent to. */
+  readonly poison: Map<string, string>;
+}
+
+export interface Fault {
+  readonly name: string;
+  readonly description: string;
+  /** What the fault needs of the environment. */
+  readonly needs?: { readonly proxied?: boolean; readonly topology?: "single" | "cluster"; readonly instances?: number };
+  /** Breaks, holds, heals. Resolves once healed. */
+  run(ctx: FaultContext): Promise<void>;
+}
+
+/** Waits for a fault's hold time: the fault is in place meanwhile (this is the injection, not a synchronisation). */
+const hold = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const pick = <T>(rng: RandomGenerator, items: readonly T[]): T => items[uniformInt(rng, 0, items.length - 1)];
+
+/** SIGKILLs one random instance of each service in turn, at a random moment, and restarts it. */
+export const killServices: Fault = {
+  name: "service-sigkill",
+  description: "SIGKILL one instance of every service at a random moment (transactions in flight), then restart it",
+  async run(ctx) {
+    for (const service of serviceNames) {
+      const name = processName(service, uniformInt(ctx.rng, 0, ctx.instances - 1));
+      await hold(uniformInt(ctx.rng, 200, 1500));
+      ctx.note("kill", { process: name });
+      await ctx.system.stopService(name, true);
+      await hold(uniformInt(ctx.rng, 500, 3000));
+      await ctx.system.startService(name);
+      ctx.note("restarted", { process: name });
+    }
+  },
+};
+
+export const brokerKill: Fault = {
+  name: "broker-sigkill",
+  description: "SIGKILL the broker, keep it down for a few seconds, start it again",
+  needs: { topology: "single" },
+  async run(ctx) {
+    ctx.note("kill broker");
+    await ctx.env.killBroker();
+    await hold(uniformInt(ctx.rng, 3000, 6000));
+    await ctx.env.startBroker();
+    ctx.note("broker back");
+  },
+};
+
+export const brokerFreeze: Fault = {
+  name: "broker-sigstop",
+  description: "SIGSTOP the broker for longer than the consumer session and transaction timeouts, then SIGCONT",
+  needs: { topology: "single" },
+  async run(ctx) {
+    ctx.note("freeze broker");
+    ctx.env.signalBroker("SIGSTOP");
+    await hold(15_000);
+    ctx.env.signalBroker("SIGCONT");
+    ctx.note("broker thawed");
+  },
+};
+
+export const leaderKill: Fault = {
+  name: "cluster-leader-sigkill",
+  description: "on the 3-node cluster, SIGKILL the leader of a busy partition (acks=all, min ISR 2), restart it later",
+  needs: { topology: "cluster" },
+  async run(ctx) {
+    const topic = topicName(ctx.config, "orders.created");
+    const [metadata] = await ctx.admin.fetchTopicMetadata({ topics: [topic] });
+    const partition = pick(ctx.rng, metadata?.partitions ?? []);
+    const leader = partition?.leader ?? 1;
+    ctx.note("kill partition leader", { topic, partition: partition?.partitionId, node: leader });
+    await ctx.env.killBroker(leader);
+    await hold(10_000);
+    await ctx.env.startBroker(leader);
+    ctx.note("node back", { node: leader });
+  },
+};
+
+/** Network faults between each service and Kafka, then Redis: latency, resets, a partition. */
+export const networkFaults: Fault = {
+  name: "network",
+  description: "through Toxiproxy, per service: 500 ms latency, connection resets, then a full partition — to Kafka, then to Redis",
+  needs: { proxied: true },
+  async run(ctx) {
+    const proxy = ctx.env.proxy;
+    if (proxy === undefined) throw new Error("network faults need the proxied environment");
+    for (const target of ["kafka", "redis"]) {
+      const service = pick(ctx.rng, serviceNames);
+      const name = `${target}-${service}`;
+      ctx.note("latency", { proxy: name, ms: 500 });
+      await proxy.addToxic(name, "latency", { latency: 500, jitter: 100 });
+      await hold(5000);
+      await proxy.reset();
+      ctx.note("reset_peer", { proxy: name });
+      await proxy.addToxic(name, "reset_peer", { timeout: 200 });
+      await hold(3000);
+      await proxy.reset();
+      ctx.note("partition", { proxy: name });
+      await proxy.setEnabled(name, false);
+      await hold(8000);
+      await proxy.setEnabled(name, true);
+      ctx.note("healed", { proxy: name });
+    }
+  },
+};
+
+export const redisRestart: Fault = {
+  name: "redis-restart",
+  description: "SIGKILL Redis and start it again from its append-only file; then SCRIPT FLUSH",
+  async run(ctx) {
+    ctx.note("kill redis");
+    await ctx.env.restartRedis();
+    ctx.note("redis back");
+    await hold(2000);
+    await ctx.env.flushScripts();
+    ctx.note("script cache flushed");
+  },
+};
+
+/** Instances added and removed in quick succession, so the group rebalances again and again. */
+export const rebalanceStorm: Fault = {
+  name: "rebalance-storm",
+  description: "start and stop extra instances of a service several times in quick succession under load",
+  async run(ctx) {
+    const service = pick(ctx.rng, ["orchestrator", "payment", "inventory"] as const);
+    for (let round = 0; round < 3; round += 1) {
+      const extras = [ctx.instances + 1, ctx.instances + 2].map((i) => processName(service, i));
+      ctx.note("add instances", { processes: extras });
+      await Promise.all(extras.map((name) => ctx.system.startService(name)));
+      await hold(uniformInt(ctx.rng, 1000, 3000));
+      ctx.note("remove instances", { processes: extras });
+      await Promise.all(extras.map((name, i) => ctx.system.stopService(name, i === 0)));
+    }
+  },
+};
+
+/**
+ * A payment instance whose handler takes longer than max.poll.interval.ms: the group expels it
+ * mid-transaction, its commit is fenced, and the others carry on.
+ */
+export const slowHandler: Fault = {
+  name: "slow-handler",
+  description: "a payment instance whose handler (gateway call) takes 12 s against a 10 s max poll interval, for a while",
+  needs: { instances: 2 },
+  async run(ctx) {
+    const name = processName("payment", ctx.instances + 3);
+    ctx.note("start slow instance", { process: name });
+    await ctx.system.startService(name, { GATEWAY_LATENCY_MS: "12000", GATEWAY_TIMEOUT_MS: "30000", KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS: "10000" });
+    await hold(25_000);
+    await ctx.system.stopService(name, true);
+    ctx.note("slow instance gone", { process: name });
+  },
+};
+
+/** One poison record of each kind on every consumed topic. */
+export const poisonRecords: Fault = {
+  name: "poison",
+  description: "random bytes, valid protobuf of the wrong type, a valid type failing validation, an oversized value — on every consumed topic",
+  async run(ctx) {
+    const consumed = sagaTopics.map((s) => s.name).filter((name) => name !== "orders.audit");
+    for (const base of consumed) {
+      const topic = topicName(ctx.config, base);
+      const schema = topicSpec(base).valueTypes[0];
+      if (schema === undefined) continue;
+      const headersOf = (typeName: string, orderId: string) =>
+        envelopeHeaders({ eventId: newEventId(), eventType: typeName, contentType: "application/x-protobuf", schemaVersion: SCHEMA_VERSION, orderId, producer: "chaos", occurredAt: new Date() });
+      const send = async (kind: string, value: Buffer, headers: Record<string, string>) => {
+        const key = `poison-${kind}-${randomUUID()}`;
+        ctx.poison.set(key, topic);
+        await ctx.publisher.send(topic, { key, value, headers });
+      };
+      const orderId = randomUUID();
+      await send("bytes", randomBytes(64), headersOf(schema.typeName, orderId));
+      const wrong = encodeRecord(OrderCancelRequestedSchema, { orderId, requestedBy: "chaos", reason: "wrong type", requestedAt: timestampNow() }, { key: orderId, orderId, producer: "chaos", encoding: "binary" });
+      await send("wrong-type", wrong.value, base === "orders.cancel.requested" ? headersOf("orderflow.v1.OrderCreated", orderId) : wrong.headers);
+      await send("invalid", Buffer.from(toBinary(schema, create(schema, { orderId: "not-a-uuid" }))), headersOf(schema.typeName, orderId));
+      await send("oversized", randomBytes(MAX_VALUE_BYTES + 100), headersOf(schema.typeName, orderId));
+    }
+    ctx.note("poison sent", { records: ctx.poison.size });
+  },
+};
+
+/** Deletes a service's consumer group while its instances are down: they replay the topic from the start. */
+export const topicReplay: Fault = {
+  name: "replay",
+  description: "stop every payment and inventory instance, delete their groups (back to the beginning), start them: outcomes must not change",
+  async run(ctx) {
+    for (const service of ["payment", "inventory"] as const) {
+      const names = Array.from({ length: ctx.instances }, (_, i) => processName(service, i));
+      for (const name of names) await ctx.system.stopService(name);
+      const groups = service === "inventory" ? ["inventory", "inventory-actions"] : ["payment"];
+      await waitFor(async () => {
+        await ctx.admin.deleteGroups(groups.map((g) => topicName(ctx.config, g)));
+        return true;
+      }, { timeoutMs: 60_000, intervalMs: 1000, what: `the ${service} groups to be deletable` });
+      ctx.note("groups reset to the beginning", { groups });
+      for (const name of names) await ctx.system.startService(name);
+    }
+  },
+};
+
+export const allFaults: readonly Fault[] = [
+  killServices,
+  brokerKill,
+  brokerFreeze,
+  networkFaults,
+  redisRestart,
+  rebalanceStorm,
+  slowHandler,
+  poisonRecords,
+  topicReplay,
+  leaderKill,
+];
+
+/** True for the key of a record the poison fault sent. */
+export const isPoisonKey = (key: string | null | undefined) => key?.startsWith("poison-") === true;

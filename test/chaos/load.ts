@@ -1,0 +1,136 @@
+/**
+ * A steady order load for the fault suite: places orders over the REST API at a fixed rate, spread
+ * over every order instance, with a seeded mix of cards (good, declined, no funds, flaky), basket
+ * sizes, a scarce SKU (shortages and refunds) and a few cancellations. A request that fails or
+ * answers 503 is retried with the same Idempotency-Key, as a real client would, so an order is
+ * either accepted once or never — what was accepted is what the checker must account for.
+ */
+import { randomUUID } from "node:crypto";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
+
+/** The SKUs the load orders, as the suite seeds them. */
+export const loadCatalog = [
+  { sku: "chaos_common", name: "Common", currency: "USD", priceMinor: 1999n, stock: 10_000_000 },
+  { sku: "chaos_other", name: "Other", currency: "USD", priceMinor: 4550n, stock: 10_000_000 },
+  { sku: "chaos_scarce", name: "Scarce", currency: "USD", priceMinor: 9900n, stock: 150 },
+] as const;
+
+const cards = [
+  { card: "4242424242424242", weight: 85 },
+  { card: "4000000000000002", weight: 7 },
+  { card: "4000000000009995", weight: 5 },
+  { card: "4000000000000119", weight: 3 },
+] as const;
+
+const price = (minor: bigint) => `${minor / 100n}.${String(minor % 100n).padStart(2, "0")}`;
+
+export interface LoadOptions {
+  readonly apiUrls: readonly string[];
+  readonly ratePerSecond: number;
+  readonly rng: RandomGenerator;
+  /** Share of orders (percent) that are cancelled right after they were accepted. */
+  readonly cancelPercent?: number;
+}
+
+export interface LoadCounts {
+  readonly accepted: number;
+  /** Attempts that were answered with an error or not at all (each retried). */
+  readonly retried: number;
+  /** Orders given up after every retry failed (never accepted, so not owed an outcome). */
+  readonly abandoned: number;
+  readonly cancelRequests: number;
+  /** Orders the API refused (4xx other than 409): the load's mistake, so a failed run. */
+  readonly refused: readonly string[];
+}
+
+const MAX_TRIES = 20;
+
+export class OrderLoad {
+  readonly accepted = new Map<string, number>();
+  #retried = 0;
+  #abandoned = 0;
+  #cancels = 0;
+  readonly #refused: string[] = [];
+  #sent = 0;
+  #startedAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly options: LoadOptions) {}
+
+  #pick<T>(items: readonly T[]): T {
+    return items[uniformInt(this.options.rng, 0, items.length - 1)];
+  }
+
+  #body(): unknown {
+    const roll = uniformInt(this.options.rng, 1, 100);
+    let sum = 0;
+    const card = cards.find((c) => (sum += c.weight) >= roll)?.card ?? cards[0].card;
+    const lines = uniformInt(this.options.rng, 1, 3);
+    const items = Array.from({ length: lines }, (_, i) => {
+      const product = i === 0 && uniformInt(this.options.rng, 1, 100) <= 15 ? loadCatalog[2] : this.#pick(loadCatalog.slice(0, 2));
+      return { product_id: product.sku, quantity: uniformInt(this.options.rng, 1, 2), price: price(product.priceMinor) };
+    });
+    return { customer_id: `load-${uniformInt(this.options.rng, 1, 500)}`, customer_email: "load@example.com", currency: "USD", items, payment: { method: "card", card_number: card } };
+  }
+
+  /** Places one order, retrying with its key until accepted or MAX_TRIES is reached. */
+  async #place(api: string, body: unknown, cancel: boolean): Promise<void> {
+    const key = randomUUID();
+    for (let attempt = 1; attempt <= MAX_TRIES; attempt += 1) {
+      try {
+        const response = await fetch(`${api}/orders`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "idempotency-key": key },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(10_000),
+        });
+        if (response.status === 202 || response.status === 200) {
+          const { order_id: orderId } = (await response.json()) as { order_id: string };
+          this.accepted.set(orderId, Date.now());
+          if (cancel) {
+            this.#cancels += 1;
+            await fetch(`${api}/orders/${orderId}/cancel`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}", signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+          }
+          return;
+        }
+        // 409: the same key is still being handled (an earlier try of ours); any other 4xx is our bug.
+        if (response.status !== 409 && response.status < 500) {
+          this.#refused.push(`${response.status}: ${await response.text()}`);
+          return;
+        }
+      } catch {
+        // No answer (a timeout, a refused connection while the instance restarts): try again.
+      }
+      this.#retried += 1;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt))); // client backoff between retries
+    }
+    this.#abandoned += 1;
+  }
+
+  /** Starts placing orders at the configured rate until stop(). */
+  start(): void {
+    this.#startedAt = Date.now();
+    const { apiUrls, ratePerSecond, cancelPercent = 2 } = this.options;
+    this.#timer = setInterval(() => {
+      const due = Math.floor(((Date.now() - this.#startedAt) / 1000) * ratePerSecond);
+      for (; this.#sent < due; this.#sent += 1) {
+        const api = apiUrls[this.#sent % apiUrls.length];
+        const cancel = uniformInt(this.options.rng, 1, 100) <= cancelPercent;
+        const placing = this.#place(api, this.#body(), cancel).finally(() => this.#inFlight.delete(placing));
+        this.#inFlight.add(placing);
+      }
+    }, 20);
+  }
+
+  /** Stops placing new orders and waits for those in flight to be accepted or given up. */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  counts(): LoadCounts {
+    return { accepted: this.accepted.size, retried: this.#retried, abandoned: this.#abandoned, cancelRequests: this.#cancels, refused: [...this.#refused] };
+  }
+}

@@ -1,0 +1,52 @@
+/** Writes the fault suite's report: the JSON as measured, and a Markdown summary for people. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ScenarioReport } from "./suite.ts";
+
+const seconds = (ms: number | undefined) => (ms === undefined ? "did not recover" : `${(ms / 1000).toFixed(1)} s`);
+
+/** The Markdown summary of a run of one or more scenarios. */
+export function renderMarkdown(scenarios: readonly ScenarioReport[]): string {
+  const ok = scenarios.every((s) => s.verdict.ok);
+  const lines = [`# Fault-injection report`, ``, `Verdict: **${ok ? "PASS" : "FAIL"}** — ${scenarios.reduce((n, s) => n + s.load.accepted, 0)} orders accepted over ${scenarios.length} scenario(s).`, ``];
+  const [first] = scenarios;
+  if (first !== undefined) lines.push(`Versions: ${Object.entries(first.versions).map(([k, v]) => `${k} ${v}`).join(", ")}.`, ``);
+  for (const s of scenarios) {
+    const { invariants: inv } = s;
+    lines.push(
+      `## ${s.name} — ${s.verdict.ok ? "PASS" : "FAIL"}`,
+      ``,
+      `Seed ${s.seed}; ${s.config.topology} broker${s.config.proxied ? " behind Toxiproxy" : ""}; ${s.config.instances} instance(s) of every service; ${s.config.ratePerSecond} orders/s; ${(s.durationMs / 1000).toFixed(0)} s.`,
+      ``,
+      `| fault | what | recovery |`,
+      `|---|---|---|`,
+      ...s.faults.map((f) => `| ${f.name} | ${f.description} | ${seconds(f.recoveryMs)} |`),
+      ``,
+      `Orders accepted ${inv.accepted} (client retries ${s.load.retried}, given up ${s.load.abandoned}, cancel requests ${s.load.cancelRequests}): completed ${inv.outcomes.completed}, failed ${inv.outcomes.failed}, cancelled ${inv.outcomes.cancelled}, refunded after completion ${inv.outcomes.refundedAfterCompletion}.`,
+      `Charges ${inv.charges} and refunds ${inv.refunds} in the processor's books; emails delivered ${inv.emails}; poison records sent ${s.poison.sent}, missing from their DLQ ${s.poison.missingFromDlq.length}, good records dead-lettered ${s.poison.goodRecordsDeadLettered}.`,
+      ``,
+      `| invariant | violations |`,
+      `|---|---|`,
+      ...Object.entries(inv.violations).map(([rule, ids]) => `| ${rule} | ${ids.length}${ids.length > 0 ? ` (${ids.slice(0, 3).join(", ")}…)` : ""} |`),
+      ``,
+      ...(s.verdict.ok ? [] : [`Why it failed: ${s.verdict.reasons.join("; ")}.`, ``]),
+      `<details><summary>Timeline</summary>`,
+      ``,
+      ...s.timeline.map((t) => `- +${(t.atMs / 1000).toFixed(1)} s ${t.event}${t.detail === undefined ? "" : ` \`${JSON.stringify(t.detail)}\``}`),
+      ``,
+      `</details>`,
+      ``,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** Writes `<dir>/chaos.json` and `<dir>/chaos.md`; returns their paths. */
+export function writeReport(dir: string, scenarios: readonly ScenarioReport[]): { json: string; markdown: string } {
+  mkdirSync(dir, { recursive: true });
+  const json = join(dir, "chaos.json");
+  const markdown = join(dir, "chaos.md");
+  writeFileSync(json, `${JSON.stringify({ ok: scenarios.every((s) => s.verdict.ok), scenarios }, null, 2)}\n`);
+  writeFileSync(markdown, `${renderMarkdown(scenarios)}\n`);
+  return { json, markdown };
+}

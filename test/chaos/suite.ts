@@ -1,0 +1,222 @@
+/**
+ * One fault-injection run: its own broker and Redis (ChaosEnvironment), the whole system as real
+ * processes (one or more instances per service), a steady seeded order load, and faults injected
+ * one after another while the load runs. After each fault heals, the time until every order
+ * accepted before the heal reached an outcome is its recovery time. At the end the load stops,
+ * the system goes quiet, and the invariant checker judges the run; every poison record must be in
+ * its DLQ and no good record may be. The result is a report, not an exception.
+ */
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
+import { DLQ_SUFFIX, catalog, replication, sagaTopics } from "../../infra/topics.ts";
+import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
+import { loadConfig } from "../../lib/config.ts";
+import { createLogger } from "../../lib/log.ts";
+import { createKafka, topicName } from "../../lib/kafka/client.ts";
+import { createPublisher } from "../../lib/kafka/publisher.ts";
+import { readToEnd } from "../../lib/kafka/read-to-end.ts";
+import { desiredTopics, applyTopics } from "../../lib/kafka/topics.ts";
+import { checkInvariants } from "../../services/cli/check.ts";
+import type { InvariantReport } from "../../services/cli/invariants.ts";
+import { StockStore } from "../../services/inventory/stock.ts";
+import { keyspace } from "../../lib/redis.ts";
+import { startSystem } from "../harness/processes.ts";
+import { waitFor } from "../harness/wait.ts";
+import { ChaosEnvironment, type Topology } from "./environment.ts";
+import { isPoisonKey, type Fault, type FaultContext } from "./faults.ts";
+import { OrderLoad, loadCatalog, type LoadCounts } from "./load.ts";
+
+export interface SuiteOptions {
+  readonly name: string;
+  readonly seed: number;
+  /** Keep the load running until at least this many orders were accepted (and every fault ran). */
+  readonly orders: number;
+  readonly ratePerSecond: number;
+  readonly instances: number;
+  readonly topology: Topology;
+  readonly proxied: boolean;
+  readonly faults: readonly Fault[];
+  readonly stateDir: string;
+  /** Progress lines (the timeline as it happens). */
+  readonly progress?: (line: string) => void;
+}
+
+export interface TimelineEntry {
+  readonly atMs: number;
+  readonly event: string;
+  readonly detail?: Record<string, unknown>;
+}
+
+export interface FaultResult {
+  readonly name: string;
+  readonly description: string;
+  readonly startedAtMs: number;
+  readonly healedAtMs: number;
+  /** From the heal until every order accepted before it had an outcome; undefined if that never happened. */
+  readonly recoveryMs: number | undefined;
+}
+
+export interface ScenarioReport {
+  readonly name: string;
+  readonly seed: number;
+  readonly config: { readonly ratePerSecond: number; readonly instances: number; readonly topology: Topology; readonly proxied: boolean; readonly targetOrders: number };
+  readonly versions: Readonly<Record<string, string>>;
+  readonly durationMs: number;
+  readonly timeline: readonly TimelineEntry[];
+  readonly faults: readonly FaultResult[];
+  readonly load: LoadCounts;
+  readonly invariants: InvariantReport;
+  readonly poison: { readonly sent: number; readonly missingFromDlq: readonly string[]; readonly goodRecordsDeadLettered: number };
+  readonly verdict: { readonly ok: boolean; readonly reasons: readonly string[] };
+}
+
+const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED].map(String));
+
+/** The orders among `ids` without an outcome in the read model yet. */
+async function pendingOf(redis: Redis, ids: readonly string[]): Promise<string[]> {
+  const pending: string[] = [];
+  for (let i = 0; i < ids.length; i += 500) {
+    const chunk = ids.slice(i, i + 500);
+    const pipeline = redis.pipeline();
+    for (const id of chunk) pipeline.hget(`of:order:${id}`, "status");
+    const results = (await pipeline.exec()) ?? [];
+    results.forEach(([, status], j) => {
+      if (!terminal.has(String(status))) pending.push(chunk[j]);
+    });
+  }
+  return pending;
+}
+
+function versions(): Record<string, string> {
+  const root = join(import.meta.dirname, "..", "..");
+  const kafka = /KAFKA_VERSION="?([^"\n]+)/.exec(readFileSync(join(root, "infra", "kafka", "kafka.env"), "utf8"))?.[1] ?? "?";
+  const pkg = JSON.parse(readFileSync(join(root, "node_modules", "@confluentinc", "kafka-javascript", "package.json"), "utf8")) as { version: string; librdkafka?: string };
+  return { node: process.version, kafka, "confluent-kafka-javascript": pkg.version, librdkafka: pkg.librdkafka ?? "?" };
+}
+
+export async function runScenario(options: SuiteOptions): Promise<ScenarioReport> {
+  const started = Date.now();
+  const timeline: TimelineEntry[] = [];
+  const note = (event: string, detail?: Record<string, unknown>) => {
+    const entry = { atMs: Date.now() - started, event, ...(detail === undefined ? {} : { detail }) };
+    timeline.push(entry);
+    options.progress?.(`[${options.name} +${(entry.atMs / 1000).toFixed(1)}s] ${event}${detail === undefined ? "" : ` ${JSON.stringify(detail)}`}`);
+  };
+  const logDir = join(options.stateDir, "..", `${options.name}-logs`);
+  rmSync(logDir, { recursive: true, force: true });
+  const env = new ChaosEnvironment({ topology: options.topology, proxied: options.proxied, stateDir: options.stateDir });
+  await env.start();
+  note("environment up", { brokers: env.brokers, redis: env.redisUrl, proxied: options.proxied });
+  const config = loadConfig("chaos", { KAFKA_BROKERS: env.brokers, REDIS_URL: env.redisUrl, LOG_LEVEL: "warn", KAFKA_PRODUCER_MESSAGE_MAX_BYTES: "1048576", TOPIC_PROFILE: options.topology === "cluster" ? "cluster" : "local", HOME: process.env["HOME"] ?? "" });
+  const log = createLogger("chaos", "warn");
+  const kafka = createKafka(config, log);
+  const admin = kafka.admin();
+  await admin.connect();
+  const publisher = await createPublisher(kafka, config);
+  const redis = new Redis(env.redisUrl);
+  try {
+    await applyTopics(admin, desiredTopics(catalog, replication[config.topicProfile]));
+    await new StockStore(redis, keyspace(config.redisKeyPrefix)).seedCatalog(loadCatalog);
+    const common = {
+      LOG_LEVEL: "warn",
+      TOPIC_PROFILE: config.topicProfile,
+      KAFKA_CONSUMER_SESSION_TIMEOUT_MS: "6000",
+      TX_TIMEOUT_MS: "10000",
+      HOME: process.env["HOME"] ?? "",
+    };
+    const envOf = (service: string) => env.addressesOf(service);
+    const system = await startSystem({ ...common, KAFKA_BROKERS: env.brokers, REDIS_URL: env.redisUrl }, { instances: options.instances, envOf, logDir });
+    note("system up", { processes: system.processes.length });
+    try {
+      const rng = xoroshiro128plus(options.seed);
+      const load = new OrderLoad({ apiUrls: system.apiUrls, ratePerSecond: options.ratePerSecond, rng });
+      const poison = new Map<string, string>();
+      const ctx: FaultContext = { env, system, rng, admin, publisher, config, instances: options.instances, envOf, note, poison };
+      const faults: FaultResult[] = [];
+      try {
+        load.start();
+        note("load started", { ratePerSecond: options.ratePerSecond });
+        const steady = async (orders: number) => {
+          const target = load.accepted.size + orders;
+          await waitFor(() => load.accepted.size >= target, { timeoutMs: 600_000, intervalMs: 200, what: `${orders} more orders to be accepted` });
+        };
+        for (const fault of options.faults) {
+          await steady(options.ratePerSecond * 5);
+          const startedAtMs = Date.now() - started;
+          note(`fault ${fault.name}: begin`);
+          await fault.run(ctx);
+          const healedAtMs = Date.now() - started;
+          note(`fault ${fault.name}: healed`);
+          const before = [...load.accepted.keys()];
+          let recoveryMs: number | undefined;
+          try {
+            await waitFor(async () => (await pendingOf(redis, before)).length === 0, { timeoutMs: 240_000, intervalMs: 250, what: "the orders accepted before the heal to end" });
+            recoveryMs = Date.now() - started - healedAtMs;
+          } catch {
+            recoveryMs = undefined;
+            note(`fault ${fault.name}: orders still without an outcome`, { sample: (await pendingOf(redis, before)).slice(0, 5) });
+          }
+          note(`fault ${fault.name}: recovered`, { recoveryMs, ordersSoFar: load.accepted.size });
+          faults.push({ name: fault.name, description: fault.description, startedAtMs, healedAtMs, recoveryMs });
+        }
+        await waitFor(() => load.accepted.size >= options.orders, { timeoutMs: 3_600_000, intervalMs: 500, what: `${options.orders} orders` });
+      } finally {
+        await load.stop();
+        note("load stopped", { ...load.counts() });
+      }
+      const ids = [...load.accepted.keys()];
+      await waitFor(async () => (await pendingOf(redis, ids)).length === 0, { timeoutMs: 300_000, intervalMs: 500, what: "every accepted order to reach an outcome" }).catch(() => undefined);
+      // Emails go out after the outcome: quiet also means every requested email arrived (or 5 minutes passed).
+      const emailsOwed = async () => {
+        let requested = 0;
+        await readToEnd(config, admin, [topicName(config, "notifications.email")], () => void (requested += 1));
+        const { messages } = (await (await fetch(`${system.mailUrl}/messages`)).json()) as { messages: unknown[] };
+        return requested - messages.length;
+      };
+      await waitFor(async () => (await emailsOwed()) <= 0, { timeoutMs: 300_000, intervalMs: 2000, what: "every requested email to arrive" }).catch(() => undefined);
+      note("quiet", { pending: (await pendingOf(redis, ids)).length, emailsOwed: await emailsOwed() });
+      const invariants = await checkInvariants({ config, log, kafka, json: true }, { timeoutMs: 300_000, mailsink: system.mailUrl });
+      note("checked", { ok: invariants.ok });
+      const dlqKeys = new Map<string, string[]>();
+      let goodRecordsDeadLettered = 0;
+      await readToEnd(config, admin, sagaTopics.map((s) => topicName(config, `${s.name}${DLQ_SUFFIX}`)), (record) => {
+        const key = record.key?.toString("utf8") ?? "";
+        if (!isPoisonKey(key)) goodRecordsDeadLettered += 1;
+        dlqKeys.set(key, [...(dlqKeys.get(key) ?? []), record.topic]);
+      });
+      const missingFromDlq = [...poison].filter(([key, topic]) => !(dlqKeys.get(key) ?? []).includes(`${topic}${DLQ_SUFFIX}`)).map(([key]) => key);
+      const loadCounts = load.counts();
+      const reasons = [
+        ...Object.entries(invariants.violations).filter(([, ids]) => ids.length > 0).map(([rule, ids]) => `${rule}: ${ids.length}`),
+        ...(loadCounts.accepted < options.orders ? [`only ${loadCounts.accepted} of ${options.orders} orders were accepted`] : []),
+      ...(loadCounts.refused.length > 0 ? [`${loadCounts.refused.length} orders refused, first: ${loadCounts.refused[0]}`] : []),
+        ...(invariants.accepted < loadCounts.accepted ? [`${loadCounts.accepted - invariants.accepted} accepted orders are missing from orders.created`] : []),
+        ...(missingFromDlq.length > 0 ? [`${missingFromDlq.length} poison records missing from their DLQ`] : []),
+        ...(goodRecordsDeadLettered > 0 ? [`${goodRecordsDeadLettered} good records dead-lettered`] : []),
+        ...faults.filter((f) => f.recoveryMs === undefined).map((f) => `${f.name} did not recover`),
+      ];
+      return {
+        name: options.name,
+        seed: options.seed,
+        config: { ratePerSecond: options.ratePerSecond, instances: options.instances, topology: options.topology, proxied: options.proxied, targetOrders: options.orders },
+        versions: versions(),
+        durationMs: Date.now() - started,
+        timeline,
+        faults,
+        load: loadCounts,
+        invariants,
+        poison: { sent: poison.size, missingFromDlq, goodRecordsDeadLettered },
+        verdict: { ok: reasons.length === 0, reasons },
+      };
+    } finally {
+      await system.stop();
+    }
+  } finally {
+    redis.disconnect();
+    await publisher.disconnect();
+    await admin.disconnect();
+    await env.close();
+  }
+}
