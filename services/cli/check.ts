@@ -65,11 +65,11 @@ async function countDeadLetters(ctx: CliContext): Promise<Record<string, number>
 }
 
 /** Emails the mail sink received, by the notification each carries. */
-async function deliveredMail(url: string): Promise<{ notificationId: string }[]> {
+async function deliveredMail(url: string): Promise<{ notificationId: string; messageId?: string }[]> {
   const response = await fetch(`${url.replace(/\/$/, "")}/messages`);
   if (!response.ok) throw new Error(`the mail sink at ${url} answered ${response.status}`);
-  const { messages } = (await response.json()) as { messages: { notificationId?: string }[] };
-  return messages.flatMap((m) => (m.notificationId ? [{ notificationId: m.notificationId }] : []));
+  const { messages } = (await response.json()) as { messages: { notificationId?: string; messageId?: string }[] };
+  return messages.flatMap((m) => (m.notificationId ? [{ notificationId: m.notificationId, ...(m.messageId === undefined ? {} : { messageId: m.messageId }) }] : []));
 }
 
 /** Gathers the evidence (log, Redis, the processor's books, DLQs, the mail sink if given) and applies the rules. */
@@ -105,7 +105,7 @@ export function checkCommand(context: ContextFactory): Command {
       const { outcomes, violations } = report;
       output(ctx, report, [
         `orders accepted ${report.accepted}: completed ${outcomes.completed}, failed ${outcomes.failed}, cancelled ${outcomes.cancelled}, refunded after completion ${outcomes.refundedAfterCompletion}`,
-        `charges ${report.charges}, refunds ${report.refunds}, emails ${report.emails}, dead letters ${Object.values(report.deadLetters).reduce((a, b) => a + b, 0)}`,
+        `charges ${report.charges}, refunds ${report.refunds}, emails ${report.emails} (resent after a crash ${report.resends}), dead letters ${Object.values(report.deadLetters).reduce((a, b) => a + b, 0)}`,
         ...Object.entries(violations).map(([rule, ids]) => `${ids.length === 0 ? "ok  " : "FAIL"} ${rule}${ids.length === 0 ? "" : `: ${ids.slice(0, 10).join(", ")}${ids.length > 10 ? " …" : ""}`}`),
         report.ok ? "all invariants hold" : "invariants violated",
       ]);

@@ -58,12 +58,18 @@ describe("invariant rules", () => {
       { kind: "charge" as const, id: "ch_3", orderId: "failed", amountMinor: "100" },
       { kind: "refund" as const, id: "re_1", orderId: "failed", chargeId: "ch_3", amountMinor: "100" },
     ];
-    const mail = [{ notificationId: "paid:CONFIRMED" }, { notificationId: "paid:CONFIRMED" }, { notificationId: "failed:FAILED" }];
+    const mail = [
+      { notificationId: "paid:CONFIRMED", messageId: "<a>" },
+      { notificationId: "paid:CONFIRMED", messageId: "<b>" },
+      // The same message again (a resend after a crash): one email.
+      { notificationId: "failed:FAILED", messageId: "<c>" },
+      { notificationId: "failed:FAILED", messageId: "<c>" },
+    ];
     const report = evaluate({ records, ledger, mail, deadLetters: { "orders.created.dlq": 2 } });
     expect(report.violations.duplicateCharges).toEqual(["hidden"]);
     expect(report.violations.unrefundedCharges).toEqual([]);
     expect(report.violations.duplicateEmails).toEqual(["paid:CONFIRMED"]);
-    expect(report).toMatchObject({ charges: 4, refunds: 1, emails: 3, deadLetters: { "orders.created.dlq": 2 }, ok: false });
+    expect(report).toMatchObject({ charges: 4, refunds: 1, emails: 3, resends: 1, deadLetters: { "orders.created.dlq": 2 }, ok: false });
     const unrefunded = evaluate({ records, ledger: ledger.slice(0, 4) });
     expect(unrefunded.violations.unrefundedCharges).toEqual(["failed"]);
   });

@@ -3,7 +3,8 @@
  * outside Kafka — over the effect itself: every accepted order reached one outcome; at most one
  * charge per order and every charge of an order that did not complete refunded (from the payment
  * processor's own books when given, else from the topics); exactly one email per (order, template)
- * requested on notifications.email (counted at the SMTP sink when given, else on notifications.sent). Pure, so each rule is
+ * requested on notifications.email (counted at the SMTP sink when given — a resend of the same
+ * message, same Message-ID, is the same email — else on notifications.sent). Pure, so each rule is
  * tested on its own; `orderflow check` gathers the evidence and adds stock conservation from Redis.
  */
 import type { LedgerEntry } from "../payment/simulated-gateway.ts";
@@ -25,8 +26,8 @@ export interface Evidence {
   readonly stock?: readonly string[];
   /** The payment processor's books: every charge and refund it actually made. */
   readonly ledger?: readonly LedgerEntry[];
-  /** Emails the SMTP server received, by the notification they carry. */
-  readonly mail?: readonly { readonly notificationId: string }[];
+  /** Emails the SMTP server received, by the notification they carry and their Message-ID. */
+  readonly mail?: readonly { readonly notificationId: string; readonly messageId?: string }[];
   /** Records per dead-letter topic. */
   readonly deadLetters?: Readonly<Record<string, number>>;
 }
@@ -37,7 +38,9 @@ export interface InvariantReport {
   /** Charges and refunds taken (by the processor's books when given), emails delivered. */
   readonly charges: number;
   readonly refunds: number;
+  /** Distinct emails delivered; resends: the same message (same Message-ID) delivered again after a crash. */
   readonly emails: number;
+  readonly resends: number;
   readonly deadLetters: Readonly<Record<string, number>>;
   readonly violations: {
     readonly lost: readonly string[];
@@ -94,7 +97,7 @@ export function evaluate(evidence: Evidence): InvariantReport {
   const duplicateEmails =
     mail === undefined
       ? [...group(records.filter((r) => r.topic === "notifications.sent"), (r) => r.ref ?? "")].filter(([, sent]) => distinct(sent.map((s) => s.messageId)) > 1).map(([id]) => id)
-      : [...group(mail, (m) => m.notificationId)].filter(([, delivered]) => delivered.length > 1).map(([id]) => id);
+      : [...group(mail, (m) => m.notificationId)].filter(([, delivered]) => distinct(delivered.map((m) => m.messageId ?? "")) > 1).map(([id]) => id);
   const requested = new Set(records.filter((r) => r.topic === "notifications.email").map((r) => r.ref ?? ""));
   const delivered = new Set(mail === undefined ? records.filter((r) => r.topic === "notifications.sent").map((r) => r.ref ?? "") : mail.map((m) => m.notificationId));
   const missingEmails = [...requested].filter((id) => !delivered.has(id));
@@ -104,7 +107,8 @@ export function evaluate(evidence: Evidence): InvariantReport {
     outcomes,
     charges: ledger === undefined ? records.filter((r) => r.topic === "payments.completed").length : (ledger.filter((e) => e.kind === "charge").length),
     refunds: ledger === undefined ? records.filter((r) => r.topic === "payments.refunded").length : refundedCharges.size,
-    emails: mail === undefined ? distinct(records.filter((r) => r.topic === "notifications.sent").map((r) => r.messageId)) : mail.length,
+    emails: mail === undefined ? distinct(records.filter((r) => r.topic === "notifications.sent").map((r) => r.messageId)) : distinct(mail.map((m) => `${m.notificationId} ${m.messageId ?? ""}`)),
+    resends: mail === undefined ? 0 : mail.length - distinct(mail.map((m) => `${m.notificationId} ${m.messageId ?? ""}`)),
     deadLetters: evidence.deadLetters ?? {},
     violations,
     ok: Object.values(violations).every((v) => v.length === 0),

@@ -20,6 +20,8 @@ export interface StoredMail {
   readonly sizeBytes: number;
   /** The X-Orderflow-Notification header: which notification this email carries out. */
   readonly notificationId?: string;
+  /** The Message-ID header: a resend of the same message carries the same one. */
+  readonly messageId?: string;
 }
 
 function header(raw: string, name: string): string {
@@ -66,6 +68,7 @@ export async function startMailSink(options: { dir: string; smtpPort: number; ht
           receivedAt: new Date().toISOString(),
           sizeBytes: raw.length,
           ...(header(text, NOTIFICATION_HEADER) === "" ? {} : { notificationId: header(text, NOTIFICATION_HEADER) }),
+          ...(header(text, "Message-ID") === "" ? {} : { messageId: header(text, "Message-ID") }),
         };
         writeFileSync(join(options.dir, `${id}.eml`), raw);
         writeFileSync(join(options.dir, `${id}.json`), JSON.stringify(meta));

@@ -1,7 +1,9 @@
 /**
  * Sends the customer emails the saga asks for: exactly one per (order, template) even when the
  * command is delivered again, at most RATE_LIMIT per customer per minute (more are delayed, not
- * dropped), then records notifications.sent.
+ * dropped), then records notifications.sent. A claim keeps two senders apart, a `sent:` record
+ * answers a redelivery, and a stable Message-ID makes the one unavoidable resend — after a crash
+ * between the SMTP server's acceptance and our record — the same message again.
  */
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Transporter } from "nodemailer";
@@ -30,7 +32,7 @@ export interface NotificationDeps {
 
 export function createNotifier(deps: NotificationDeps) {
   const { redis, keys, mailer, log } = deps;
-  const claimMs = deps.claimMs ?? 60_000;
+  const claimMs = deps.claimMs ?? 20_000;
 
   /** Sends one requested email (once); notifications.sent goes to `out` (the consumer's transaction). */
   return async function handle(command: EmailRequested, out: Sink): Promise<void> {
@@ -54,7 +56,17 @@ export function createNotifier(deps: NotificationDeps) {
     const email = render(command.template, command.orderId, command.params);
     let messageId: string;
     try {
-      const info = (await mailer.sendMail({ from: deps.from, to: command.email, subject: email.subject, text: email.text, headers: { [NOTIFICATION_HEADER]: command.notificationId } })) as { messageId?: string };
+      const info = (await mailer.sendMail({
+        from: deps.from,
+        to: command.email,
+        subject: email.subject,
+        text: email.text,
+        headers: { [NOTIFICATION_HEADER]: command.notificationId },
+        // The same Message-ID every time this notification is sent: if we crash after the server
+        // took it and before we noted that, the resend is the same message, which mail systems
+        // collapse (the idempotency key SMTP has). Without dedup (test switch) every send is new.
+        ...(deps.dedup === false ? {} : { messageId: messageIdOf(command.notificationId) }),
+      })) as { messageId?: string };
       messageId = info.messageId ?? "";
     } catch (err) {
       await redis.del(key);
@@ -77,6 +89,11 @@ async function publishSent(out: Sink, command: EmailRequested, messageId: string
 }
 
 const SENT_NAMESPACE = "6f1c2a8e-4b1d-4f0e-9a57-2d7b8c3e5a10";
+
+/** The Message-ID of a notification's email: stable, unique per (order, template). */
+export function messageIdOf(notificationId: string): string {
+  return `<${uuidv5(notificationId, SENT_NAMESPACE)}@orderflow.notifications>`;
+}
 
 /** The same id for every notifications.sent of one notification, so a replay is recognised downstream. */
 export function sentEventId(notificationId: string): string {

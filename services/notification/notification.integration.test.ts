@@ -20,7 +20,7 @@ import { startService } from "../../lib/service.ts";
 import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
 import { buildNotification } from "./service.ts";
 import { listMail, startMailSink, type MailSink } from "../mailsink/sink.ts";
-import { createNotifier } from "./handlers.ts";
+import { createNotifier, messageIdOf } from "./handlers.ts";
 
 let t: TestKafka;
 let r: TestRedis;
@@ -65,6 +65,8 @@ describe("notification", () => {
     const mails = listMail(dir).filter((m) => m.subject.includes(orderId.slice(0, 8)));
     expect(mails).toHaveLength(1);
     expect(mails[0]?.to).toEqual(["ada@example.com"]);
+    expect(mails[0]?.messageId).toBe(messageIdOf(cmd.notificationId));
+    expect(mails[0]?.notificationId).toBe(cmd.notificationId);
     expect(results.filter((x) => x.status === "fulfilled").length).toBeGreaterThanOrEqual(1);
     const sent = await watch.next(orderId, "notifications.sent");
     expect(sent.envelope.eventType).toBe("orderflow.v1.NotificationSent");

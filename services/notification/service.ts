@@ -10,7 +10,8 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 export function buildNotification(env: Env) {
   return (runtime: Runtime): ServiceParts => {
     // Pooled: a few SMTP connections kept open instead of one handshake per email.
-    const mailer = createTransport({ url: env["SMTP_URL"] ?? "smtp://127.0.0.1:2525", pool: true, maxConnections: 3 });
+    // Bounded waits, so that a send never outlives its claim (20 s).
+    const mailer = createTransport({ url: env["SMTP_URL"] ?? "smtp://127.0.0.1:2525", pool: true, maxConnections: 3, connectionTimeout: 5000, greetingTimeout: 5000, socketTimeout: 10_000 });
     const notify = createNotifier({
       ...runtime,
       mailer,
