@@ -250,7 +250,7 @@ export class ConsumerRunner {
       await this.#consumer.run({
         partitionsConsumedConcurrently: config.consumer.partitionsConcurrently,
         eachBatchAutoResolve: false,
-        eachBatch: (payload) => this.#transactionalBatch(tx, payload as unknown as BatchPayload),
+        eachBatch: (payload) => this.#transactionalBatch(tx, payload),
       });
       this.#every(tx.settings.maxMs, () => this.#gate.exclusive(() => (tx.due ? this.#commit(tx) : Promise.resolve())));
     }
