@@ -247,6 +247,8 @@ export class ConsumerRunner {
         eachMessage: ({ topic, partition, message }) => this.#handleRecord(topic, partition, message, this.#atLeastOnce()).then(() => undefined),
       });
     } else {
+      // Fence a crashed predecessor now; failing here is not fatal, the first transaction retries.
+      await tx.connect().catch((err: unknown) => this.#options.log.warn({ err: messageOf(err) }, "transactional producer not connected yet"));
       await this.#consumer.run({
         partitionsConsumedConcurrently: config.consumer.partitionsConcurrently,
         eachBatchAutoResolve: false,

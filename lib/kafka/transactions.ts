@@ -130,7 +130,17 @@ export class TransactionalOutput {
     return this.#beginning;
   }
 
-  async #begin(): Promise<void> {
+  /**
+   * Connects the transactional producer now rather than at the first record. Connecting fences a
+   * predecessor with the same id and aborts what it left open, so a restarted instance frees the
+   * partitions a crash left behind an open transaction (read_committed readers wait on them)
+   * without waiting for the transaction timeout or for its own first record.
+   */
+  async connect(): Promise<void> {
+    await this.#connected();
+  }
+
+  async #connected(): Promise<Producer> {
     if (this.#producer === undefined) {
       const producer = createProducer(this.#options.kafka, this.#options.config, {
         "transactional.id": this.#options.transactionalId,
@@ -146,7 +156,11 @@ export class TransactionalOutput {
       }
       this.#producer = producer;
     }
-    await this.#producer.transaction();
+    return this.#producer;
+  }
+
+  async #begin(): Promise<void> {
+    await (await this.#connected()).transaction();
     this.#open = true;
     this.#openedAt = this.#now();
   }

@@ -12,6 +12,7 @@ startMailSink({
   smtpPort: integer(env, "MAILSINK_SMTP_PORT", 2525, 0),
   httpPort: integer(env, "MAILSINK_HTTP_PORT", 8025, 0),
   host: env["MAILSINK_HOST"] ?? "127.0.0.1",
+  onConnectionError: (err) => log.warn({ err: messageOf(err) }, "SMTP connection failed"),
 }).then(
   (sink) => {
     log.info({ smtpPort: sink.smtpPort, httpPort: sink.httpPort }, "ready");

@@ -30,7 +30,7 @@ function header(raw: string, name: string): string {
   return (match?.[1] ?? "").replace(/\r?\n[ \t]+/g, " ").trim();
 }
 
-/** Reads the stored messages, oldest first. */
+/** Reads the stored messages from disk, oldest first. */
 export function listMail(dir: string): StoredMail[] {
   return readdirSync(dir)
     .filter((name) => name.endsWith(".json"))
@@ -44,10 +44,23 @@ export interface MailSink {
   close(): Promise<void>;
 }
 
-/** Starts the SMTP listener and the HTTP listing; ports 0 pick free ones. */
-export async function startMailSink(options: { dir: string; smtpPort: number; httpPort: number; host?: string }): Promise<MailSink> {
+export interface MailSinkOptions {
+  readonly dir: string;
+  readonly smtpPort: number;
+  readonly httpPort: number;
+  readonly host?: string;
+  /** A client connection failed (a sender reset it, say); the sink carries on. */
+  readonly onConnectionError?: (err: Error) => void;
+}
+
+/**
+ * Starts the SMTP listener and the HTTP listing; ports 0 pick free ones. The listing is kept in
+ * memory (read from `dir` at start), so listing many messages does not read every file again.
+ */
+export async function startMailSink(options: MailSinkOptions): Promise<MailSink> {
   const host = options.host ?? "127.0.0.1";
   mkdirSync(options.dir, { recursive: true });
+  const stored = listMail(options.dir);
   const smtp = new SMTPServer({
     authOptional: true,
     disabledCommands: ["STARTTLS"],
@@ -72,6 +85,7 @@ export async function startMailSink(options: { dir: string; smtpPort: number; ht
         };
         writeFileSync(join(options.dir, `${id}.eml`), raw);
         writeFileSync(join(options.dir, `${id}.json`), JSON.stringify(meta));
+        stored.push(meta);
         callback(null, `stored as ${id}`);
       });
     },
@@ -80,11 +94,13 @@ export async function startMailSink(options: { dir: string; smtpPort: number; ht
     smtp.server.once("error", reject);
     smtp.listen(options.smtpPort, host, resolve);
   });
+  // Without a listener, a connection error (a sender killed mid-session) would end the process.
+  smtp.on("error", (err: Error) => options.onConnectionError?.(err));
   const http: HttpServer = createHttpServer((req, res) => {
     const parts = (req.url ?? "/").split("?")[0]?.split("/").filter(Boolean) ?? [];
     if (parts[0] === "messages" && parts.length === 1) {
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ messages: listMail(options.dir) }));
+      res.end(JSON.stringify({ messages: stored }));
       return;
     }
     const id = parts[1] ?? "";

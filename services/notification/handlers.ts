@@ -42,16 +42,18 @@ export function createNotifier(deps: NotificationDeps) {
       await publishSent(out, command, earlier.slice("sent:".length));
       return;
     }
+    if ((await redis.set(key, "sending", "PX", claimMs, "NX")) !== "OK") {
+      throw new TransientError(`email ${command.notificationId} is being sent by another instance`);
+    }
+    // Only a send that happens uses up the customer's rate: an attempt that fails gives its slot back.
     const minute = Math.floor(Date.now() / 60_000);
     const rateKey = keys("email-rate", command.customerId, String(minute));
+    const giveBack = () => redis.multi().decr(rateKey).del(key).exec();
     const count = await redis.incr(rateKey);
     if (count === 1) await redis.expire(rateKey, 120);
     if (count > deps.ratePerMinute) {
-      await redis.decr(rateKey);
+      await giveBack();
       throw new TransientError(`customer ${command.customerId} reached ${deps.ratePerMinute} emails a minute; delayed`);
-    }
-    if ((await redis.set(key, "sending", "PX", claimMs, "NX")) !== "OK") {
-      throw new TransientError(`email ${command.notificationId} is being sent by another instance`);
     }
     const email = render(command.template, command.orderId, command.params);
     let messageId: string;
@@ -69,7 +71,7 @@ export function createNotifier(deps: NotificationDeps) {
       })) as { messageId?: string };
       messageId = info.messageId ?? "";
     } catch (err) {
-      await redis.del(key);
+      await giveBack();
       throw new TransientError(`SMTP refused or unreachable: ${messageOf(err)}`, { cause: err });
     }
     await redis.set(key, `sent:${messageId}`);

@@ -16,7 +16,7 @@ export function renderMarkdown(scenarios: readonly ScenarioReport[]): string {
     lines.push(
       `## ${s.name} — ${s.verdict.ok ? "PASS" : "FAIL"}`,
       ``,
-      `Seed ${s.seed}; ${s.config.topology} broker${s.config.proxied ? " behind Toxiproxy" : ""}; ${s.config.instances} instance(s) of every service; ${s.config.ratePerSecond} orders/s; ${(s.durationMs / 1000).toFixed(0)} s.`,
+      `Seed ${s.seed}; ${s.config.topology} broker${s.config.proxied ? " behind Toxiproxy" : ""}; ${s.config.instances} instance(s) of every service; ${s.config.ratePerSecond} orders/s; ${(s.durationMs / 1000).toFixed(0)} s. Service settings: ${Object.entries(s.config.serviceSettings).map(([k, v]) => `${k}=${v}`).join(", ")}; the rest at their defaults.`,
       ``,
       `| fault | what | recovery |`,
       `|---|---|---|`,

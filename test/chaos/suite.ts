@@ -61,7 +61,15 @@ export interface FaultResult {
 export interface ScenarioReport {
   readonly name: string;
   readonly seed: number;
-  readonly config: { readonly ratePerSecond: number; readonly instances: number; readonly topology: Topology; readonly proxied: boolean; readonly targetOrders: number };
+  readonly config: {
+    readonly ratePerSecond: number;
+    readonly instances: number;
+    readonly topology: Topology;
+    readonly proxied: boolean;
+    readonly targetOrders: number;
+    /** Environment of every service beyond addresses; defaults (README) apply to the rest. */
+    readonly serviceSettings: Readonly<Record<string, string>>;
+  };
   readonly versions: Readonly<Record<string, string>>;
   readonly durationMs: number;
   readonly timeline: readonly TimelineEntry[];
@@ -71,6 +79,13 @@ export interface ScenarioReport {
   readonly poison: { readonly sent: number; readonly missingFromDlq: readonly string[]; readonly goodRecordsDeadLettered: number };
   readonly verdict: { readonly ok: boolean; readonly reasons: readonly string[] };
 }
+
+/** What every service of a run is started with besides its addresses (reported with the run). */
+const serviceSettings: Readonly<Record<string, string>> = {
+  LOG_LEVEL: "warn",
+  KAFKA_CONSUMER_SESSION_TIMEOUT_MS: "6000",
+  TX_TIMEOUT_MS: "10000",
+};
 
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED].map(String));
 
@@ -119,13 +134,7 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
   try {
     await applyTopics(admin, desiredTopics(catalog, replication[config.topicProfile]));
     await new StockStore(redis, keyspace(config.redisKeyPrefix)).seedCatalog(loadCatalog);
-    const common = {
-      LOG_LEVEL: "warn",
-      TOPIC_PROFILE: config.topicProfile,
-      KAFKA_CONSUMER_SESSION_TIMEOUT_MS: "6000",
-      TX_TIMEOUT_MS: "10000",
-      HOME: process.env["HOME"] ?? "",
-    };
+    const common = { ...serviceSettings, TOPIC_PROFILE: config.topicProfile, HOME: process.env["HOME"] ?? "" };
     const envOf = (service: string) => env.addressesOf(service);
     const system = await startSystem({ ...common, KAFKA_BROKERS: env.brokers, REDIS_URL: env.redisUrl }, { instances: options.instances, envOf, logDir });
     note("system up", { processes: system.processes.length });
@@ -200,7 +209,7 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
       return {
         name: options.name,
         seed: options.seed,
-        config: { ratePerSecond: options.ratePerSecond, instances: options.instances, topology: options.topology, proxied: options.proxied, targetOrders: options.orders },
+        config: { ratePerSecond: options.ratePerSecond, instances: options.instances, topology: options.topology, proxied: options.proxied, targetOrders: options.orders, serviceSettings },
         versions: versions(),
         durationMs: Date.now() - started,
         timeline,

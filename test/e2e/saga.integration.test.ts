@@ -194,7 +194,7 @@ describe("exactly one effect", () => {
     expect((await terminal(id)).status).toBe("COMPLETED");
     await watch.next(id, "orders.completed");
     for (const topic of ["orders.validated", "payments.requested"]) {
-      const [record] = await waitFor(() => (watch.of(id, topic).length > 0 ? watch.of(id, topic) : undefined), { what: `${topic} of the order` });
+      const [record] = await waitFor(() => (watch.of(id, topic).length > 0 ? watch.of(id, topic) : undefined), { timeoutMs: 60_000, what: `${topic} of the order` });
       const { schema, message, envelope } = record;
       // The same record again — same event id, same content — as a redelivery would bring it.
       await publisher.send(t.topic(topic), encodeRecord(schema, message, { key: id, orderId: id, producer: envelope.producer, encoding: "binary", eventId: envelope.eventId, occurredAt: envelope.occurredAt }));
@@ -304,7 +304,7 @@ describe("invariants after everything above", () => {
     const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
     expect((await terminal(id)).status).toBe("COMPLETED");
     for (const topic of ["payments.requested", "notifications.email"]) {
-      const [record] = await waitFor(() => (watch.of(id, topic).length > 0 ? watch.of(id, topic) : undefined), { what: `${topic} of the order` });
+      const [record] = await waitFor(() => (watch.of(id, topic).length > 0 ? watch.of(id, topic) : undefined), { timeoutMs: 60_000, what: `${topic} of the order` });
       const { schema, message, envelope } = record;
       await publisher.send(t.topic(topic), encodeRecord(schema, message, { key: (message as unknown as { customerId?: string }).customerId ?? id, orderId: id, producer: envelope.producer, encoding: "binary", eventId: envelope.eventId, occurredAt: envelope.occurredAt }));
     }
