@@ -1,17 +1,15 @@
 /** How the notification service is put together: SMTP transport, notifier, and the notifications.email consumer. */
-import { createTransport } from "nodemailer";
 import { integer, unsafeDedupOff } from "../../lib/config.ts";
 import type { EmailRequested } from "../../gen/orderflow/v1/events_pb.ts";
 import { createNotifier } from "./handlers.ts";
+import { createMailer } from "./smtp.ts";
 import type { Env } from "../../lib/config.ts";
 import type { Runtime, ServiceParts } from "../../lib/service.ts";
 
 /** Builds the notification service on a runtime; `env` holds its own settings. */
 export function buildNotification(env: Env) {
   return (runtime: Runtime): ServiceParts => {
-    // Pooled: a few SMTP connections kept open instead of one handshake per email.
-    // Bounded waits, so that a send never outlives its claim (20 s).
-    const mailer = createTransport({ url: env["SMTP_URL"] ?? "smtp://127.0.0.1:2525", pool: true, maxConnections: 3, connectionTimeout: 5000, greetingTimeout: 5000, socketTimeout: 10_000 });
+    const mailer = createMailer(env["SMTP_URL"] ?? "smtp://127.0.0.1:2525");
     const notify = createNotifier({
       ...runtime,
       mailer,

@@ -113,30 +113,31 @@ export const leaderKill: Fault = {
   },
 };
 
-/** Network faults between each service and Kafka, then Redis: latency, resets, a partition. */
+/** Network faults between each service and Kafka, and each service and Redis: latency, resets, a partition. */
 export const networkFaults: Fault = {
   name: "network",
-  description: "through Toxiproxy, per service: 500 ms latency, connection resets, then a full partition — to Kafka, then to Redis",
+  description: "through Toxiproxy, for every service in turn, to Kafka and to Redis: 500 ms latency, connection resets, then a full partition",
   needs: { proxied: true },
   async run(ctx) {
     const proxy = ctx.env.proxy;
     if (proxy === undefined) throw new Error("network faults need the proxied environment");
-    for (const target of ["kafka", "redis"]) {
-      const service = pick(ctx.rng, serviceNames);
-      const name = `${target}-${service}`;
-      ctx.note("latency", { proxy: name, ms: 500 });
-      await proxy.addToxic(name, "latency", { latency: 500, jitter: 100 });
-      await hold(5000);
-      await proxy.reset();
-      ctx.note("reset_peer", { proxy: name });
-      await proxy.addToxic(name, "reset_peer", { timeout: 200 });
-      await hold(3000);
-      await proxy.reset();
-      ctx.note("partition", { proxy: name });
-      await proxy.setEnabled(name, false);
-      await hold(8000);
-      await proxy.setEnabled(name, true);
-      ctx.note("healed", { proxy: name });
+    for (const service of serviceNames) {
+      for (const target of ["kafka", "redis"]) {
+        const name = `${target}-${service}`;
+        ctx.note("latency", { proxy: name, ms: 500 });
+        await proxy.addToxic(name, "latency", { latency: 500, jitter: 100 });
+        await hold(uniformInt(ctx.rng, 2000, 4000));
+        await proxy.reset();
+        ctx.note("reset_peer", { proxy: name });
+        await proxy.addToxic(name, "reset_peer", { timeout: 200 });
+        await hold(uniformInt(ctx.rng, 1000, 3000));
+        await proxy.reset();
+        ctx.note("partition", { proxy: name });
+        await proxy.setEnabled(name, false);
+        await hold(uniformInt(ctx.rng, 4000, 8000));
+        await proxy.setEnabled(name, true);
+        ctx.note("healed", { proxy: name });
+      }
     }
   },
 };
