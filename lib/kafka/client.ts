@@ -3,9 +3,20 @@
  * guarantee block (idempotent, acks=all), consumers that read only committed data and store an
  * offset only after its record was handled. Client logs go to our logger.
  */
+import { createRequire } from "node:module";
 import { KafkaJS } from "@confluentinc/kafka-javascript";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
+
+/**
+ * confluent-kafka-javascript 1.10 turns librdkafka's GROUP_COORDINATOR_NOT_AVAILABLE into
+ * `new KafkaJSGroupCoordinatorNotAvailableError(...)`, a class its error module does not define:
+ * the TypeError is thrown inside the client's callback, so the caller's promise never settles and
+ * the process dies of an unhandled rejection. Seen when a cluster node holding a group coordinator
+ * was killed during sendOffsets. Until the client defines it, the name points to the class it meant.
+ */
+const clientErrors = createRequire(import.meta.url)("@confluentinc/kafka-javascript/lib/kafkajs/_error.js") as Record<string, unknown>;
+clientErrors["KafkaJSGroupCoordinatorNotAvailableError"] ??= clientErrors["KafkaJSGroupCoordinatorNotFound"];
 
 export type Kafka = KafkaJS.Kafka;
 export type Producer = KafkaJS.Producer;

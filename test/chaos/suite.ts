@@ -207,6 +207,7 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
         ...(missingFromDlq.length > 0 ? [`${missingFromDlq.length} poison records missing from their DLQ`] : []),
         ...(goodRecordsDeadLettered > 0 ? [`${goodRecordsDeadLettered} good records dead-lettered`] : []),
         ...faults.filter((f) => f.recoveryMs === undefined).map((f) => `${f.name} did not recover`),
+        ...system.crashes.map((crash) => `a process crashed: ${crash}`),
       ];
       return {
         name: options.name,

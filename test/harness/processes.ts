@@ -35,6 +35,8 @@ export interface RunningSystem {
   readonly output: Readonly<Record<string, string[]>>;
   /** Every service process name, in start order. */
   readonly processes: readonly string[];
+  /** Processes that exited without being stopped: name, exit code or signal, and their last output. */
+  readonly crashes: readonly string[];
   /** Stops one process (SIGTERM, or SIGKILL with kill=true) and resolves when it exited. */
   stopService(name: string, kill?: boolean): Promise<number | null>;
   /** Sends a signal (SIGSTOP, SIGCONT) to one process. */
@@ -73,6 +75,8 @@ export async function startSystem(env: Record<string, string>, options: SystemOp
   }
   const output: Record<string, string[]> = {};
   const children = new Map<string, ChildProcess>();
+  const stopping = new Set<ChildProcess>();
+  const crashes: string[] = [];
   const common = {
     ...process.env,
     ...env,
@@ -103,7 +107,10 @@ export async function startSystem(env: Record<string, string>, options: SystemOp
       if (lines.length > 200) lines.shift();
       if (options.logDir !== undefined) appendFileSync(join(options.logDir, `${name}.log`), chunk);
     };
-    child.once("exit", (code, signal) => keep(Buffer.from(`[process exited: code ${code} signal ${signal}]\n`)));
+    child.once("exit", (code, signal) => {
+      keep(Buffer.from(`[process exited: code ${code} signal ${signal}]\n`));
+      if (!stopping.has(child)) crashes.push(`${name} exited on its own (code ${code}, signal ${signal}): ${lines.join("").slice(-1500)}`);
+    });
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
     children.set(name, child);
@@ -120,6 +127,7 @@ export async function startSystem(env: Record<string, string>, options: SystemOp
     const child = children.get(name);
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    stopping.add(child);
     child.kill("SIGCONT");
     child.kill(kill ? "SIGKILL" : "SIGTERM");
     return exited;
@@ -141,6 +149,7 @@ export async function startSystem(env: Record<string, string>, options: SystemOp
     opsUrls: Object.fromEntries(Object.entries(opsPorts).map(([name, port]) => [name, `http://127.0.0.1:${port}`])),
     output,
     processes: members.map((m) => m.name),
+    crashes,
     stopService,
     signal(name, signal) {
       children.get(name)?.kill(signal);
