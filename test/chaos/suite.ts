@@ -12,6 +12,8 @@ import { Redis } from "ioredis";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import { DLQ_SUFFIX, catalog, replication, sagaTopics } from "../../infra/topics.ts";
 import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
+import { EmailRequestedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import { decodeRecord } from "../../lib/codec/codec.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createKafka, topicName } from "../../lib/kafka/client.ts";
@@ -179,12 +181,17 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
       }
       const ids = [...load.accepted.keys()];
       await waitFor(async () => (await pendingOf(redis, ids)).length === 0, { timeoutMs: 300_000, intervalMs: 500, what: "every accepted order to reach an outcome" }).catch(() => undefined);
-      // Emails go out after the outcome: quiet also means every requested email arrived (or 5 minutes passed).
+      // Emails go out after the outcome: quiet also means every requested notification arrived (or 5
+      // minutes passed). A notification may be requested more than once (an outbox carried out again).
       const emailsOwed = async () => {
-        let requested = 0;
-        await readToEnd(config, admin, [topicName(config, "notifications.email")], (record) => void (requested += isPoisonKey(record.key?.toString("utf8")) ? 0 : 1));
-        const { messages } = (await (await fetch(`${system.mailUrl}/messages`)).json()) as { messages: unknown[] };
-        return requested - messages.length;
+        const requested = new Set<string>();
+        await readToEnd(config, admin, [topicName(config, "notifications.email")], (record) => {
+          if (isPoisonKey(record.key?.toString("utf8"))) return;
+          requested.add(decodeRecord(record, [EmailRequestedSchema]).message.notificationId);
+        });
+        const { messages } = (await (await fetch(`${system.mailUrl}/messages`)).json()) as { messages: { notificationId?: string }[] };
+        for (const mail of messages) requested.delete(mail.notificationId ?? "");
+        return requested.size;
       };
       await waitFor(async () => (await emailsOwed()) <= 0, { timeoutMs: 300_000, intervalMs: 2000, what: "every requested email to arrive" }).catch(() => undefined);
       note("quiet", { pending: (await pendingOf(redis, ids)).length, emailsOwed: await emailsOwed() });
