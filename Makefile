@@ -37,7 +37,7 @@ status: ## what is running
 test: setup ## the whole suite (unit + integration on the real broker and Redis) with coverage
 	@npx vitest run --coverage
 
-chaos: setup ## the whole fault-injection suite (every fault, 20,000+ orders; ~30 min); report in docs/reports/chaos.md
+chaos: setup ## the whole fault-injection suite (every fault, 20,000+ orders at 20/s; ~40 min); report in docs/reports/chaos.md
 	@npx tsx test/chaos/main.ts $(CHAOS_ARGS)
 
 test-unit: ## unit tests only, no broker needed
