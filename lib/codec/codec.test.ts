@@ -6,7 +6,7 @@ import { sampleOf } from "../../test/harness/samples.ts";
 import { OrderCreatedSchema, PaymentCompletedSchema, PaymentFailedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import { MoneySchema } from "../../gen/orderflow/v1/common_pb.ts";
 import { PoisonRecordError } from "../errors.ts";
-import { MAX_VALUE_BYTES, assertValid, contentTypes, decodeRecord, encodeRecord, type Encoding } from "./codec.ts";
+import { MAX_VALUE_BYTES, assertValid, contentTypes, decodeRecord, decodeUnlessPoison, encodeRecord, type Encoding } from "./codec.ts";
 import { Headers, SCHEMA_VERSION } from "./envelope.ts";
 
 const eventTypes = catalog.flatMap((topic) => topic.valueTypes);
@@ -129,5 +129,15 @@ describe("codec refuses what it cannot read", () => {
     const { value, headers } = encodeSample("binary");
     const raw = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [Buffer.from("stale"), Buffer.from(v)]]));
     expect(decodeRecord({ value, headers: raw }, [OrderCreatedSchema]).envelope.eventType).toBe(OrderCreatedSchema.typeName);
+  });
+});
+
+describe("decodeUnlessPoison", () => {
+  it("returns the record when it reads, undefined when it is poison", () => {
+    const orderId = randomUUID();
+    const { value, headers } = encodeSample("binary", orderId);
+    expect(decodeUnlessPoison({ value, headers }, [OrderCreatedSchema])?.envelope.orderId).toBe(orderId);
+    expect(decodeUnlessPoison({ value, headers }, [PaymentCompletedSchema])).toBeUndefined();
+    expect(decodeUnlessPoison({ value: Buffer.from("not protobuf"), headers }, [OrderCreatedSchema])).toBeUndefined();
   });
 });

@@ -179,3 +179,16 @@ export function decodeRecord<Desc extends DescMessage>(
   assertValid(schema, message);
   return { envelope, schema, message };
 }
+
+/** For readers that skip what cannot be read (its DLQ copy tells why): the record, or undefined if it is poison. */
+export function decodeUnlessPoison<Desc extends DescMessage>(
+  record: { readonly value: Buffer | null; readonly headers?: RawHeaders },
+  accepted: readonly Desc[],
+): DecodedRecord<Desc> | undefined {
+  try {
+    return decodeRecord(record, accepted);
+  } catch (err) {
+    if (err instanceof PoisonRecordError) return undefined;
+    throw err;
+  }
+}

@@ -7,8 +7,7 @@
  */
 import { Command } from "commander";
 import { DLQ_SUFFIX, sagaTopics, topicSpec } from "../../infra/topics.ts";
-import { decodeRecord } from "../../lib/codec/codec.ts";
-import { PoisonRecordError } from "../../lib/errors.ts";
+import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
 import { topicName } from "../../lib/kafka/client.ts";
 import { readToEnd } from "../../lib/kafka/read-to-end.ts";
 import { createRedis, keyspace } from "../../lib/redis.ts";
@@ -27,18 +26,15 @@ async function observe(ctx: CliContext, timeoutMs: number): Promise<Observed[]> 
   try {
     await readToEnd(ctx.config, admin, checkedTopics.map((base) => topicName(ctx.config, base)), (message) => {
       const base = message.topic.slice(ctx.config.topicPrefix.length);
-      try {
-        const { envelope, message: value } = decodeRecord(message, topicSpec(base).valueTypes);
-        const fields = value as unknown as { paymentId?: string; notificationId?: string; messageId?: string };
-        observed.push({
-          topic: base,
-          orderId: envelope.orderId,
-          eventId: envelope.eventId,
-          ...(base.startsWith("notifications.") ? { ref: fields.notificationId ?? "", messageId: fields.messageId ?? "" } : fields.paymentId ? { ref: fields.paymentId } : {}),
-        });
-      } catch (err) {
-        if (!(err instanceof PoisonRecordError)) throw err;
-      }
+      const record = decodeUnlessPoison(message, topicSpec(base).valueTypes);
+      if (record === undefined) return;
+      const fields = record.message as unknown as { paymentId?: string; notificationId?: string; messageId?: string };
+      observed.push({
+        topic: base,
+        orderId: record.envelope.orderId,
+        eventId: record.envelope.eventId,
+        ...(base.startsWith("notifications.") ? { ref: fields.notificationId ?? "", messageId: fields.messageId ?? "" } : fields.paymentId ? { ref: fields.paymentId } : {}),
+      });
     }, timeoutMs);
   } finally {
     await admin.disconnect();

@@ -5,9 +5,8 @@
  * lost; applying twice is harmless because the projection is idempotent by event id.
  */
 import { topicSpec } from "../../infra/topics.ts";
-import { decodeRecord } from "../../lib/codec/codec.ts";
+import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
 import type { Config } from "../../lib/config.ts";
-import { PoisonRecordError } from "../../lib/errors.ts";
 import { topicName, type Admin } from "../../lib/kafka/client.ts";
 import { readToEnd } from "../../lib/kafka/read-to-end.ts";
 import { type OrderProjection, projectionTopics } from "./projection.ts";
@@ -24,13 +23,10 @@ export async function rebuildProjection(deps: { admin: Admin; config: Config; pr
   const orders = new Set<string>();
   await readToEnd(config, admin, projectionTopics.map((base) => topicName(config, base)), async (message) => {
     const base = message.topic.slice(config.topicPrefix.length);
-    try {
-      const record = decodeRecord(message, topicSpec(base).valueTypes);
-      if (await projection.apply(base, record)) eventsApplied += 1;
-      orders.add(record.envelope.orderId);
-    } catch (err) {
-      if (!(err instanceof PoisonRecordError)) throw err;
-    }
+    const record = decodeUnlessPoison(message, topicSpec(base).valueTypes);
+    if (record === undefined) return;
+    if (await projection.apply(base, record)) eventsApplied += 1;
+    orders.add(record.envelope.orderId);
   }, timeoutMs);
   return { eventsApplied, orders: orders.size };
 }

@@ -13,7 +13,7 @@ import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import { DLQ_SUFFIX, catalog, replication, sagaTopics } from "../../infra/topics.ts";
 import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { EmailRequestedSchema } from "../../gen/orderflow/v1/events_pb.ts";
-import { decodeRecord } from "../../lib/codec/codec.ts";
+import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createKafka, topicName } from "../../lib/kafka/client.ts";
@@ -187,8 +187,8 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
       const emailsOwed = async () => {
         const requested = new Set<string>();
         await readToEnd(config, admin, [topicName(config, "notifications.email")], (record) => {
-          if (isPoisonKey(record.key?.toString("utf8"))) return;
-          requested.add(decodeRecord(record, [EmailRequestedSchema]).message.notificationId);
+          const request = decodeUnlessPoison(record, [EmailRequestedSchema]);
+          if (request !== undefined) requested.add(request.message.notificationId);
         });
         const { messages } = (await (await fetch(`${system.mailUrl}/messages`)).json()) as { messages: { notificationId?: string }[] };
         for (const mail of messages) requested.delete(mail.notificationId ?? "");

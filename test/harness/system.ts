@@ -6,8 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { inject } from "vitest";
 import { catalog, replication, topicSpec } from "../../infra/topics.ts";
-import { decodeRecord, type DecodedRecord } from "../../lib/codec/codec.ts";
-import { PoisonRecordError } from "../../lib/errors.ts";
+import { decodeUnlessPoison, type DecodedRecord } from "../../lib/codec/codec.ts";
 import { createConsumer } from "../../lib/kafka/client.ts";
 import { applyTopics, desiredTopics } from "../../lib/kafka/topics.ts";
 import type { Env } from "../../lib/config.ts";
@@ -53,11 +52,8 @@ export async function watchTopics(t: TestKafka, bases: readonly string[]) {
     eachMessage: ({ topic, message }) => {
       const base = topic.slice(t.config.topicPrefix.length);
       // Poison a test sent is skipped: throwing here would make the client redeliver it forever.
-      try {
-        seen.push({ topic: base, record: decodeRecord(message, topicSpec(base).valueTypes) });
-      } catch (err) {
-        if (!(err instanceof PoisonRecordError)) throw err;
-      }
+      const record = decodeUnlessPoison(message, topicSpec(base).valueTypes);
+      if (record !== undefined) seen.push({ topic: base, record });
       return Promise.resolve();
     },
   });
