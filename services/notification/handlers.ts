@@ -1,6 +1,6 @@
 /**
  * Sends the customer emails the saga asks for: exactly one per (order, template) even when the
- * command is delivered again, at most RATE_LIMIT per customer per minute (more are delayed, not
+ * command is delivered again, at most EMAIL_RATE_PER_MINUTE per customer (more are delayed, not
  * dropped), then records notifications.sent. A claim keeps two senders apart, a `sent:` record
  * answers a redelivery, and a stable Message-ID makes the one unavoidable resend — after a crash
  * between the SMTP server's acceptance and our record — the same message again.
