@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs what a fresh clone needs: the OS packages (librdkafka build libraries, Redis, kcat, Java)
+# Installs what a fresh clone needs: the OS packages (librdkafka build libraries, Redis, kcat, Java,
+# Chromium for the dashboard test)
 # and the npm dependencies, building the Kafka client against the OS libraries (CKJS_LINKING=dynamic).
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-packages=(zlib1g-dev libssl-dev libcurl4-openssl-dev libzstd-dev liblz4-dev libsasl2-dev redis-server kcat openjdk-17-jre-headless maven docker-compose)
+packages=(zlib1g-dev libssl-dev libcurl4-openssl-dev libzstd-dev liblz4-dev libsasl2-dev redis-server kcat openjdk-17-jre-headless maven docker-compose chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
