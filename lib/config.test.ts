@@ -41,5 +41,14 @@ describe("loadConfig", () => {
     expect(() => loadConfig("x", { CONSUMER_MAX_ATTEMPTS: "zero" })).toThrow(/CONSUMER_MAX_ATTEMPTS/);
     expect(() => loadConfig("x", { CONSUMER_MAX_ATTEMPTS: "0" })).toThrow(/>= 1/);
     expect(() => loadConfig("x", { ORDERFLOW_ENCODING: "avro" })).toThrow(/ORDERFLOW_ENCODING/);
+    expect(() => loadConfig("x", { TRACING_SAMPLE_RATIO: "2" })).toThrow(/TRACING_SAMPLE_RATIO/);
+  });
+
+  it("exports traces only when an OTLP endpoint is given", () => {
+    expect(loadConfig("x", {}).tracing).toEqual({ sampleRatio: 1 });
+    expect(loadConfig("x", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", TRACING_SAMPLE_RATIO: "0.25" }).tracing).toEqual({
+      endpoint: "http://127.0.0.1:4318",
+      sampleRatio: 0.25,
+    });
   });
 });

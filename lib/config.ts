@@ -36,6 +36,12 @@ export interface Config {
   /** Where downloaded Kafka jars are cached (their tools read topic configs). */
   readonly cacheDir: string;
   readonly logLevel: string;
+  /** OpenTelemetry export: spans go over OTLP/HTTP to `endpoint`; none → no export (propagation stays on). */
+  readonly tracing: {
+    readonly endpoint?: string;
+    /** Share of new traces kept (0..1); a record or request that arrives traced keeps its parent's decision. */
+    readonly sampleRatio: number;
+  };
   /** Port of /health and /metrics; 0 picks a free one. */
   readonly opsPort: number;
   /**
@@ -154,6 +160,15 @@ export function unsafeDedupOff(env: Env): boolean {
   return env["UNSAFE_DISABLE_DEDUP"] === "1";
 }
 
+/** The standard OTEL_EXPORTER_OTLP_ENDPOINT (base URL; /v1/traces is added) and TRACING_SAMPLE_RATIO. */
+function tracingSettings(env: Env): Config["tracing"] {
+  const endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"];
+  const rawRatio = env["TRACING_SAMPLE_RATIO"] ?? "1";
+  const sampleRatio = Number(rawRatio);
+  if (!(sampleRatio >= 0 && sampleRatio <= 1)) throw new ConfigError(`TRACING_SAMPLE_RATIO must be between 0 and 1, got ${rawRatio}`);
+  return endpoint === undefined || endpoint === "" ? { sampleRatio } : { endpoint, sampleRatio };
+}
+
 /** Reads the configuration of `service` from the environment. Throws ConfigError on a bad value. */
 export function loadConfig(service: string, env: Env = process.env): Config {
   return {
@@ -186,6 +201,7 @@ export function loadConfig(service: string, env: Env = process.env): Config {
       maxMs: integer(env, "TX_MAX_MS", 100, 1),
       timeoutMs: integer(env, "TX_TIMEOUT_MS", 30000, 1000),
     },
+    tracing: tracingSettings(env),
     logLevel: oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"], "info"),
     consumer: {
       maxAttempts: integer(env, "CONSUMER_MAX_ATTEMPTS", 5, 1),

@@ -3,6 +3,7 @@
  * card numbers keep their last four digits, emails their first letter and domain, secrets nothing.
  */
 import { pino, type Logger } from "pino";
+import { activeIds } from "./tracing.ts";
 
 export type { Logger } from "pino";
 
@@ -46,13 +47,17 @@ export function maskValue(field: string, value: unknown): string {
 
 const redactPaths = sensitiveFields.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]);
 
-/** The service's root logger; children add order id, topic, partition and offset. */
+/**
+ * The service's root logger; children add order id, topic, partition and offset, and every line
+ * written under an active span carries its traceId and spanId.
+ */
 export function createLogger(service: string, level = "info", destination?: pino.DestinationStream): Logger {
   return pino(
     {
       level,
       base: { service },
       timestamp: pino.stdTimeFunctions.isoTime,
+      mixin: activeIds,
       redact: {
         paths: redactPaths,
         censor: (value, path) => maskValue(path[path.length - 1] ?? "", value),

@@ -33,14 +33,12 @@ describe("publisher", () => {
     const delivery = await publisherOf(producer, config).publish("orders.created", OrderCreatedSchema, sampleOf(OrderCreatedSchema, orderId), {
       orderId,
       eventId,
-      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     });
     expect(delivery).toEqual({ topic: "p.orders.created", partition: 2, offset: "7" });
     const message = sent[0]?.messages[0];
     expect(message?.key).toBe(orderId);
     expect(message?.headers[Headers.eventId]).toBe(eventId);
     expect(message?.headers[Headers.contentType]).toBe("application/json");
-    expect(message?.headers[Headers.traceparent]).toMatch(/^00-/);
   });
 
   it("falls back to the offset field and turns a missing or failed report into a TransientError", async () => {

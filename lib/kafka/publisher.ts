@@ -7,6 +7,7 @@ import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import type { Config } from "../config.ts";
 import { TransientError, messageOf } from "../errors.ts";
 import { encodeRecord, type OutgoingRecord } from "../codec/codec.ts";
+import { traceSend } from "../tracing.ts";
 import { createProducer, topicName, type Kafka, type Producer } from "./client.ts";
 
 /** Where a record landed. */
@@ -20,7 +21,6 @@ export interface PublishOptions {
   /** Partition key; defaults to the order id. */
   readonly key?: string;
   readonly orderId: string;
-  readonly traceparent?: string;
   readonly eventId?: string;
 }
 
@@ -45,8 +45,12 @@ export interface Publisher extends Sink<Delivery> {
   disconnect(): Promise<void>;
 }
 
-/** A sink over `send`: publish() validates and encodes with the envelope, then sends. */
-export function sinkOf<Result>(config: Config, send: (topic: string, record: OutgoingRecord) => Promise<Result>): Sink<Result> {
+/**
+ * A sink over `send`: publish() validates and encodes with the envelope, then sends; every send
+ * runs under a producer span whose trace context goes into the record's headers.
+ */
+export function sinkOf<Result>(config: Config, untraced: (topic: string, record: OutgoingRecord) => Promise<Result>): Sink<Result> {
+  const send = (topic: string, record: OutgoingRecord) => traceSend(topic, record, (traced) => untraced(topic, traced));
   return {
     send,
     publish(base, schema, init, options) {
@@ -55,7 +59,6 @@ export function sinkOf<Result>(config: Config, send: (topic: string, record: Out
         orderId: options.orderId,
         producer: config.service,
         encoding: config.encoding,
-        ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }),
         ...(options.eventId === undefined ? {} : { eventId: options.eventId }),
       });
       return send(topicName(config, base), record);

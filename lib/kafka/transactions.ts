@@ -14,6 +14,8 @@ import { KafkaJS } from "@confluentinc/kafka-javascript";
 import type { Config } from "../config.ts";
 import { messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { RawHeaders } from "../codec/envelope.ts";
+import { BatchLinks, MessagingAttributes } from "../tracing.ts";
 import { createProducer, type Consumer, type Kafka, type Producer } from "./client.ts";
 import { sinkOf, type Sink } from "./publisher.ts";
 
@@ -86,6 +88,8 @@ export class TransactionalOutput {
   #openedAt = 0;
   #records = 0;
   readonly #spans = new Map<string, Span>();
+  /** The traces of the records in the open transaction, for the commit span's links. */
+  readonly #links = new BatchLinks();
   #pending: Promise<unknown>[] = [];
   #afterCommit: (() => Promise<void>)[] = [];
   /** Set when the open transaction must not commit: why, and a record to read again besides its own. */
@@ -165,8 +169,9 @@ export class TransactionalOutput {
     this.#openedAt = this.#now();
   }
 
-  /** Records that the record at `offset` was handled inside the open transaction. */
-  consumed(topic: string, partition: number, offset: string): void {
+  /** Records that the record at `offset` (carrying `headers`) was handled inside the open transaction. */
+  consumed(topic: string, partition: number, offset: string, headers?: RawHeaders): void {
+    this.#links.add(headers);
     const key = `${topic}/${partition}`;
     const next = (BigInt(offset) + 1n).toString();
     const span = this.#spans.get(key);
@@ -201,11 +206,13 @@ export class TransactionalOutput {
       return { committed: false, rewind, error: doomed.reason };
     }
     try {
-      await Promise.all(this.#pending);
-      if (this.#spans.size > 0) {
-        await producer.sendOffsets({ consumer: this.#options.consumer, topics: this.#offsets() });
-      }
-      await this.#commitRetrying(producer);
+      await this.#links.commit("commit transaction", { [MessagingAttributes.system]: "kafka", "orderflow.transactional_id": this.#options.transactionalId }, async () => {
+        await Promise.all(this.#pending);
+        if (this.#spans.size > 0) {
+          await producer.sendOffsets({ consumer: this.#options.consumer, topics: this.#offsets() });
+        }
+        await this.#commitRetrying(producer);
+      });
     } catch (error) {
       const rewind = this.#rewindPositions();
       await this.#abandon(error);
@@ -291,6 +298,7 @@ export class TransactionalOutput {
     this.#doomed = undefined;
     this.#records = 0;
     this.#spans.clear();
+    this.#links.clear();
     this.#pending = [];
     this.#afterCommit = [];
   }

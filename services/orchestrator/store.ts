@@ -22,6 +22,8 @@ export interface StoredSaga {
   readonly state: SagaState;
   readonly seen: readonly string[];
   readonly outbox: readonly OutboxEntry[];
+  /** The trace context of the order (W3C headers), so timer work joins the order's trace. */
+  readonly trace?: Readonly<Record<string, string>>;
 }
 
 const SEEN_KEPT = 64;

@@ -14,6 +14,7 @@ import { FailureReason, OrderStatus } from "../../gen/orderflow/v1/common_pb.ts"
 import { OrderService, PlaceOrderRequestSchema, type Order, type Product } from "../../gen/orderflow/v1/order_service_pb.ts";
 import { messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
+import { traceRequest } from "../../lib/tracing.ts";
 import { parseAmount } from "./money.ts";
 import { violationsOf, type FieldViolation, type Orders } from "./orders.ts";
 
@@ -251,15 +252,31 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-/** Serves REST and Connect on host:port (0 = any free port). */
+/** The route template of a path, for span names: ids become placeholders, the query goes. */
+export function routeOf(url: string): string {
+  const path = url.split("?")[0] ?? "/";
+  return path
+    .replace(/^\/orders\/[^/]+/, "/orders/{order_id}")
+    .replace(/^\/products\/[^/]+/, "/products/{sku}");
+}
+
+/** Serves REST and Connect on host:port (0 = any free port); each request is a SERVER span. */
 export async function startApiServer(orders: Orders, log: Logger, port: number, host = "127.0.0.1"): Promise<ApiServer> {
   const connect = connectNodeAdapter({ routes: orderRoutes(orders) });
   const server = createServer((req, res) => {
-    rest(orders, req, res)
-      .then((handled) => {
-        if (!handled) connect(req, res);
-      })
-      .catch((err: unknown) => sendError(res, err, log));
+    const method = req.method ?? "GET";
+    const route = routeOf(req.url ?? "/");
+    const attributes = { "http.request.method": method, "http.route": route, "url.path": (req.url ?? "/").split("?")[0] ?? "/" };
+    void traceRequest(`${method} ${route}`, "server", req.headers, attributes, async (span) => {
+      const finished = new Promise<void>((resolve) => res.once("close", resolve));
+      await rest(orders, req, res)
+        .then((handled) => {
+          if (!handled) connect(req, res);
+        })
+        .catch((err: unknown) => sendError(res, err, log));
+      await finished;
+      span.setAttribute("http.response.status_code", res.statusCode);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
