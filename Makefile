@@ -4,6 +4,9 @@ SHELL := /bin/bash
 KAFKA := infra/kafka/kafka.sh
 REDIS := infra/redis.sh
 CLI := node services/cli/orderflow.mjs
+# `make up TRACING=1` also runs Jaeger and has every service export its spans to it.
+TRACING ?= 0
+TRACING_ENV := $(if $(filter 1,$(TRACING)),OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318,)
 
 .PHONY: help setup up down status demo test test-unit chaos lint gen check-gen breaking compose-check ci
 
@@ -13,18 +16,20 @@ help: ## list the targets
 setup: ## install OS packages and npm dependencies
 	@bash infra/setup.sh
 
-up: setup ## start Kafka, Redis, topics, catalog, the mail sink and all services in the background; returns when ready
+up: setup ## start Kafka, Redis, topics, catalog, the mail sink and all services in the background (TRACING=1: and Jaeger); returns when ready
+	@$(if $(filter 1,$(TRACING)),bash infra/jaeger.sh start)
 	@bash $(KAFKA) start single
 	@bash $(REDIS) start
 	@$(CLI) topics apply
 	@$(CLI) stock seed
-	@bash infra/services.sh start
+	@$(TRACING_ENV) bash infra/services.sh start
 	@echo "orderflow is up: API http://127.0.0.1:8080 · Kafka $$(bash $(KAFKA) bootstrap single) · Redis 127.0.0.1:$${REDIS_PORT:-6379} · mail http://127.0.0.1:8025/messages"
 
 down: ## stop everything `make up` started
 	@bash infra/services.sh stop
 	@bash $(KAFKA) stop all
 	@bash $(REDIS) stop
+	@bash infra/jaeger.sh stop
 
 demo: ## run the seed's three scenarios against the running system (after make up)
 	@$(CLI) demo
@@ -33,6 +38,7 @@ status: ## what is running
 	@bash infra/services.sh status || true
 	@bash $(KAFKA) status || true
 	@bash $(REDIS) status || true
+	@bash infra/jaeger.sh status || true
 
 test: setup ## the whole suite (unit + integration on the real broker and Redis) with coverage
 	@npx vitest run --coverage
