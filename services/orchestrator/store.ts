@@ -9,7 +9,7 @@ import { fromBinary, toBinary, create, type DescMessage } from "@bufbuild/protob
 import { createRegistry } from "@bufbuild/protobuf";
 import { file_orderflow_v1_events } from "../../gen/orderflow/v1/events_pb.ts";
 import { newEventId } from "../../lib/codec/envelope.ts";
-import { TransientError } from "../../lib/errors.ts";
+import { RejectedError, TransientError } from "../../lib/errors.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { nextDueMs, type Compensation, type Effect, type SagaState } from "./saga.ts";
 
@@ -17,6 +17,16 @@ import { nextDueMs, type Compensation, type Effect, type SagaState } from "./sag
 export type OutboxEntry =
   | { readonly id: string; readonly kind: "publish"; readonly topic: string; readonly key: string; readonly typeName: string; readonly value: string }
   | { readonly id: string; readonly kind: "park"; readonly compensation: Compensation; readonly attempts: number };
+
+/** A compensation parked for an operator, as stored (hash `parked`, field = id). */
+export interface ParkedRecord {
+  readonly id: string;
+  readonly orderId: string;
+  /** The compensation in upper case: "REFUND" or "RELEASE". */
+  readonly action: string;
+  readonly attempts: number;
+  readonly parkedAtMs: number;
+}
 
 export interface StoredSaga {
   readonly state: SagaState;
@@ -143,10 +153,49 @@ export class SagaStore {
 
   /** Records a parked compensation for operators. */
   async park(orderId: string, entry: Extract<OutboxEntry, { kind: "park" }>, nowMs: number): Promise<void> {
-    await this.#redis.hset(
-      this.keys("parked"),
-      entry.id,
-      JSON.stringify({ id: entry.id, orderId, action: entry.compensation.toUpperCase(), attempts: entry.attempts, parkedAtMs: nowMs }),
-    );
+    const parked: ParkedRecord = { id: entry.id, orderId, action: entry.compensation.toUpperCase(), attempts: entry.attempts, parkedAtMs: nowMs };
+    await this.#redis.hset(this.keys("parked"), entry.id, JSON.stringify(parked));
+  }
+
+  /** The compensations parked and not yet resolved, oldest first. */
+  async listParked(): Promise<ParkedRecord[]> {
+    const all = Object.values(await this.#redis.hgetall(this.keys("parked"))).map((raw) => JSON.parse(raw) as ParkedRecord);
+    return all.sort((a, b) => a.parkedAtMs - b.parkedAtMs || a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Resolves a parked compensation; undefined when no such one is parked (unknown, or resolved
+   * already — the first resolver takes it off the list). With `retry`, the compensation goes back
+   * into the saga as pending with no attempts and due at `nowMs`, so the timer sends it again at
+   * once with its full number of attempts (and parks it again if it keeps failing). Without, it is
+   * only taken off the list: an operator handled it by hand.
+   */
+  async resolveParked(id: string, retry: boolean, nowMs: number): Promise<ParkedRecord | undefined> {
+    const raw = await this.#redis.hget(this.keys("parked"), id);
+    if (raw === null || (await this.#redis.hdel(this.keys("parked"), id)) === 0) return undefined;
+    const parked = JSON.parse(raw) as ParkedRecord;
+    if (!retry) return parked;
+    const compensation = parked.action.toLowerCase() as Compensation;
+    try {
+      const saga = await this.update(parked.orderId, (current) => {
+        if (current === undefined) return undefined;
+        const { state } = current;
+        const at = state.parked.indexOf(compensation);
+        return {
+          ...current,
+          state: {
+            ...state,
+            parked: at < 0 ? state.parked : [...state.parked.slice(0, at), ...state.parked.slice(at + 1)],
+            pending: { ...state.pending, [compensation]: { attempts: 0, dueMs: nowMs } },
+          },
+        };
+      });
+      if (saga === undefined) throw new RejectedError(`no saga for order ${parked.orderId}: nothing to retry`);
+    } catch (err) {
+      // Not retried: it stays parked.
+      await this.#redis.hset(this.keys("parked"), id, raw);
+      throw err;
+    }
+    return parked;
   }
 }

@@ -4,7 +4,7 @@
  * It speaks in proto messages and throws ConnectError with a Code; the transports only translate.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { create, toJsonString, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createValidator, violationsToProto } from "@bufbuild/protovalidate";
@@ -68,9 +68,9 @@ const validator = createValidator();
 const IDEMPOTENCY_TTL_S = 24 * 60 * 60;
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED]);
 
-/** Validates a request message; throws InvalidRequestError naming each field. */
-export function assertRequestValid(message: PlaceOrderRequest): void {
-  const result = validator.validate(PlaceOrderRequestSchema, message);
+/** Validates a request message against its schema's rules; throws InvalidRequestError naming each field. */
+export function assertRequestValid<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): void {
+  const result = validator.validate(schema, message);
   if (result.kind === "valid") return;
   if (result.kind === "error") throw new ConnectError(result.error.message, Code.Internal);
   const [detail] = violationsToProto(result.violations);
@@ -175,7 +175,7 @@ export function createOrders(deps: OrdersDeps) {
   return {
     /** Validates, tokenizes, publishes orders.created (acked), and answers with the order id. */
     async placeOrder(request: PlaceOrderRequest): Promise<{ orderId: string; status: OrderStatus; replayed: boolean }> {
-      assertRequestValid(request);
+      assertRequestValid(PlaceOrderRequestSchema, request);
       const { lines, total } = priced(request);
       const key = request.idempotencyKey;
       const fingerprint = createHash("sha256").update(toJsonString(PlaceOrderRequestSchema, request)).digest("hex");
