@@ -24,4 +24,12 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
     languageOptions: { globals: { process: "readonly" } },
   },
+  {
+    // The dashboard's browser script: plain DOM, outside the TypeScript project.
+    files: ["services/admin/dashboard/assets/**/*.js"],
+    languageOptions: {
+      parserOptions: { projectService: false },
+      globals: { document: "readonly", fetch: "readonly", setTimeout: "readonly", Node: "readonly" },
+    },
+  },
 );

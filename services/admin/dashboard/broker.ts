@@ -1,0 +1,110 @@
+/**
+ * What the dashboard reads from the broker itself: consumer lag per group and partition (committed
+ * offset against the high watermark) and how many records each dead-letter topic holds (high minus
+ * low watermark). One admin client, requests strictly one after another: librdkafka's admin client
+ * must not have requests in flight across a broker restart.
+ *
+ * On a topic written in transactions, the last record of a partition is followed by a commit
+ * marker that takes an offset but is never delivered, so a group that read everything commits one
+ * below the high watermark: an idle partition shows lag 1. The raw figure is reported (a lag of 1
+ * cannot be told from one unread record without reading the partition).
+ */
+import { catalog, DLQ_SUFFIX } from "../../../infra/topics.ts";
+import type { Admin } from "../../../lib/kafka/client.ts";
+
+/**
+ * The consumer groups of the services (the `group` of each runtime.consume in services/<name>/service.ts)
+ * and the dashboard's own.
+ */
+export const watchedGroups = ["order-projection", "orchestrator", "payment", "inventory", "inventory-actions", "notification", "admin-dashboard"] as const;
+
+/** The catalog's dead-letter topics. */
+export const dlqTopics = catalog.filter((spec) => spec.name.endsWith(DLQ_SUFFIX)).map((spec) => spec.name);
+
+/** Lag of one group on one partition; names without the topic prefix. */
+export interface PartitionLag {
+  readonly group: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly lag: number;
+}
+
+export interface DlqCount {
+  readonly topic: string;
+  readonly records: number;
+}
+
+/** Low and high watermark of one partition. */
+export interface Watermarks {
+  readonly low: number;
+  readonly high: number;
+}
+
+/** Committed offsets of a group as the admin client returns them ("-1" when none). */
+export type CommittedOffsets = readonly { readonly topic: string; readonly partitions: readonly { readonly partition: number; readonly offset: string }[] }[];
+
+/**
+ * Lag of a group's committed partitions: high watermark minus committed offset; a partition with no
+ * commit yet lags by everything retained. Topics whose watermarks are unknown are left out.
+ */
+export function lagOf(
+  group: string,
+  committed: CommittedOffsets,
+  watermarks: ReadonlyMap<string, ReadonlyMap<number, Watermarks>>,
+): PartitionLag[] {
+  return committed.flatMap(({ topic, partitions }) =>
+    partitions.flatMap(({ partition, offset }) => {
+      const marks = watermarks.get(topic)?.get(partition);
+      if (marks === undefined) return [];
+      const position = Number(offset) >= 0 ? Number(offset) : marks.low;
+      return [{ group, topic, partition, lag: Math.max(marks.high - position, 0) }];
+    }),
+  );
+}
+
+/** Total lag per group, every watched group present (0 when it has nothing committed). */
+export function lagByGroup(lags: readonly PartitionLag[], groups: readonly string[]): Record<string, number> {
+  const totals: Record<string, number> = Object.fromEntries(groups.map((group) => [group, 0]));
+  for (const { group, lag } of lags) totals[group] = (totals[group] ?? 0) + lag;
+  return totals;
+}
+
+/** Reads lag and DLQ sizes from the broker under a topic prefix. */
+export class BrokerView {
+  constructor(
+    private readonly admin: Admin,
+    private readonly prefix: string,
+  ) {}
+
+  /** Lag of every watched group; one failing request fails the whole read (the caller keeps the last). */
+  async lag(): Promise<PartitionLag[]> {
+    const watermarks = new Map<string, Map<number, Watermarks>>();
+    const lags: PartitionLag[] = [];
+    for (const group of watchedGroups) {
+      const committed = (await this.admin.fetchOffsets({ groupId: `${this.prefix}${group}` }))
+        .filter(({ topic }) => topic.startsWith(this.prefix))
+        .map(({ topic, partitions }) => ({ topic: topic.slice(this.prefix.length), partitions }));
+      for (const { topic } of committed) {
+        if (!watermarks.has(topic)) watermarks.set(topic, await this.#watermarks(topic));
+      }
+      lags.push(...lagOf(group, committed, watermarks));
+    }
+    return lags;
+  }
+
+  /** Records held by each catalog DLQ topic. */
+  async dlq(): Promise<DlqCount[]> {
+    const counts: DlqCount[] = [];
+    for (const topic of dlqTopics) {
+      let records = 0;
+      for (const { low, high } of (await this.#watermarks(topic)).values()) records += high - low;
+      counts.push({ topic, records });
+    }
+    return counts;
+  }
+
+  async #watermarks(topic: string): Promise<Map<number, Watermarks>> {
+    const marks = await this.admin.fetchTopicOffsets(`${this.prefix}${topic}`);
+    return new Map(marks.map((mark) => [mark.partition, { low: Number(mark.low), high: Number(mark.high) }]));
+  }
+}
