@@ -17,6 +17,7 @@ import {
   PaymentRefundedSchema,
   ReleaseReason,
   type EmailRequested,
+  type AuditRecorded,
   type InventoryActionRequested,
   type OrderFailed,
   type PaymentRequested,
@@ -95,6 +96,15 @@ describe("saga: validation", () => {
     expect(terminalTopics(effects)).toEqual(["orders.failed"]);
     expect(paymentActions(effects)).toEqual([]);
     expect(emails(effects)).toEqual([EmailTemplate.ORDER_FAILED]);
+  });
+
+  it("audits each status change with the trace it happened in", () => {
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const { effects } = run([created()], { ...context, traceId });
+    expect(messagesOn<AuditRecorded>(effects, "orders.audit")).toMatchObject([
+      { actor: "service:orchestrator", action: "status_changed", fromStatus: OrderStatus.PENDING, toStatus: OrderStatus.VALIDATED, traceId },
+    ]);
+    expect(messagesOn<AuditRecorded>(run([created()]).effects, "orders.audit")[0]?.traceId).toBe("");
   });
 
   it("ignores a second OrderCreated for the same order", () => {

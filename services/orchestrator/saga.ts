@@ -95,6 +95,8 @@ export interface SagaContext {
   readonly compensationRetryMs: number;
   /** Attempts before a compensation is parked for an operator. */
   readonly compensationMaxAttempts: number;
+  /** The trace the deciding input belongs to, for audit records. */
+  readonly traceId?: string;
 }
 
 /** A record to publish: catalog topic, schema, message, key. */
@@ -177,6 +179,7 @@ class Step {
         fromStatus: from,
         toStatus: to,
         detail,
+        traceId: this.context.traceId ?? "",
         occurredAt: timestampFromMs(this.context.nowMs),
       }, this.state.orderId),
     );
