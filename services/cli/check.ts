@@ -19,7 +19,7 @@ import { evaluate, type InvariantReport, type Observed } from "./invariants.ts";
 const checkedTopics = ["orders.created", "orders.completed", "orders.failed", "orders.cancelled", "payments.completed", "payments.refunded", "notifications.email", "notifications.sent"] as const;
 
 /** Every record of the checked topics up to their end at the start of the read. */
-async function observe(ctx: CliContext, timeoutMs: number): Promise<Observed[]> {
+async function observe(ctx: Pick<CliContext, "config" | "kafka">, timeoutMs: number): Promise<Observed[]> {
   const admin = ctx.kafka.admin();
   await admin.connect();
   const observed: Observed[] = [];
@@ -43,7 +43,7 @@ async function observe(ctx: CliContext, timeoutMs: number): Promise<Observed[]> 
 }
 
 /** Records per dead-letter topic (only those holding any). */
-async function countDeadLetters(ctx: CliContext): Promise<Record<string, number>> {
+async function countDeadLetters(ctx: Pick<CliContext, "config" | "kafka">): Promise<Record<string, number>> {
   const admin = ctx.kafka.admin();
   await admin.connect();
   const counts: Record<string, number> = {};
@@ -69,7 +69,7 @@ async function deliveredMail(url: string): Promise<{ notificationId: string; mes
 }
 
 /** Gathers the evidence (log, Redis, the processor's books, DLQs, the mail sink if given) and applies the rules. */
-export async function checkInvariants(ctx: CliContext, options: { timeoutMs: number; mailsink?: string }): Promise<InvariantReport> {
+export async function checkInvariants(ctx: Omit<CliContext, "settings">, options: { timeoutMs: number; mailsink?: string }): Promise<InvariantReport> {
   const records = await observe(ctx, options.timeoutMs);
   const redis = createRedis(ctx.config, ctx.log);
   const keys = keyspace(ctx.config.redisKeyPrefix);

@@ -6,36 +6,31 @@
 import { randomUUID } from "node:crypto";
 import { Command } from "commander";
 import { output, type ContextFactory } from "./context.ts";
+import { orderBody, testCards, type OrderBody, type OrderLineBody } from "./samples.ts";
 
 interface Scenario {
   readonly title: string;
   readonly expect: { status: string; reason?: string };
-  readonly order: unknown;
+  readonly order: OrderBody;
 }
 
-const order = (items: unknown[], card: string) => ({
-  customer_id: `demo-${randomUUID().slice(0, 6)}`,
-  customer_email: "demo@example.com",
-  currency: "USD",
-  items,
-  payment: { method: "card", card_number: card },
-});
+const order = (items: OrderLineBody[], card: string) => orderBody({ customerId: `demo-${randomUUID().slice(0, 6)}`, email: "demo@example.com", items, card });
 
 export const scenarios: readonly Scenario[] = [
   {
     title: "1. Happy path: two items, paid, reserved, confirmed",
     expect: { status: "COMPLETED" },
-    order: order([{ product_id: "laptop", quantity: 1, price: "999.99" }, { product_id: "mouse", quantity: 1, price: "25.00" }], "4242424242424242"),
+    order: order([{ product_id: "laptop", quantity: 1, price: "999.99" }, { product_id: "mouse", quantity: 1, price: "25.00" }], testCards.success),
   },
   {
     title: "2. Payment failure: declined card, stock released, customer told",
     expect: { status: "FAILED", reason: "PAYMENT" },
-    order: order([{ product_id: "keyboard", quantity: 1, price: "89.99" }], "4000000000000002"),
+    order: order([{ product_id: "keyboard", quantity: 1, price: "89.99" }], testCards.declined),
   },
   {
     title: "3. Inventory shortage: 1000 of a rare item, charge refunded, customer told",
     expect: { status: "FAILED", reason: "INVENTORY" },
-    order: order([{ product_id: "rare_item", quantity: 1000, price: "99.99" }], "4242424242424242"),
+    order: order([{ product_id: "rare_item", quantity: 1000, price: "99.99" }], testCards.success),
   },
 ];
 
@@ -69,14 +64,15 @@ async function run(api: string, scenario: Scenario, timeoutMs: number): Promise<
 export function demoCommand(context: ContextFactory): Command {
   return new Command("demo")
     .description("run the seed's three scenarios against a running system and print their timelines")
-    .option("--api <url>", "order API", "http://127.0.0.1:8080")
+    .option("--api <url>", "order API (default: ORDER_API_URL, else http://127.0.0.1:8080)")
     .option("--timeout <ms>", "how long each order may take", "30000")
-    .action(async (options: { api: string; timeout: string }) => {
+    .action(async (options: { api?: string; timeout: string }) => {
       const ctx = context();
+      const api = options.api ?? ctx.settings.orderApiUrl;
       const results = [];
       const lines: string[] = [];
       for (const scenario of scenarios) {
-        const timeline = await run(options.api, scenario, Number(options.timeout));
+        const timeline = await run(api, scenario, Number(options.timeout));
         const ok = timeline.status === scenario.expect.status && timeline.failure_reason === scenario.expect.reason;
         results.push({ scenario: scenario.title, ok, ...timeline });
         const start = Date.parse(timeline.events[0]?.occurred_at ?? new Date().toISOString());

@@ -7,14 +7,17 @@ import { loadConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { messageOf } from "../../lib/errors.ts";
 import { createKafka } from "../../lib/kafka/client.ts";
-import type { CliContext } from "./context.ts";
+import type { Env } from "../../lib/config.ts";
+import { cliSettings, UsageError, type CliContext } from "./context.ts";
 import { checkCommand } from "./check.ts";
 import { demoCommand } from "./demo.ts";
+import { dlqCommand } from "./dlq.ts";
+import { generateCommand } from "./generate.ts";
+import { monitorCommand } from "./monitor.ts";
 import { ordersCommand } from "./orders.ts";
+import { resetCommand } from "./reset.ts";
 import { stockCommand } from "./stock.ts";
 import { topicsCommand } from "./topics.ts";
-
-type Env = Readonly<Record<string, string | undefined>>;
 
 /** Commands added with addCommand do not inherit exitOverride: set it on the whole tree. */
 function exitOverrideEverywhere(command: Command): void {
@@ -30,11 +33,15 @@ export function buildProgram(env: Env): Command {
   const context = (): CliContext => {
     const config = loadConfig("cli", env);
     const log = createLogger("cli", config.logLevel);
-    return { config, log, kafka: createKafka(config, log), json: Boolean(program.opts<{ json?: boolean }>().json) };
+    return { config, settings: cliSettings(env), log, kafka: createKafka(config, log), json: Boolean(program.opts<{ json?: boolean }>().json) };
   };
   program.addCommand(topicsCommand(context));
   program.addCommand(stockCommand(context));
   program.addCommand(ordersCommand(context));
+  program.addCommand(dlqCommand(context));
+  program.addCommand(generateCommand(context));
+  program.addCommand(monitorCommand(context));
+  program.addCommand(resetCommand(context));
   program.addCommand(demoCommand(context));
   program.addCommand(checkCommand(context));
   exitOverrideEverywhere(program);
@@ -49,6 +56,10 @@ export async function runCli(argv: readonly string[], env: Env = process.env): P
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UsageError) {
+      process.stderr.write(`orderflow: ${err.message} (see --help)\n`);
+      return 2;
+    }
     process.stderr.write(`orderflow: ${messageOf(err)}\n`);
     return 1;
   }

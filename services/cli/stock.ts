@@ -14,6 +14,22 @@ async function withStore<T>(ctx: CliContext, work: (store: StockStore) => Promis
   }
 }
 
+/** What seeding did: products in the catalog file, SKUs that got stock because they had none. */
+export interface SeedResult {
+  readonly products: number;
+  readonly stocked: number;
+}
+
+/** Loads the catalog file into Redis; sets stock only for SKUs that have none. `stock seed` and `reset` both use it. */
+export async function seedStock(ctx: CliContext, file: string = defaultCatalogPath): Promise<SeedResult> {
+  const entries = loadCatalog(file);
+  const stocked = await withStore(ctx, (store) => store.seedCatalog(entries));
+  return { products: entries.length, stocked };
+}
+
+/** The human line of a seed. */
+export const seedLine = (r: SeedResult) => `catalog: ${r.products} products, stock set for ${r.stocked} new SKU(s)`;
+
 const line = (l: StockLevel) => `${l.sku.padEnd(14)} available=${l.available} reserved=${l.reserved} committed=${l.committed} on_hand=${l.onHand}`;
 
 function wholeNumber(value: string): number {
@@ -30,9 +46,8 @@ export function stockCommand(context: ContextFactory): Command {
     .option("--file <path>", "catalog file", defaultCatalogPath)
     .action(async (options: { file: string }) => {
       const ctx = context();
-      const entries = loadCatalog(options.file);
-      const created = await withStore(ctx, (store) => store.seedCatalog(entries));
-      output(ctx, { products: entries.length, stocked: created }, [`catalog: ${entries.length} products, stock set for ${created} new SKU(s)`]);
+      const result = await seedStock(ctx, options.file);
+      output(ctx, result, [seedLine(result)]);
     });
   stock
     .command("set <sku> <available>")

@@ -8,6 +8,8 @@
 import { randomUUID } from "node:crypto";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
+import { formatMinor } from "../../services/order/money.ts";
+import { sampleOrder, testCards, type SampleMix } from "../../services/cli/samples.ts";
 
 /** The SKUs the load orders, as the suite seeds them. */
 export const loadCatalog = [
@@ -16,14 +18,25 @@ export const loadCatalog = [
   { sku: "chaos_scarce", name: "Scarce", currency: "USD", priceMinor: 9900n, stock: 150 },
 ] as const;
 
-const cards = [
-  { card: "4242424242424242", weight: 85 },
-  { card: "4000000000000002", weight: 7 },
-  { card: "4000000000009995", weight: 5 },
-  { card: "4000000000000119", weight: 3 },
-] as const;
+const [common, other, scarce] = loadCatalog.map((p) => ({ sku: p.sku, price: formatMinor(p.priceMinor, p.currency) }));
 
-const price = (minor: bigint) => `${minor / 100n}.${String(minor % 100n).padStart(2, "0")}`;
+/** Mostly good cards, some declined, short of funds or flaky; baskets of 1–3 lines, 15% led by the scarce SKU. */
+const mix: SampleMix = {
+  products: [common, other],
+  scarce: { product: scarce, percent: 15 },
+  cards: [
+    { card: testCards.success, weight: 85 },
+    { card: testCards.declined, weight: 7 },
+    { card: testCards.insufficientFunds, weight: 5 },
+    { card: testCards.transient, weight: 3 },
+  ],
+  currency: "USD",
+  customerPrefix: "load",
+  customers: 500,
+  email: "load@example.com",
+  maxLines: 3,
+  maxQuantity: 2,
+};
 
 export interface LoadOptions {
   readonly apiUrls: readonly string[];
@@ -59,20 +72,8 @@ export class OrderLoad {
 
   constructor(private readonly options: LoadOptions) {}
 
-  #pick<T>(items: readonly T[]): T {
-    return items[uniformInt(this.options.rng, 0, items.length - 1)];
-  }
-
   #body(): unknown {
-    const roll = uniformInt(this.options.rng, 1, 100);
-    let sum = 0;
-    const card = cards.find((c) => (sum += c.weight) >= roll)?.card ?? cards[0].card;
-    const lines = uniformInt(this.options.rng, 1, 3);
-    const items = Array.from({ length: lines }, (_, i) => {
-      const product = i === 0 && uniformInt(this.options.rng, 1, 100) <= 15 ? loadCatalog[2] : this.#pick(loadCatalog.slice(0, 2));
-      return { product_id: product.sku, quantity: uniformInt(this.options.rng, 1, 2), price: price(product.priceMinor) };
-    });
-    return { customer_id: `load-${uniformInt(this.options.rng, 1, 500)}`, customer_email: "load@example.com", currency: "USD", items, payment: { method: "card", card_number: card } };
+    return sampleOrder(mix, (min, max) => uniformInt(this.options.rng, min, max));
   }
 
   /** Places one order, retrying with its key until accepted or MAX_TRIES is reached. */
