@@ -1,0 +1,37 @@
+/**
+ * The admin API's guard: every call must carry `Authorization: Bearer <ADMIN_TOKEN>`. Tokens are
+ * compared as SHA-256 digests with a constant-time comparison, so neither the content nor the
+ * length of the configured token leaks through timing. Without a configured token every call is
+ * refused: an admin API that anyone could call is worse than one nobody can.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+
+const digest = (value: string) => createHash("sha256").update(value, "utf8").digest();
+
+/** True when `presented` equals `expected`, in time that depends on neither. */
+export function tokenMatches(expected: string, presented: string): boolean {
+  return timingSafeEqual(digest(expected), digest(presented));
+}
+
+/** The token of an `Authorization: Bearer <token>` header, or undefined for any other shape. */
+export function bearerToken(header: string | null): string | undefined {
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? "");
+  return match?.[1];
+}
+
+/**
+ * The interceptor that refuses calls without the right bearer token (Code.Unauthenticated). With
+ * `token` unset or empty, it refuses every call and says so.
+ */
+export function requireToken(token: string | undefined): Interceptor {
+  return (next) => async (req) => {
+    if (token === undefined || token === "") {
+      throw new ConnectError("the admin API is disabled: ADMIN_TOKEN is not set on the server", Code.Unauthenticated);
+    }
+    const presented = bearerToken(req.header.get("authorization"));
+    if (presented === undefined) throw new ConnectError("missing bearer token (Authorization: Bearer <ADMIN_TOKEN>)", Code.Unauthenticated);
+    if (!tokenMatches(token, presented)) throw new ConnectError("invalid bearer token", Code.Unauthenticated);
+    return await next(req);
+  };
+}
