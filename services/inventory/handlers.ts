@@ -15,6 +15,7 @@ import {
   type InventoryActionRequested,
   type OrderValidated,
 } from "../../gen/orderflow/v1/events_pb.ts";
+import type { Counter } from "prom-client";
 import { every } from "../../lib/every.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Publisher, Sink } from "../../lib/kafka/publisher.ts";
@@ -28,6 +29,8 @@ export interface InventoryDeps {
   /** How long a reservation holds stock before it expires. */
   readonly reservationTtlMs: number;
   readonly now?: () => number;
+  /** Counts the reservations expire() released (observability.ts). */
+  readonly reservationsExpired?: Pick<Counter, "inc">;
 }
 
 const releaseReasons = {
@@ -89,6 +92,7 @@ export function createInventory(deps: InventoryDeps) {
     /** Releases reservations past their expiry and says so on inventory.released. */
     async expire(limit = 100): Promise<number> {
       const released = await store.expireDue(now(), limit);
+      if (released.length > 0) deps.reservationsExpired?.inc(released.length);
       for (const r of released) if (r.kind === "released") await publishReleased(publisher, r.orderId, r.reservationId, r.lines, ReleaseReason.EXPIRED);
       return released.length;
     },

@@ -2,6 +2,7 @@
 import { integer } from "../../lib/config.ts";
 import type { InventoryActionRequested, OrderValidated } from "../../gen/orderflow/v1/events_pb.ts";
 import { createInventory } from "./handlers.ts";
+import { createInventoryMetrics } from "./observability.ts";
 import { StockStore } from "./stock.ts";
 import type { Env } from "../../lib/config.ts";
 import type { Runtime, ServiceParts } from "../../lib/service.ts";
@@ -13,6 +14,7 @@ export function buildInventory(env: Env) {
       ...runtime,
       store: new StockStore(runtime.redis, runtime.keys),
       reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 10 * 60_000, 1),
+      ...createInventoryMetrics(runtime.metrics.registry),
     });
     runtime.consume({ group: "inventory", topics: ["orders.validated"], handler: (record, context) => inventory.reserve(record.message as unknown as OrderValidated, context.out) });
     runtime.consume({ group: "inventory-actions", topics: ["inventory.requested"], handler: (record, context) => inventory.act(record.message as unknown as InventoryActionRequested, context.out) });

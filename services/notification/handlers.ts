@@ -7,6 +7,7 @@
  */
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Transporter } from "nodemailer";
+import type { Counter } from "prom-client";
 import { EmailTemplate, NotificationSentSchema, type EmailRequested } from "../../gen/orderflow/v1/events_pb.ts";
 import { TransientError, messageOf } from "../../lib/errors.ts";
 import { maskEmail, type Logger } from "../../lib/log.ts";
@@ -28,6 +29,8 @@ export interface NotificationDeps {
   readonly claimMs?: number;
   /** Test-only: false sends on every delivery (the invariant checker's negative control). */
   readonly dedup?: boolean;
+  /** Counts send attempts by template and result (observability.ts). */
+  readonly emails?: Pick<Counter<"template" | "result">, "inc">;
 }
 
 export function createNotifier(deps: NotificationDeps) {
@@ -56,6 +59,7 @@ export function createNotifier(deps: NotificationDeps) {
       throw new TransientError(`customer ${command.customerId} reached ${deps.ratePerMinute} emails a minute; delayed`);
     }
     const email = render(command.template, command.orderId, command.params);
+    const template = EmailTemplate[command.template] ?? "UNKNOWN";
     let messageId: string;
     try {
       const info = (await mailer.sendMail({
@@ -70,12 +74,14 @@ export function createNotifier(deps: NotificationDeps) {
         ...(deps.dedup === false ? {} : { messageId: messageIdOf(command.notificationId) }),
       })) as { messageId?: string };
       messageId = info.messageId ?? "";
+      deps.emails?.inc({ template, result: "sent" });
     } catch (err) {
+      deps.emails?.inc({ template, result: "failed" });
       await giveBack();
       throw new TransientError(`SMTP refused or unreachable: ${messageOf(err)}`, { cause: err });
     }
     await redis.set(key, `sent:${messageId}`);
-    log.info({ orderId: command.orderId, template: EmailTemplate[command.template], to: maskEmail(command.email) }, "email sent");
+    log.info({ orderId: command.orderId, template, to: maskEmail(command.email) }, "email sent");
     await publishSent(out, command, messageId);
   };
 }

@@ -1,7 +1,8 @@
-/** How the notification service is put together: SMTP transport, notifier, and the notifications.email consumer. */
+/** How the notification service is put together: SMTP transport, notifier, the notifications.email consumer, email metrics and the smtp readiness check. */
 import { integer, unsafeDedupOff } from "../../lib/config.ts";
 import type { EmailRequested } from "../../gen/orderflow/v1/events_pb.ts";
 import { createNotifier } from "./handlers.ts";
+import { createNotificationMetrics, smtpCheck } from "./observability.ts";
 import { createMailer } from "./smtp.ts";
 import type { Env } from "../../lib/config.ts";
 import type { Runtime, ServiceParts } from "../../lib/service.ts";
@@ -16,10 +17,11 @@ export function buildNotification(env: Env) {
       from: env["MAIL_FROM"] ?? "orders@orderflow.test",
       ratePerMinute: integer(env, "EMAIL_RATE_PER_MINUTE", 20, 1),
       dedup: !unsafeDedupOff(env),
+      ...createNotificationMetrics(runtime.metrics.registry),
     });
     runtime.consume({ group: "notification", topics: ["notifications.email"], handler: (record, context) => notify(record.message as unknown as EmailRequested, context.out) });
     return {
-      checks: [{ name: "smtp", check: async () => ((await mailer.verify()) ? { status: "ok" } : { status: "error", detail: "SMTP did not answer" }) }],
+      checks: [smtpCheck(mailer)],
       stop: () => Promise.resolve(mailer.close()),
     };
   };

@@ -5,11 +5,17 @@
  * moves up a fixed rank, and the history is read sorted by event time. Dropping the model and
  * replaying the log therefore gives the same orders (tested).
  *
- * Keys (under the service prefix): order:{id} hash (the view), order:{id}:events zset (history,
- * scored by time), order:{id}:seen set (applied event ids), orders zset (all, by creation time),
+ * Keys (under the service prefix): order:{id} hash (the view; terminal_at and terminal_status
+ * remember the first terminal event), order:{id}:events zset (history, scored by time),
+ * order:{id}:seen set (applied event ids), orders zset (all, by creation time),
  * orders:customer:{id} zset.
+ *
+ * The end-to-end latency (accepted → first terminal event) is observed once per order, by the
+ * event that completes the pair — the terminal event, or orders.created when it is projected
+ * after it — and only by the live consumer (a rebuild observes nothing).
  */
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { Histogram } from "prom-client";
 import { OrderStatus, FailureReason } from "../../gen/orderflow/v1/common_pb.ts";
 import {
   EmailTemplate,
@@ -128,17 +134,26 @@ export function changeOf(topic: string, message: unknown): Change {
   }
 }
 
+/** Rank from which a status is terminal. */
+const TERMINAL_RANK = 3;
+
+/**
+ * Returns {0} for an event applied before, {1} otherwise — plus, from the one event that completes
+ * the pair (the first terminal event, or orders.created arriving after it), the order's accepted
+ * time, terminal time and terminal status, for the end-to-end latency.
+ */
 const applyScript = `
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {0} end
+local oldRank = tonumber(redis.call('HGET', KEYS[1], 'status_rank') or '0')
 local fields = cjson.decode(ARGV[4])
 for name, value in pairs(fields) do redis.call('HSET', KEYS[1], name, value) end
 local newRank = tonumber(ARGV[6])
-if newRank > 0 then
-  local oldRank = tonumber(redis.call('HGET', KEYS[1], 'status_rank') or '0')
-  if newRank > oldRank then
-    redis.call('HSET', KEYS[1], 'status', ARGV[5], 'status_rank', ARGV[6])
-  end
+if newRank > oldRank then
+  redis.call('HSET', KEYS[1], 'status', ARGV[5], 'status_rank', ARGV[6])
 end
+local terminal = tonumber(ARGV[10])
+local endsNow = newRank >= terminal and oldRank < terminal
+if endsNow then redis.call('HSET', KEYS[1], 'terminal_at', ARGV[7], 'terminal_status', ARGV[5]) end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 if (redis.call('HGET', KEYS[1], 'updated_at') or '') < ARGV[7] then redis.call('HSET', KEYS[1], 'updated_at', ARGV[7]) end
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
@@ -146,14 +161,25 @@ if ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[4], ARGV[2], ARGV[9])
   redis.call('ZADD', KEYS[5], ARGV[2], ARGV[9])
 end
-return 1`;
+if endsNow or (fields['created_at'] ~= nil and oldRank >= terminal) then
+  local times = redis.call('HMGET', KEYS[1], 'created_at', 'terminal_at', 'terminal_status')
+  if times[1] and times[1] ~= '' and times[2] then return {1, times[1], times[2], times[3]} end
+end
+return {1}`;
 
 type ProjectionRedis = Redis & {
   projectEvent(
     order: string, seen: string, events: string, all: string, byCustomer: string,
     eventId: string, score: string, entry: string, fields: string, status: string, statusRank: string, updatedAt: string, customerId: string, orderId: string,
-  ): Promise<number>;
+    terminalRank: string,
+  ): Promise<[applied: number, acceptedAt?: string, endedAt?: string, terminalStatus?: string]>;
 };
+
+/** Where the projection reports how long orders took from acceptance to their terminal state. */
+export interface ProjectionObservers {
+  /** Seconds from the order's created_at to its first terminal event's occurredAt, by outcome. */
+  readonly e2eSeconds?: Pick<Histogram<"outcome">, "observe">;
+}
 
 /** One entry of an order's history as stored. */
 export interface HistoryEntry {
@@ -170,6 +196,7 @@ export class OrderProjection {
   constructor(
     redis: Redis,
     private readonly keys: Keys,
+    private readonly observers: ProjectionObservers = {},
   ) {
     redis.defineCommand("projectEvent", { numberOfKeys: 5, lua: applyScript });
     this.#redis = redis as ProjectionRedis;
@@ -188,7 +215,7 @@ export class OrderProjection {
       summary: change.summary,
     };
     const customerId = change.customerId ?? "";
-    const applied = await this.#redis.projectEvent(
+    const [applied, acceptedAt, endedAt, terminalStatus] = await this.#redis.projectEvent(
       this.keys("order", orderId),
       this.keys("order", orderId, "seen"),
       this.keys("order", orderId, "events"),
@@ -203,8 +230,17 @@ export class OrderProjection {
       envelope.occurredAt.toISOString(),
       customerId,
       orderId,
+      String(TERMINAL_RANK),
     );
+    if (acceptedAt !== undefined && endedAt !== undefined) this.#observeEndToEnd(acceptedAt, endedAt, Number(terminalStatus));
     return applied === 1;
+  }
+
+  /** Telemetry only: an unreadable time is skipped; clock skew between hosts is clamped to zero. */
+  #observeEndToEnd(acceptedAt: string, endedAt: string, status: OrderStatus): void {
+    const seconds = (Date.parse(endedAt) - Date.parse(acceptedAt)) / 1000;
+    const outcome = OrderStatus[status]?.toLowerCase();
+    if (Number.isFinite(seconds) && outcome !== undefined) this.observers.e2eSeconds?.observe({ outcome }, Math.max(0, seconds));
   }
 
   /** The stored view of an order, or undefined. */

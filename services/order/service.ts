@@ -1,7 +1,8 @@
-/** How the order service is put together: the read-model projection and the public API server. */
+/** How the order service is put together: the read-model projection (with the end-to-end latency metric) and the public API server. */
 import { integer } from "../../lib/config.ts";
 import { SimulatedGateway } from "../payment/simulated-gateway.ts";
 import { startApiServer, type ApiServer } from "./http.ts";
+import { createOrderMetrics } from "./observability.ts";
 import { createOrders } from "./orders.ts";
 import { OrderProjection, projectionTopics } from "./projection.ts";
 import type { Env } from "../../lib/config.ts";
@@ -10,7 +11,7 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 /** Builds the order service on a runtime; `env` holds its own settings. */
 export function buildOrder(env: Env) {
   return (runtime: Runtime): ServiceParts => {
-    const projection = new OrderProjection(runtime.redis, runtime.keys);
+    const projection = new OrderProjection(runtime.redis, runtime.keys, createOrderMetrics(runtime.metrics.registry));
     runtime.consume({ group: "order-projection", topics: projectionTopics, handler: async (record, context) => {
       await projection.apply(context.topic.slice(runtime.config.topicPrefix.length), record);
     } });

@@ -1,7 +1,11 @@
-/** How the payment service is put together: gateway, resilience policy, processor, and the payments.requested consumer. */
+/**
+ * How the payment service is put together: gateway, resilience policy, processor, the
+ * payments.requested consumer, and the breaker's metrics and readiness check.
+ */
 import { integer, unsafeDedupOff } from "../../lib/config.ts";
 import type { PaymentRequested } from "../../gen/orderflow/v1/events_pb.ts";
 import { createPaymentHandler } from "./handlers.ts";
+import { gatewayCheck, observeBreaker } from "./observability.ts";
 import { PaymentProcessor } from "./processor.ts";
 import { createGatewayPolicy } from "./resilience.ts";
 import { RedisLedger, SimulatedGateway } from "./simulated-gateway.ts";
@@ -26,7 +30,8 @@ export function buildPayment(env: Env) {
     });
     const processor = new PaymentProcessor({ gateway, policy, redis: runtime.redis, keys: runtime.keys, log: runtime.log, dedup: !unsafeDedupOff(env) });
     const handle = createPaymentHandler({ processor, log: runtime.log });
+    observeBreaker(policy, runtime.metrics.registry);
     runtime.consume({ group: "payment", topics: ["payments.requested"], handler: (record, context) => handle(record.message as unknown as PaymentRequested, context.out) });
-    return {};
+    return { checks: [gatewayCheck(policy)] };
   };
 }
