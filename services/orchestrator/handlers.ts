@@ -24,6 +24,8 @@ import type {
   PaymentFailed,
   PaymentRefunded,
 } from "../../gen/orderflow/v1/events_pb.ts";
+import type { Counter } from "prom-client";
+import { sagaOutcomeOf, type SagaOutcome } from "./observability.ts";
 import { decide, type CatalogPrice, type SagaInput } from "./saga.ts";
 import type { OrchestratorSettings } from "./settings.ts";
 import { SagaStore, entryCreatedMs, outboxMessage, toOutbox, type OutboxEntry, type StoredSaga } from "./store.ts";
@@ -81,6 +83,8 @@ export interface OrchestratorDeps {
   readonly publisher: Publisher;
   readonly log: Logger;
   readonly now?: () => number;
+  /** Counts terminal records once they are committed (observability.ts). */
+  readonly sagaOutcomes?: Pick<Counter<"outcome" | "reason">, "inc">;
 }
 
 export function createOrchestrator(deps: OrchestratorDeps) {
@@ -115,13 +119,19 @@ export function createOrchestrator(deps: OrchestratorDeps) {
     );
   }
 
-  /** Removes carried-out entries from the saga's outbox. */
+  /**
+   * Removes carried-out entries from the saga's outbox, and counts the saga outcomes among the
+   * entries this call removed (exactly one caller removes each; see observability.ts).
+   */
   async function removeFromOutbox(orderId: string, ids: ReadonlySet<string>): Promise<void> {
-    await store.update(orderId, (current) =>
-      current === undefined || !current.outbox.some((entry) => ids.has(entry.id))
-        ? undefined
-        : { ...current, outbox: current.outbox.filter((entry) => !ids.has(entry.id)) },
-    );
+    let outcomes: SagaOutcome[] = [];
+    await store.update(orderId, (current) => {
+      outcomes = [];
+      if (current === undefined || !current.outbox.some((entry) => ids.has(entry.id))) return undefined;
+      outcomes = current.outbox.filter((entry) => ids.has(entry.id)).flatMap((entry) => sagaOutcomeOf(entry, current.state) ?? []);
+      return { ...current, outbox: current.outbox.filter((entry) => !ids.has(entry.id)) };
+    });
+    for (const outcome of outcomes) deps.sagaOutcomes?.inc({ ...outcome });
   }
 
   /**

@@ -1,5 +1,6 @@
-/** How the orchestrator is put together: the saga consumer and its timer. */
+/** How the orchestrator is put together: the saga consumer, its timer, and the saga outcome metric. */
 import { createOrchestrator, orchestratorTopics } from "./handlers.ts";
+import { createOrchestratorMetrics } from "./observability.ts";
 import { loadSettings } from "./settings.ts";
 import type { Env } from "../../lib/config.ts";
 import type { Runtime, ServiceParts } from "../../lib/service.ts";
@@ -7,7 +8,7 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 /** Builds the orchestrator service on a runtime; `env` holds its own settings. */
 export function buildOrchestrator(env: Env) {
   return (runtime: Runtime): ServiceParts => {
-    const orchestrator = createOrchestrator({ ...runtime, settings: loadSettings(env) });
+    const orchestrator = createOrchestrator({ ...runtime, settings: loadSettings(env), ...createOrchestratorMetrics(runtime.metrics.registry) });
     runtime.consume({ group: "orchestrator", topics: orchestratorTopics, handler: async (record, context) => void (await orchestrator.handle(record, context)) });
     let stopTimer: () => Promise<void> = () => Promise.resolve();
     return {
