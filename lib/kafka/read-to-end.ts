@@ -23,9 +23,10 @@ export interface ReadRecord {
 
 const BATCH = 500;
 
-const asError = (err: { message: string }) => (err instanceof Error ? err : new Error(err.message));
+export const asError = (err: { message: string }) => (err instanceof Error ? err : new Error(err.message));
 
-function headersOf(message: Message): RawHeaders {
+/** The headers of a plain-consumer message as one map (the client hands them over as a list). */
+export function headersOf(message: Message): RawHeaders {
   const headers: Record<string, Buffer | string> = {};
   for (const header of message.headers ?? []) Object.assign(headers, header);
   return headers;
