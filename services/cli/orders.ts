@@ -96,10 +96,14 @@ export async function watchOrder(ctx: CliContext, orderId: string, timeoutMs: nu
         if (terminalStatuses.has(status)) return { orderId, status };
       }
     } catch (err) {
-      if (signal.aborted) return { orderId, status: "TIMEOUT" };
-      const notYetProjected = err instanceof ConnectError && err.code === Code.NotFound && Date.now() < notFoundUntil;
-      if (!notYetProjected) throw err instanceof ConnectError && err.code === Code.NotFound ? new Error(`order ${orderId} not found`) : orderServiceError(base, err);
-      await sleep(200);
+      const notFound = new Error(`order ${orderId} not found`);
+      if (signal.aborted) {
+        if (version === -1n) throw notFound;
+        return { orderId, status: "TIMEOUT" };
+      }
+      if (!(err instanceof ConnectError && err.code === Code.NotFound)) throw orderServiceError(base, err);
+      if (Date.now() >= notFoundUntil) throw notFound;
+      await sleep(200, undefined, { signal }).catch(() => undefined);
     }
   }
 }
