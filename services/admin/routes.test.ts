@@ -16,7 +16,7 @@ function failing(err: unknown) {
     await Promise.resolve();
     throw err;
   };
-  const intercepted = errorBoundary(log)(next as never);
+  const intercepted = errorBoundary(log)(next);
   return intercepted({ method: setStock } as unknown as UnaryRequest).catch((e: unknown) => e as ConnectError);
 }
 
