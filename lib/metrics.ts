@@ -48,7 +48,7 @@ export function createMetrics(service: string): Metrics {
   return {
     registry,
     consumed: new Counter({ name: "orderflow_records_consumed_total", help: "Records consumed, by outcome", labelNames: ["topic", "outcome"], registers: [registry] }),
-    produced: new Counter({ name: "orderflow_records_produced_total", help: "Records produced and acknowledged", labelNames: ["topic"], registers: [registry] }),
+    produced: new Counter({ name: "orderflow_records_produced_total", help: "Records produced and acknowledged by the broker; outputs of a consumer transaction once it committed", labelNames: ["topic"], registers: [registry] }),
     handlerSeconds: new Histogram({
       name: "orderflow_handler_seconds",
       help: "Time to handle one record, retries included",

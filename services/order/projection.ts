@@ -15,7 +15,6 @@
  * after it — and only by the live consumer (a rebuild observes nothing).
  */
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { Histogram } from "prom-client";
 import { OrderStatus, FailureReason } from "../../gen/orderflow/v1/common_pb.ts";
 import {
   EmailTemplate,
@@ -178,7 +177,7 @@ type ProjectionRedis = Redis & {
 /** Where the projection reports how long orders took from acceptance to their terminal state. */
 export interface ProjectionObservers {
   /** Seconds from the order's created_at to its first terminal event's occurredAt, by outcome. */
-  readonly e2eSeconds?: Pick<Histogram<"outcome">, "observe">;
+  readonly e2eSeconds?: { observe(labels: { outcome: string }, seconds: number): void };
 }
 
 /** One entry of an order's history as stored. */
