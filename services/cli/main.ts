@@ -29,7 +29,15 @@ function exitOverrideEverywhere(command: Command): void {
 export function buildProgram(env: Env): Command {
   const program = new Command("orderflow")
     .description("Operate an orderflow installation")
-    .option("--json", "machine-readable output");
+    .option("--json", "machine-readable output")
+    .addHelpText(
+      "after",
+      `
+Exit codes: 0 ok, 1 failure, 2 usage error.
+Environment: ORDER_API_URL (default http://127.0.0.1:8080), ADMIN_URL (default http://127.0.0.1:8081),
+ADMIN_TOKEN (else read from ADMIN_TOKEN_FILE, default .run/admin-token, written by make up),
+KAFKA_BROKERS, TOPIC_PREFIX, REDIS_URL, REDIS_KEY_PREFIX, LOG_LEVEL.`,
+    );
   const context = (): CliContext => {
     const config = loadConfig("cli", env);
     const log = createLogger("cli", config.logLevel);
