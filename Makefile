@@ -8,7 +8,7 @@ CLI := node services/cli/orderflow.mjs
 TRACING ?= 0
 TRACING_ENV := $(if $(filter 1,$(TRACING)),OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318,)
 
-.PHONY: help setup up down status demo test test-unit chaos lint gen check-gen breaking compose-check ci
+.PHONY: help setup up down status demo test test-unit chaos bench lint gen check-gen breaking compose-check ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test: setup ## the whole suite (unit + integration on the real broker and Redis)
 
 chaos: setup ## the whole fault-injection suite (every fault, 20,000+ orders at 20/s; ~40 min); report in docs/reports/chaos.md
 	@npx tsx test/chaos/main.ts $(CHAOS_ARGS)
+
+bench: setup ## the saga against the bare pipeline: ramp, 100 orders/s for 60 s, CPU and memory (~15 min); report in bench/results/
+	@npx tsx test/load/bench.ts $(BENCH_ARGS)
 
 test-unit: ## unit tests only, no broker needed
 	@npx vitest run --project unit

@@ -39,6 +39,8 @@ export interface RunningSystem {
   readonly crashes: readonly string[];
   /** Stops one process (SIGTERM, or SIGKILL with kill=true) and resolves when it exited. */
   stopService(name: string, kill?: boolean): Promise<number | null>;
+  /** The operating-system pid of a running process (for CPU and memory figures). */
+  pidOf(name: string): number | undefined;
   /** Sends a signal (SIGSTOP, SIGCONT) to one process. */
   signal(name: string, signal: NodeJS.Signals): void;
   /** Starts a stopped process again (with `extraEnv` over the system's) and waits until it is ready. */
@@ -151,6 +153,7 @@ export async function startSystem(env: Record<string, string>, options: SystemOp
     processes: members.map((m) => m.name),
     crashes,
     stopService,
+    pidOf: (name) => children.get(name)?.pid,
     signal(name, signal) {
       children.get(name)?.kill(signal);
     },

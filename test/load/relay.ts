@@ -1,0 +1,49 @@
+/**
+ * The bare pipeline the benchmark measures the saga against: the same client, broker, producer and
+ * consumer settings and the same transactional consumer runner as the services, with no business
+ * logic — each stage decodes a record, encodes it again and relays it to the next topic inside a
+ * consume → produce transaction. Stages are given as RELAY_STAGES="from>to,from>to" (actual topic
+ * names); the benchmark runs two processes with the saga's four hops between them, as the
+ * orchestrator (hops 1 and 3) and payment (hop 2) do.
+ */
+import { OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import { encodeRecord } from "../../lib/codec/codec.ts";
+import { ConsumerRunner } from "../../lib/kafka/consumer-runner.ts";
+import { runService } from "../../lib/service.ts";
+
+/** The stages of RELAY_STAGES. */
+export function parseStages(raw: string): { from: string; to: string }[] {
+  return raw.split(",").map((pair) => {
+    const [from, to] = pair.split(">").map((s) => s.trim());
+    if (from === undefined || to === undefined || from === "" || to === "") throw new Error(`RELAY_STAGES: "${pair}" is not from>to`);
+    return { from, to };
+  });
+}
+
+runService("relay", (runtime) => {
+  const { config, log, kafka, publisher } = runtime;
+  const runners = parseStages(process.env["RELAY_STAGES"] ?? "").map(
+    ({ from, to }) =>
+      new ConsumerRunner({
+        kafka,
+        config,
+        log,
+        groupId: `relay-${from}`,
+        transactional: { transactionalId: `relay-${from}.${config.instanceId}`, settings: config.transactions },
+        subscriptions: [{ topic: from, valueTypes: [OrderCreatedSchema] }],
+        publisher,
+        handler: async (record, context) => {
+          const { orderId } = record.envelope;
+          await context.out.send(to, encodeRecord(record.schema, record.message, { key: orderId, orderId, producer: config.service, encoding: config.encoding }));
+        },
+      }),
+  );
+  return {
+    start: async () => {
+      for (const runner of runners) await runner.start();
+    },
+    stop: async () => {
+      for (const runner of runners) await runner.stop();
+    },
+  };
+});

@@ -1,0 +1,100 @@
+/**
+ * The benchmark's Markdown report: the targets and whether they were met, the ramps, the fixed-rate
+ * runs, CPU and memory per process, the charts, and the tuning log (bench/tuning.md) that says what
+ * was changed and what it did.
+ */
+import { writeFileSync } from "node:fs";
+import type { RampStep, RunResult } from "../../services/cli/loadgen.ts";
+
+interface Pipeline {
+  readonly ramp: readonly RampStep[];
+  readonly sustainableRate: number;
+  readonly fixed: RunResult;
+  readonly usage: Readonly<Record<string, { cpuSeconds: number; peakRssMb: number }>>;
+}
+
+export interface BenchResult {
+  readonly date: string;
+  readonly machine: { cpus: number; cpuModel: string; memoryGb: number; node: string };
+  readonly settings: { fixedRate: number; fixedS: number; p99BoundMs: number; stepS: number };
+  readonly saga: Pipeline;
+  readonly bare: Pipeline;
+}
+
+/** The figures the issue's targets are judged by. */
+export function targets(r: BenchResult) {
+  const efficiency = r.bare.sustainableRate > 0 ? r.saga.sustainableRate / r.bare.sustainableRate : 0;
+  const p99Ratio = r.bare.fixed.latencyMs.p99 > 0 ? r.saga.fixed.latencyMs.p99 / r.bare.fixed.latencyMs.p99 : Infinity;
+  const services = Object.entries(r.saga.usage).filter(([name]) => !["broker", "redis", "mailsink"].includes(name));
+  const maxRss = Math.max(0, ...services.map(([, u]) => u.peakRssMb));
+  return [
+    { target: "sustained ≥ 2,000 orders/s with p99 < 500 ms", measured: `${r.saga.sustainableRate} orders/s`, met: r.saga.sustainableRate >= 2000 },
+    { target: "saga ≥ 50% of the bare pipeline's sustainable rate", measured: `${Math.round(efficiency * 100)}% (${r.saga.sustainableRate} / ${r.bare.sustainableRate})`, met: efficiency >= 0.5 },
+    { target: `p99 at ${r.settings.fixedRate}/s ≤ 3× the bare pipeline's`, measured: `${r.saga.fixed.latencyMs.p99} ms vs ${r.bare.fixed.latencyMs.p99} ms (${p99Ratio.toFixed(1)}×)`, met: p99Ratio <= 3 },
+    { target: "each service's peak RSS < 250 MB", measured: `${maxRss} MB at most`, met: maxRss < 250 },
+  ];
+}
+
+const row = (cells: readonly (string | number)[]) => `| ${cells.join(" | ")} |`;
+
+function rampTable(steps: readonly RampStep[]): string[] {
+  return [
+    row(["offered/s", "ended/s", "p50 ms", "p99 ms", "max ms", "unfinished", "verdict"]),
+    row(["---:", "---:", "---:", "---:", "---:", "---:", "---"]),
+    ...steps.map((s) => row([s.rate, s.result.throughput, s.result.latencyMs.p50, s.result.latencyMs.p99, s.result.latencyMs.max, s.result.unfinished, `${s.sustainable ? "sustained" : "not sustained"}: ${s.why}`])),
+  ];
+}
+
+function fixedRow(name: string, r: RunResult): string {
+  const l = r.latencyMs;
+  const ended = Object.entries(r.ended).map(([k, v]) => `${k} ${v}`).join(", ");
+  return row([name, r.accepted, ended, l.p50, l.p99, l.p999, l.max, r.unfinished]);
+}
+
+/** Writes the report to `path`; chart paths are relative to it. */
+export function writeReport(path: string, r: BenchResult, extra: { latencyChart: string; rampChart: string; tuning: string }): void {
+  const usageNames = [...new Set([...Object.keys(r.saga.usage), ...Object.keys(r.bare.usage)])];
+  const lines = [
+    `# orderflow benchmark — ${r.date}`,
+    "",
+    `Machine: ${r.machine.cpus} cores (${r.machine.cpuModel}), ${r.machine.memoryGb} GB, Node ${r.machine.node}. One local broker, production settings (acks=all, idempotent producers, transactional consume → produce, read_committed). Written by \`make bench\` (test/load/bench.ts).`,
+    "",
+    "Latency runs from each order's scheduled send time (open loop: a stall is not hidden) to its end read from Kafka: the terminal topics for the saga, the fourth relay topic for the bare pipeline (the same client, settings and transactional runner over the same four hops, no business logic).",
+    "",
+    "## Targets",
+    "",
+    row(["target", "measured", "met"]),
+    row(["---", "---", "---"]),
+    ...targets(r).map((t) => row([t.target, t.measured, t.met ? "yes" : "**no**"])),
+    "",
+    `## ${r.settings.fixedRate} orders/s for ${r.settings.fixedS} s`,
+    "",
+    row(["pipeline", "accepted", "ended", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "unfinished"]),
+    row(["---", "---:", "---", "---:", "---:", "---:", "---:", "---:"]),
+    fixedRow("saga", r.saga.fixed),
+    fixedRow("bare pipeline", r.bare.fixed),
+    "",
+    `![p99 per second](${extra.latencyChart})`,
+    "",
+    `## Ramp (×1.5 every ${r.settings.stepS} s; sustainable = every order ended and p99 < ${r.settings.p99BoundMs} ms)`,
+    "",
+    `Saga — highest sustainable rate **${r.saga.sustainableRate} orders/s**:`,
+    "",
+    ...rampTable(r.saga.ramp),
+    "",
+    `Bare pipeline — highest sustainable rate **${r.bare.sustainableRate} records/s**:`,
+    "",
+    ...rampTable(r.bare.ramp),
+    "",
+    `![ramp](${extra.rampChart})`,
+    "",
+    "## CPU and memory per process (ramp and fixed run together)",
+    "",
+    row(["process", "saga CPU s", "saga peak RSS MB", "bare CPU s", "bare peak RSS MB"]),
+    row(["---", "---:", "---:", "---:", "---:"]),
+    ...usageNames.map((name) => row([name, r.saga.usage[name]?.cpuSeconds ?? "", r.saga.usage[name]?.peakRssMb ?? "", r.bare.usage[name]?.cpuSeconds ?? "", r.bare.usage[name]?.peakRssMb ?? ""])),
+    "",
+    ...(extra.tuning === "" ? [] : [extra.tuning.trim(), ""]),
+  ];
+  writeFileSync(path, `${lines.join("\n")}\n`);
+}
