@@ -8,24 +8,11 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { OrderService } from "../../gen/orderflow/v1/order_service_pb.ts";
 import { messageOf } from "../../lib/errors.ts";
+import type { restOrder } from "../order/http.ts";
 import type { OrderBody } from "./samples.ts";
 
 /** An order as GET /orders/{id} returns it. */
-export interface RestOrder {
-  readonly order_id: string;
-  readonly customer_id: string;
-  readonly status: string;
-  readonly failure_reason?: string;
-  readonly failure_detail?: string;
-  readonly currency: string;
-  readonly total: string;
-  readonly items: readonly { product_id: string; quantity: number; price: string }[];
-  readonly card_last4: string;
-  readonly refunded: boolean;
-  readonly created_at: string | null;
-  readonly updated_at: string | null;
-  readonly version: number;
-}
+export type RestOrder = ReturnType<typeof restOrder>;
 
 /** One entry of GET /orders/{id}/events. */
 export interface RestOrderEvent {
