@@ -17,7 +17,12 @@ function failing(err: unknown) {
     throw err;
   };
   const intercepted = errorBoundary(log)(next);
-  return intercepted({ method: setStock } as unknown as UnaryRequest).catch((e: unknown) => e as ConnectError);
+  return intercepted({ method: setStock } as unknown as UnaryRequest).then(
+    (): ConnectError => {
+      throw new Error("expected a rejection");
+    },
+    (e: unknown) => e as ConnectError,
+  );
 }
 
 describe("errorBoundary", () => {
