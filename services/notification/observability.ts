@@ -12,7 +12,7 @@ import { messageOf } from "../../lib/errors.ts";
 import type { HealthCheck } from "../../lib/ops-server.ts";
 
 /** Longest the smtp check waits for the server (the ops server gives every check 2 s). */
-export const SMTP_CHECK_TIMEOUT_MS = 1500;
+const SMTP_CHECK_TIMEOUT_MS = 1500;
 
 export interface NotificationMetrics {
   /** Send attempts by template name and result (sent, failed); a rate-limited delay is neither. */

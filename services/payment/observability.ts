@@ -10,7 +10,7 @@ import type { HealthCheck } from "../../lib/ops-server.ts";
 import type { BreakerState, GatewayPolicy } from "./resilience.ts";
 
 /** The gauge value of each breaker state. */
-export const breakerStateValue: Readonly<Record<BreakerState, number>> = { closed: 0, open: 1, "half-open": 2 };
+const breakerStateValue: Readonly<Record<BreakerState, number>> = { closed: 0, open: 1, "half-open": 2 };
 
 /**
  * Registers the breaker's gauge (read from the policy at each scrape) and transition counter on
