@@ -23,7 +23,7 @@ up: setup ## start Kafka, Redis, topics, catalog, the mail sink and all services
 	@$(CLI) topics apply
 	@$(CLI) stock seed
 	@$(TRACING_ENV) bash infra/services.sh start
-	@echo "orderflow is up: API http://127.0.0.1:8080 · Kafka $$(bash $(KAFKA) bootstrap single) · Redis 127.0.0.1:$${REDIS_PORT:-6379} · mail http://127.0.0.1:8025/messages"
+	@echo "orderflow is up: API http://127.0.0.1:8080 · admin http://127.0.0.1:8081 (dashboard /dashboard) · Kafka $$(bash $(KAFKA) bootstrap single) · Redis 127.0.0.1:$${REDIS_PORT:-6379} · mail http://127.0.0.1:8025/messages"
 
 down: ## stop everything `make up` started
 	@bash infra/services.sh stop

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs orderflow's processes in the background for `make up`: the mail sink and the five services,
-# each with a pid file and a log under .run/, and waits until every one reports ready.
+# Runs orderflow's processes in the background for `make up`: the mail sink, the five services and
+# the admin service, each with a pid file and a log under .run/, and waits until every one reports
+# ready. The admin service gets ADMIN_TOKEN from the environment, or else a random token made once
+# into .run/admin-token (mode 600, reused later; the CLI reads it from there too).
 #   services.sh start | stop | status
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,18 +17,31 @@ services=(
   "notification services/notification/main.ts 9104"
   "orchestrator services/orchestrator/main.ts 9105"
   "order services/order/main.ts 9101"
+  "admin services/admin/main.ts 9106 ADMIN_PORT=8081"
 )
 
 pid_of() { cat "$state/pids/$1.pid" 2>/dev/null || true; }
 alive() { local pid; pid=$(pid_of "$1"); [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }
+# The admin token: $ADMIN_TOKEN when set, otherwise the one in $state/admin-token, made on first use.
+admin_token() {
+  if [[ -n ${ADMIN_TOKEN:-} ]]; then printf '%s' "$ADMIN_TOKEN"; return; fi
+  local file="$state/admin-token"
+  if [[ ! -s $file ]]; then (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file"); fi
+  chmod 600 "$file"
+  cat "$file"
+}
 ready_url() { if [[ $1 == mailsink ]]; then echo "http://127.0.0.1:$2/messages"; else echo "http://127.0.0.1:$2/health/ready"; fi; }
 
 start() {
-  local line name entry port deadline
+  local line name entry port extra token deadline
+  token="$(admin_token)"
   for line in "${services[@]}"; do
-    read -r name entry port <<<"$line"
+    read -r name entry port extra <<<"$line"
     if alive "$name"; then continue; fi
-    OPS_PORT="$port" MAILSINK_DIR="$state/mail" nohup node --import tsx "$root/$entry" >>"$state/logs/$name.log" 2>&1 &
+    # Only the admin service sees the token (in its environment, not on a command line).
+    # shellcheck disable=SC2086 # $extra holds NAME=value words
+    OPS_PORT="$port" MAILSINK_DIR="$state/mail" ADMIN_TOKEN="$([[ $name == admin ]] && printf '%s' "$token")" \
+      nohup env $extra node --import tsx "$root/$entry" >>"$state/logs/$name.log" 2>&1 &
     echo $! >"$state/pids/$name.pid"
   done
   deadline=$((SECONDS + ${SERVICES_READY_TIMEOUT:-90}))
@@ -42,7 +57,7 @@ start() {
       sleep 0.2
     done
   done
-  echo "services: all ready — API http://127.0.0.1:8080, mail http://127.0.0.1:8025/messages, logs $state/logs/"
+  echo "services: all ready — API http://127.0.0.1:8080, admin http://127.0.0.1:8081 (dashboard /dashboard; token: \$ADMIN_TOKEN or $state/admin-token), mail http://127.0.0.1:8025/messages, logs $state/logs/"
 }
 
 stop() {
