@@ -70,13 +70,14 @@ export interface WatchResult {
 
 /**
  * Follows an order over WatchOrder until it is terminal or `timeoutMs` passed, writing each new
- * status and each new event of its history as they appear.
+ * status and each new event of its history as they appear. An order the read model does not have
+ * is waited for `notFoundGraceMs` (all of the timeout for an order just placed), then reported.
  */
-export async function watchOrder(ctx: CliContext, orderId: string, timeoutMs: number): Promise<WatchResult> {
+export async function watchOrder(ctx: CliContext, orderId: string, timeoutMs: number, notFoundGraceMs = NOT_FOUND_GRACE_MS): Promise<WatchResult> {
   const base = ctx.settings.orderApiUrl;
   const client = orderServiceClient(base);
   const signal = AbortSignal.timeout(timeoutMs);
-  const notFoundUntil = Date.now() + Math.min(NOT_FOUND_GRACE_MS, timeoutMs);
+  const notFoundUntil = Date.now() + Math.min(notFoundGraceMs, timeoutMs);
   const seenEvents = new Set<string>();
   let status = "UNKNOWN";
   let version = -1n;
@@ -96,13 +97,12 @@ export async function watchOrder(ctx: CliContext, orderId: string, timeoutMs: nu
         if (terminalStatuses.has(status)) return { orderId, status };
       }
     } catch (err) {
-      const notFound = new Error(`order ${orderId} not found`);
       if (signal.aborted) {
-        if (version === -1n) throw notFound;
+        if (version === -1n) throw new Error(`order ${orderId} not found (the read model did not show it within ${timeoutMs / 1000} s)`);
         return { orderId, status: "TIMEOUT" };
       }
       if (!(err instanceof ConnectError && err.code === Code.NotFound)) throw orderServiceError(base, err);
-      if (Date.now() >= notFoundUntil) throw notFound;
+      if (Date.now() >= notFoundUntil) throw new Error(`order ${orderId} not found`);
       await sleep(200, undefined, { signal }).catch(() => undefined);
     }
   }
@@ -139,7 +139,7 @@ export function ordersCommand(context: ContextFactory): Command {
       const placed = await postOrder(ctx.settings.orderApiUrl, body, options.idempotencyKey);
       if (!placed.accepted) throw new Error(placed.error);
       emit(ctx, { order_id: placed.orderId, status: "PENDING", replayed: placed.replayed }, placed.orderId);
-      if (options.watch) concludeWatch(await watchOrder(ctx, placed.orderId, options.timeout * 1000), options.timeout);
+      if (options.watch) concludeWatch(await watchOrder(ctx, placed.orderId, options.timeout * 1000, options.timeout * 1000), options.timeout);
     });
 
   orders
