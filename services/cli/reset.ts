@@ -161,9 +161,10 @@ export function resetCommand(context: ContextFactory): Command {
       "after",
       `
 The services' consumers are paused through the admin service (ADMIN_URL, ADMIN_TOKEN) while topics
-are deleted and recreated, and resumed afterwards. When the admin service does not answer, reset
-warns and goes on: restart the services afterwards (make down && make up) so that their consumer
-groups start cleanly on the new topics.
+are deleted and recreated, and resumed afterwards; running services then carry on from the start of
+the new, empty topics. When the admin service does not answer, reset warns and goes on: restart the
+services afterwards (make down && make up) so that nothing they were doing meanwhile lingers.
+A refused admin token stops reset before anything is deleted.
 
 Example:
   orderflow reset --yes`,
