@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Admin } from "../../../lib/kafka/client.ts";
-import { BrokerView, dlqTopics, lagByGroup, lagOf, watchedGroups, type Watermarks } from "./broker.ts";
+import { BrokerView, dlqTopics, lagByGroup, lagOf, MARKER_GAP_MAX, watchedGroups, type Watermarks } from "./broker.ts";
+import type { Gap } from "./markers.ts";
 
 const marks = (entries: Record<string, Record<number, Watermarks>>) =>
   new Map(Object.entries(entries).map(([topic, partitions]) => [topic, new Map(Object.entries(partitions).map(([p, w]) => [Number(p), w]))]));
@@ -16,9 +17,9 @@ describe("lag", () => {
       marks({ "orders.created": { 0: { low: 0, high: 10 }, 1: { low: 3, high: 5 }, 2: { low: 0, high: 10 } } }),
     );
     expect(lags).toEqual([
-      { group: "orchestrator", topic: "orders.created", partition: 0, lag: 3 },
-      { group: "orchestrator", topic: "orders.created", partition: 1, lag: 2 },
-      { group: "orchestrator", topic: "orders.created", partition: 2, lag: 0 },
+      { group: "orchestrator", topic: "orders.created", partition: 0, lag: 3, position: 7, high: 10 },
+      { group: "orchestrator", topic: "orders.created", partition: 1, lag: 2, position: 3, high: 5 },
+      { group: "orchestrator", topic: "orders.created", partition: 2, lag: 0, position: 12, high: 10 },
     ]);
   });
 
@@ -50,6 +51,18 @@ describe("broker view", () => {
     return { admin: admin as unknown as Admin, calls };
   }
 
+  /** A marker probe that says "only markers" for the gaps starting at `markerFrom`, and records what it was asked. */
+  function fakeMarkers(markerFrom: readonly number[] = []) {
+    const asked: Gap[][] = [];
+    return {
+      asked,
+      onlyMarkers(gaps: readonly Gap[]) {
+        asked.push([...gaps]);
+        return Promise.resolve(new Set(gaps.filter((gap) => markerFrom.includes(gap.from))));
+      },
+    };
+  }
+
   it("reads lag of the prefixed groups with names unprefixed, one request at a time", async () => {
     const { admin, calls } = fakeAdmin(
       {
@@ -58,7 +71,7 @@ describe("broker view", () => {
       },
       { "p.payments.requested": 9 },
     );
-    const lags = await new BrokerView(admin, "p.").lag();
+    const lags = await new BrokerView(admin, "p.", fakeMarkers()).lag();
     expect(lags).toEqual([
       { group: "orchestrator", topic: "payments.requested", partition: 0, lag: 0 },
       { group: "payment", topic: "payments.requested", partition: 0, lag: 5 },
@@ -68,9 +81,28 @@ describe("broker view", () => {
 
   it("counts the records each DLQ topic holds", async () => {
     const { admin } = fakeAdmin({}, { "p.orders.created.dlq": 5 });
-    const counts = await new BrokerView(admin, "p.").dlq();
+    const counts = await new BrokerView(admin, "p.", fakeMarkers()).dlq();
     expect(counts.map((c) => c.topic)).toEqual(dlqTopics);
     expect(counts.find((c) => c.topic === "orders.created.dlq")?.records).toBe(3);
     expect(counts.filter((c) => c.records > 0)).toHaveLength(1);
+  });
+
+  it("counts a short gap holding only transaction markers as no lag, once per partition and offset", async () => {
+    const { admin } = fakeAdmin(
+      {
+        "p.payment": [{ topic: "p.payments.requested", partitions: [{ partition: 0, offset: "8" }] }],
+        "p.orchestrator": [{ topic: "p.payments.requested", partitions: [{ partition: 0, offset: "8" }] }],
+        "p.inventory": [{ topic: "p.payments.requested", partitions: [{ partition: 0, offset: "7" }] }],
+        "p.notification": [{ topic: "p.payments.requested", partitions: [{ partition: 0, offset: "2" }] }],
+      },
+      { "p.payments.requested": 9 },
+    );
+    const markers = fakeMarkers([8]);
+    const lags = await new BrokerView(admin, "p.", markers).lag();
+    expect(Object.fromEntries(lags.map((l) => [l.group, l.lag]))).toEqual({ orchestrator: 0, payment: 0, inventory: 2, notification: 7 });
+    // Gaps longer than MARKER_GAP_MAX are never read; the same gap of two groups is read once.
+    expect(markers.asked).toEqual([[{ topic: "p.payments.requested", partition: 0, from: 8, high: 9 }, { topic: "p.payments.requested", partition: 0, from: 7, high: 9 }]]);
+    expect(MARKER_GAP_MAX).toBeLessThan(7);
+    expect(lags.every((l) => !("position" in l))).toBe(true);
   });
 });

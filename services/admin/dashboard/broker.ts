@@ -6,11 +6,13 @@
  *
  * On a topic written in transactions, the last record of a partition is followed by a commit
  * marker that takes an offset but is never delivered, so a group that read everything commits one
- * below the high watermark: an idle partition shows lag 1. The raw figure is reported (a lag of 1
- * cannot be told from one unread record without reading the partition).
+ * below the high watermark: an idle partition would show lag 1. Short gaps like that are read by a
+ * MarkerProbe, and those holding only markers count as lag 0; a gap it could not settle keeps its
+ * raw lag.
  */
 import { catalog, DLQ_SUFFIX } from "../../../infra/topics.ts";
 import type { Admin } from "../../../lib/kafka/client.ts";
+import type { Gap } from "./markers.ts";
 
 /**
  * The consumer groups of the services (the `group` of each runtime.consume in services/<name>/service.ts)
@@ -40,6 +42,15 @@ export interface Watermarks {
   readonly high: number;
 }
 
+/** A partition's lag with the offsets it came from: the group's position and the high watermark. */
+export interface PartitionPosition extends PartitionLag {
+  readonly position: number;
+  readonly high: number;
+}
+
+/** Lags up to this many records are checked for being only transaction markers. */
+export const MARKER_GAP_MAX = 2;
+
 /** Committed offsets of a group as the admin client returns them ("-1" when none). */
 export type CommittedOffsets = readonly { readonly topic: string; readonly partitions: readonly { readonly partition: number; readonly offset: string }[] }[];
 
@@ -51,13 +62,13 @@ export function lagOf(
   group: string,
   committed: CommittedOffsets,
   watermarks: ReadonlyMap<string, ReadonlyMap<number, Watermarks>>,
-): PartitionLag[] {
+): PartitionPosition[] {
   return committed.flatMap(({ topic, partitions }) =>
     partitions.flatMap(({ partition, offset }) => {
       const marks = watermarks.get(topic)?.get(partition);
       if (marks === undefined) return [];
       const position = Number(offset) >= 0 ? Number(offset) : marks.low;
-      return [{ group, topic, partition, lag: Math.max(marks.high - position, 0) }];
+      return [{ group, topic, partition, lag: Math.max(marks.high - position, 0), position, high: marks.high }];
     }),
   );
 }
@@ -71,15 +82,17 @@ export function lagByGroup(lags: readonly PartitionLag[], groups: readonly strin
 
 /** Reads lag and DLQ sizes from the broker under a topic prefix. */
 export class BrokerView {
+  /** `markers` tells which short gaps hold only transaction markers. */
   constructor(
     private readonly admin: Admin,
     private readonly prefix: string,
+    private readonly markers: { onlyMarkers(gaps: readonly Gap[]): Promise<ReadonlySet<Gap>> },
   ) {}
 
   /** Lag of every watched group; one failing request fails the whole read (the caller keeps the last). */
   async lag(): Promise<PartitionLag[]> {
     const watermarks = new Map<string, Map<number, Watermarks>>();
-    const lags: PartitionLag[] = [];
+    const lags: PartitionPosition[] = [];
     for (const group of watchedGroups) {
       const committed = (await this.admin.fetchOffsets({ groupId: `${this.prefix}${group}` }))
         .filter(({ topic }) => topic.startsWith(this.prefix))
@@ -89,7 +102,13 @@ export class BrokerView {
       }
       lags.push(...lagOf(group, committed, watermarks));
     }
-    return lags;
+    const gaps = new Map<string, Gap>();
+    for (const { topic, partition, position, high, lag } of lags) {
+      if (lag > 0 && lag <= MARKER_GAP_MAX) gaps.set(`${topic}:${partition}:${position}`, { topic: `${this.prefix}${topic}`, partition, from: position, high });
+    }
+    const onlyMarkers = await this.markers.onlyMarkers([...gaps.values()]);
+    const markerOnly = new Set([...onlyMarkers].map((gap) => `${gap.topic.slice(this.prefix.length)}:${gap.partition}:${gap.from}`));
+    return lags.map(({ group, topic, partition, position, lag }) => ({ group, topic, partition, lag: markerOnly.has(`${topic}:${partition}:${position}`) ? 0 : lag }));
   }
 
   /** Records held by each catalog DLQ topic. */

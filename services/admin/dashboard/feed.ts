@@ -13,6 +13,7 @@ import type { Runtime } from "../../../lib/service.ts";
 import { OrderProjection } from "../../order/projection.ts";
 import { SagaStore } from "../../orchestrator/store.ts";
 import { BrokerView, watchedGroups, type DlqCount, type PartitionLag } from "./broker.ts";
+import { MarkerProbe } from "./markers.ts";
 import { breakerOf, probe, type BreakerState, type ServiceHealth, type WatchedService } from "./health.ts";
 import { buildSnapshot, latestOrderOf, timelineOf, type LatestOrder, type Snapshot, type StaleSection, type Timeline } from "./snapshot.ts";
 import { OrderStats, outcomeTopics } from "./stats.ts";
@@ -41,6 +42,8 @@ export class Feed {
   readonly #projection: OrderProjection;
   readonly #sagas: SagaStore;
   readonly #admin: Admin;
+  readonly #markers: MarkerProbe;
+  readonly #broker: BrokerView;
   readonly #stale = new Set<StaleSection>();
   #lag: PartitionLag[] = [];
   #dlq: DlqCount[] = [];
@@ -59,6 +62,8 @@ export class Feed {
     this.#projection = new OrderProjection(runtime.redis, runtime.keys);
     this.#sagas = new SagaStore(runtime.redis, runtime.keys);
     this.#admin = runtime.kafka.admin();
+    this.#markers = new MarkerProbe(runtime.config);
+    this.#broker = new BrokerView(this.#admin, runtime.config.topicPrefix, this.#markers);
     this.#services = options.services.map(({ name }) => ({ name, status: "down", detail: "not probed yet" }));
     const prefix = runtime.config.topicPrefix;
     runtime.consume({
@@ -80,11 +85,12 @@ export class Feed {
     this.#schedule();
   }
 
-  /** Stops the timer, lets a refresh in progress finish, and disconnects the admin client. */
+  /** Stops the timer, lets a refresh in progress finish, and disconnects the broker clients. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#refreshing;
+    await this.#markers.close();
     await this.#admin.disconnect();
   }
 
@@ -125,12 +131,11 @@ export class Feed {
 
   /** One round: lag, then DLQ sizes (one admin request at a time), then readiness. Never rejects. */
   async #refresh(): Promise<void> {
-    const broker = new BrokerView(this.#admin, this.#runtime.config.topicPrefix);
     await this.#section("lag", async () => {
-      this.#lag = await broker.lag();
+      this.#lag = await this.#broker.lag();
     });
     await this.#section("dlq", async () => {
-      this.#dlq = await broker.dlq();
+      this.#dlq = await this.#broker.dlq();
     });
     await this.#section("services", async () => {
       const probes = await Promise.all(this.#options.services.map((service) => probe(service, this.#options.healthTimeoutMs)));

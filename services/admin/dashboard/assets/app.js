@@ -34,8 +34,10 @@ function renderTotals(totals) {
 
 function renderChart(throughput) {
   const svg = $("chart");
-  const width = 720;
+  // Drawn in the chart's own pixels, so text keeps its size at any width.
+  const width = Math.max(svg.clientWidth, 300);
   const height = 200;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const left = 34;
   const bottom = 18;
   const top = 8;
