@@ -31,7 +31,7 @@ import type { Config } from "../../lib/config.ts";
 import { setConsumptionPaused } from "../../lib/control.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
-import { topicName, type Admin } from "../../lib/kafka/client.ts";
+import { topicName, type Admin, type Kafka } from "../../lib/kafka/client.ts";
 import { DlqHeaders, dlqTopicOf } from "../../lib/kafka/dlq.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
 import { readToEnd, type ReadRecord } from "../../lib/kafka/read-to-end.ts";
@@ -55,8 +55,8 @@ export interface AdminDeps {
   readonly redis: Redis;
   readonly keys: Keys;
   readonly publisher: Publisher;
-  /** A connected Kafka admin client: reading a DLQ or the log to its end needs the topics' offsets. */
-  readonly kafkaAdmin: Admin;
+  /** For a Kafka admin client per call (reading a DLQ or the log to its end needs the topics' offsets). */
+  readonly kafka: Kafka;
   readonly now?: () => number;
   /** Longest a read of DLQs or of the log (rebuild) may take. */
   readonly readTimeoutMs?: number;
@@ -132,7 +132,7 @@ function originTopic(topic: string, field: string): string {
 
 /** Builds the admin core over its dependencies. */
 export function createAdmin(deps: AdminDeps) {
-  const { config, log, redis, keys, publisher, kafkaAdmin } = deps;
+  const { config, log, redis, keys, publisher, kafka } = deps;
   const now = deps.now ?? Date.now;
   const readTimeoutMs = deps.readTimeoutMs ?? 60_000;
   const projection = new OrderProjection(redis, keys);
@@ -170,9 +170,24 @@ export function createAdmin(deps: AdminDeps) {
     );
   }
 
+  /**
+   * Runs `work` with an admin client connected for it alone. None stays open between calls: an
+   * admin request in flight across a broker restart can abort librdkafka (see ARCHITECTURE.md), so
+   * the window is kept to the calls that need one.
+   */
+  async function withKafkaAdmin<T>(work: (admin: Admin) => Promise<T>): Promise<T> {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      return await work(admin);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
   /** Every record of the given DLQs (catalog names) up to their current end. */
   async function readDeadLetters(dlqTopics: readonly string[], onRecord: (record: ReadRecord) => void): Promise<void> {
-    await readToEnd(config, kafkaAdmin, dlqTopics.map((topic) => topicName(config, topic)), onRecord, readTimeoutMs);
+    await withKafkaAdmin((admin) => readToEnd(config, admin, dlqTopics.map((topic) => topicName(config, topic)), onRecord, readTimeoutMs));
   }
 
   return {
@@ -286,7 +301,7 @@ export function createAdmin(deps: AdminDeps) {
 
     /** Drops the order read model and rebuilds it from the log (the same function as `orderflow orders rebuild`). */
     async rebuildProjection(actor: string): Promise<{ eventsApplied: bigint; orders: bigint }> {
-      const result = await rebuildProjection({ admin: kafkaAdmin, config, projection }, readTimeoutMs);
+      const result = await withKafkaAdmin((admin) => rebuildProjection({ admin, config, projection }, readTimeoutMs));
       await audit({ actor, action: "projection_rebuilt", target: "order read model", detail: `${result.orders} order(s) from ${result.eventsApplied} event(s)` });
       log.info({ ...result, actor }, "order read model rebuilt");
       return { eventsApplied: BigInt(result.eventsApplied), orders: BigInt(result.orders) };

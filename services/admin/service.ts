@@ -1,6 +1,6 @@
 /**
- * How the admin service is put together: the admin core over the runtime's Redis, publisher and a
- * Kafka admin client, the AdminService routes behind the token guard, and the dashboard, served on
+ * How the admin service is put together: the admin core over the runtime's Redis, publisher and
+ * Kafka client, the AdminService routes behind the token guard, and the dashboard, served on
  * ADMIN_HOST:ADMIN_PORT (127.0.0.1:8081). ADMIN_TOKEN guards every call; without it the service
  * starts but refuses every call.
  */
@@ -20,14 +20,12 @@ export function buildAdmin(env: Env, onListening?: (port: number) => void) {
     const port = integer(env, "ADMIN_PORT", 8081, 0);
     const host = env["ADMIN_HOST"] ?? "127.0.0.1";
     const token = env["ADMIN_TOKEN"];
-    const kafkaAdmin = runtime.kafka.admin();
-    const admin = createAdmin({ ...runtime, kafkaAdmin });
+    const admin = createAdmin(runtime);
     const dashboard = createDashboard(runtime, env);
     let server: AdminServer | undefined;
     return {
       start: async () => {
         if (token === undefined || token === "") runtime.log.warn("ADMIN_TOKEN is not set: every admin call will be refused");
-        await kafkaAdmin.connect();
         await dashboard.start();
         server = await startAdminServer({ routes: adminRoutes(admin), interceptors: adminInterceptors(token, runtime.log), dashboard, log: runtime.log, port, host });
         runtime.log.info({ port: server.port, host }, "admin API listening");
@@ -36,7 +34,6 @@ export function buildAdmin(env: Env, onListening?: (port: number) => void) {
       stop: async () => {
         await server?.close();
         await dashboard.stop();
-        await kafkaAdmin.disconnect();
       },
     };
   };
