@@ -46,7 +46,7 @@ start() {
   done
   deadline=$((SECONDS + ${SERVICES_READY_TIMEOUT:-90}))
   for line in "${services[@]}"; do
-    read -r name entry port <<<"$line"
+    read -r name entry port _ <<<"$line"
     until curl -fs -o /dev/null "$(ready_url "$name" "$port")"; do
       if ! alive "$name"; then
         echo "services: $name exited; last lines of $state/logs/$name.log:" >&2
@@ -63,12 +63,12 @@ start() {
 stop() {
   local line name entry port pid deadline
   for ((i = ${#services[@]} - 1; i >= 0; i--)); do
-    read -r name entry port <<<"${services[$i]}"
+    read -r name entry port _ <<<"${services[$i]}"
     alive "$name" && kill -TERM "$(pid_of "$name")" 2>/dev/null || true
   done
   deadline=$((SECONDS + 40))
   for line in "${services[@]}"; do
-    read -r name entry port <<<"$line"
+    read -r name entry port _ <<<"$line"
     while alive "$name"; do
       if ((SECONDS >= deadline)); then kill -KILL "$(pid_of "$name")" 2>/dev/null || true; break; fi
       sleep 0.2
@@ -81,7 +81,7 @@ stop() {
 status() {
   local line name entry port any=0
   for line in "${services[@]}"; do
-    read -r name entry port <<<"$line"
+    read -r name entry port _ <<<"$line"
     if alive "$name"; then
       any=1
       printf '%-13s running (pid %s) ready=%s\n' "$name" "$(pid_of "$name")" "$(curl -fs -o /dev/null -w '%{http_code}' "$(ready_url "$name" "$port")" || echo no)"
