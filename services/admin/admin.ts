@@ -49,6 +49,7 @@ export const operatedServices: readonly string[] = ["order", "payment", "invento
 const DEFAULT_DEAD_LETTER_LIMIT = 100;
 const MAX_AUDIT_DETAIL = 2000;
 
+/** What the admin core is built from (a service runtime has all of it). */
 export interface AdminDeps {
   readonly config: Config;
   readonly log: Logger;

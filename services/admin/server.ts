@@ -18,6 +18,7 @@ import type { Dashboard } from "./dashboard/dashboard.ts";
 /** How every HTTP/2 connection begins (RFC 9113 §3.4); "PRI " tells it apart from any HTTP/1.1 method. */
 const HTTP2_PREFACE_START = "PRI ";
 
+/** What the admin server serves, and where. */
 export interface AdminServerOptions {
   readonly routes: (router: ConnectRouter) => void;
   readonly interceptors: Interceptor[];
