@@ -270,7 +270,7 @@ describe("parked compensations", () => {
       return found.length > 0 ? found : undefined;
     }, { what: "the refund to park" });
     expect(parked).toMatchObject({ action: "REFUND", attempts: 1 });
-    expect(refunds(orderId)).toHaveLength(1);
+    await waitFor(() => refunds(orderId).length === 1, { what: "the first refund request" });
     expect((await client.getOrderDetail({ orderId })).saga?.step).toBe("COMPENSATION_PARKED");
 
     const retried = await client.resolveParkedCompensation({ id: parked.id, retry: true, actor: "ada", note: "gateway is back" });
