@@ -14,11 +14,14 @@ import { catalog, DLQ_SUFFIX } from "../../../infra/topics.ts";
 import type { Admin } from "../../../lib/kafka/client.ts";
 import type { Gap } from "./markers.ts";
 
+/** The dashboard's own consumer group (under the topic prefix, like every group). */
+export const DASHBOARD_GROUP = "admin-dashboard";
+
 /**
  * The consumer groups of the services (the `group` of each runtime.consume in services/<name>/service.ts)
  * and the dashboard's own.
  */
-export const watchedGroups = ["order-projection", "orchestrator", "payment", "inventory", "inventory-actions", "notification", "admin-dashboard"] as const;
+export const watchedGroups = ["order-projection", "orchestrator", "payment", "inventory", "inventory-actions", "notification", DASHBOARD_GROUP] as const;
 
 /** The catalog's dead-letter topics. */
 export const dlqTopics = catalog.filter((spec) => spec.name.endsWith(DLQ_SUFFIX)).map((spec) => spec.name);

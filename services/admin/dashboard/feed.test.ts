@@ -10,7 +10,8 @@ import { keyspace } from "../../../lib/redis.ts";
 import type { Runtime } from "../../../lib/service.ts";
 import { waitFor } from "../../../test/harness/wait.ts";
 import { createDashboard } from "./dashboard.ts";
-import { DASHBOARD_GROUP, Feed } from "./feed.ts";
+import { DASHBOARD_GROUP } from "./broker.ts";
+import { Feed } from "./feed.ts";
 
 /**
  * A runtime whose broker and Redis fail while `failing` says so: enough for the feed, which only

@@ -12,14 +12,11 @@ import type { Admin } from "../../../lib/kafka/client.ts";
 import type { Runtime } from "../../../lib/service.ts";
 import { OrderProjection } from "../../order/projection.ts";
 import { SagaStore } from "../../orchestrator/store.ts";
-import { BrokerView, watchedGroups, type DlqCount, type PartitionLag } from "./broker.ts";
+import { BrokerView, DASHBOARD_GROUP, watchedGroups, type DlqCount, type PartitionLag } from "./broker.ts";
 import { MarkerProbe } from "./markers.ts";
 import { breakerOf, probe, type BreakerState, type ServiceHealth, type WatchedService } from "./health.ts";
 import { buildSnapshot, latestOrderOf, timelineOf, type LatestOrder, type Snapshot, type StaleSection, type Timeline } from "./snapshot.ts";
 import { OrderStats, outcomeTopics } from "./stats.ts";
-
-/** The dashboard's consumer group (under the topic prefix, like every group). */
-export const DASHBOARD_GROUP = "admin-dashboard";
 
 export interface FeedOptions {
   readonly runtime: Runtime;

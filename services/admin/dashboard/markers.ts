@@ -22,6 +22,7 @@ export interface Gap {
 /** How long one round of reading may take; a gap not settled by then keeps its raw lag. */
 const ROUND_MS = 1000;
 const POLL_MS = 100;
+const BATCH = 100;
 
 const keyOf = (gap: Gap) => `${gap.topic}:${gap.partition}:${gap.from}:${gap.high}`;
 const asError = (err: { message: string }) => (err instanceof Error ? err : new Error(err.message));
@@ -68,7 +69,7 @@ export class MarkerProbe {
           .position(gaps.map(({ topic, partition }) => ({ topic, partition })))
           .filter((p) => !delivered.has(key(p.topic, p.partition)) && Number(p.offset ?? -1) < (byPartition.get(key(p.topic, p.partition))?.high ?? 0));
       while (unsettled().length > 0 && Date.now() < deadline) {
-        const messages = await new Promise<Message[]>((resolve, reject) => consumer.consume(100, (err, batch) => (err ? reject(asError(err)) : resolve(batch))));
+        const messages = await new Promise<Message[]>((resolve, reject) => consumer.consume(BATCH, (err, batch) => (err ? reject(asError(err)) : resolve(batch))));
         for (const message of messages) {
           const gap = byPartition.get(key(message.topic, message.partition));
           if (gap !== undefined && message.offset < gap.high) delivered.add(key(message.topic, message.partition));
