@@ -5,7 +5,8 @@
  * of the order read model and saga store for the latest orders and an order's timeline.
  *
  * A refresh that fails keeps the section's last value and marks it stale; nothing thrown in the
- * timer escapes it. Broker requests go one at a time over one admin client.
+ * timer escapes it. Broker requests go one at a time over one admin client; lag leaves out
+ * transaction markers (broker.ts, markers.ts).
  */
 import { messageOf } from "../../../lib/errors.ts";
 import type { Admin } from "../../../lib/kafka/client.ts";
