@@ -1,6 +1,7 @@
+import { createServer, type AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import type { Admin } from "../../../lib/kafka/client.ts";
-import { BrokerView, dlqTopics, lagByGroup, lagOf, MARKER_GAP_MAX, watchedGroups, type Watermarks } from "./broker.ts";
+import { BrokerView, brokerReachable, dlqTopics, lagByGroup, lagOf, MARKER_GAP_MAX, watchedGroups, type Watermarks } from "./broker.ts";
 import type { Gap } from "./markers.ts";
 
 const marks = (entries: Record<string, Record<number, Watermarks>>) =>
@@ -104,5 +105,21 @@ describe("broker view", () => {
     expect(markers.asked).toEqual([[{ topic: "p.payments.requested", partition: 0, from: 8, high: 9 }, { topic: "p.payments.requested", partition: 0, from: 7, high: 9 }]]);
     expect(MARKER_GAP_MAX).toBeLessThan(7);
     expect(lags.every((l) => !("position" in l))).toBe(true);
+  });
+});
+
+describe("broker reachability", () => {
+  it("is true when any bootstrap broker accepts a connection, false when none does", async () => {
+    const server = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const up = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      expect(await brokerReachable(up, 500)).toBe(true);
+      expect(await brokerReachable(`127.0.0.1:1, ${up}`, 500)).toBe(true);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    expect(await brokerReachable(up, 500)).toBe(false);
+    expect(await brokerReachable("127.0.0.1:1,127.0.0.1:2", 500)).toBe(false);
   });
 });

@@ -1,8 +1,10 @@
 /**
  * What the dashboard reads from the broker itself: consumer lag per group and partition (committed
  * offset against the high watermark) and how many records each dead-letter topic holds (high minus
- * low watermark). One admin client, requests strictly one after another: librdkafka's admin client
- * must not have requests in flight across a broker restart.
+ * low watermark). Requests go strictly one after another, over an admin client the caller opens for
+ * one round only, and only after a bootstrap broker accepted a TCP connection: librdkafka's admin
+ * client can abort the process when requests are in flight across a broker restart, so no admin
+ * request waits on a broker that is away, and no client outlives its round.
  *
  * On a topic written in transactions, the last record of a partition is followed by a commit
  * marker that takes an offset but is never delivered, so a group that read everything commits one
@@ -10,6 +12,7 @@
  * MarkerProbe, and those holding only markers count as lag 0; a gap it could not settle keeps its
  * raw lag.
  */
+import { connect } from "node:net";
 import { catalog, DLQ_SUFFIX } from "../../../infra/topics.ts";
 import type { Admin } from "../../../lib/kafka/client.ts";
 import type { Gap } from "./markers.ts";
@@ -129,4 +132,24 @@ export class BrokerView {
     const marks = await this.admin.fetchTopicOffsets(`${this.prefix}${topic}`);
     return new Map(marks.map((mark) => [mark.partition, { low: Number(mark.low), high: Number(mark.high) }]));
   }
+}
+
+/** Whether any bootstrap broker ("host:port,host:port") accepts a TCP connection within `timeoutMs`. */
+export async function brokerReachable(brokers: string, timeoutMs: number): Promise<boolean> {
+  const attempts = brokers.split(",").map((broker) => {
+    const at = broker.trim().lastIndexOf(":");
+    const host = broker.trim().slice(0, at);
+    const port = Number(broker.trim().slice(at + 1));
+    return new Promise<boolean>((resolve) => {
+      const socket = connect({ host, port, timeout: timeoutMs });
+      const done = (reachable: boolean) => {
+        socket.destroy();
+        resolve(reachable);
+      };
+      socket.once("connect", () => done(true));
+      socket.once("timeout", () => done(false));
+      socket.once("error", () => done(false));
+    });
+  });
+  return (await Promise.all(attempts)).some(Boolean);
 }

@@ -1,5 +1,5 @@
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createTcpServer, type AddressInfo, type Server } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { OrderCreatedSchema } from "../../../gen/orderflow/v1/events_pb.ts";
@@ -17,13 +17,20 @@ import { Feed } from "./feed.ts";
  * A runtime whose broker and Redis fail while `failing` says so: enough for the feed, which only
  * reads offsets and the order read model.
  */
-function fakeRuntime() {
+function fakeRuntime(brokers = "127.0.0.1:1") {
   const failing = { broker: true, redis: true };
+  const clients = { opened: 0, closed: 0 };
   const declared: { group: string; topics: readonly string[]; handler: RecordHandler }[] = [];
   const fail = (what: keyof typeof failing) => (failing[what] ? Promise.reject(new Error(`${what} down`)) : undefined);
   const admin = {
-    connect: () => Promise.resolve(),
-    disconnect: () => Promise.resolve(),
+    connect: () => {
+      clients.opened += 1;
+      return Promise.resolve();
+    },
+    disconnect: () => {
+      clients.closed += 1;
+      return Promise.resolve();
+    },
     fetchOffsets: () => fail("broker") ?? Promise.resolve([]),
     fetchTopicOffsets: () => fail("broker") ?? Promise.resolve([{ partition: 0, offset: "0", low: "0", high: "0" }]),
   };
@@ -35,7 +42,7 @@ function fakeRuntime() {
     get: () => fail("redis") ?? Promise.resolve(null),
   };
   const runtime = {
-    config: loadConfig("admin", { TOPIC_PREFIX: "p." }),
+    config: loadConfig("admin", { TOPIC_PREFIX: "p.", KAFKA_BROKERS: brokers }),
     log: createLogger("admin", "silent"),
     kafka: { admin: () => admin },
     redis,
@@ -45,7 +52,14 @@ function fakeRuntime() {
       return {};
     },
   } as unknown as Runtime;
-  return { runtime, failing, declared };
+  return { runtime, failing, declared, clients };
+}
+
+/** A TCP listener standing in for a broker that accepts connections. */
+async function listening(): Promise<{ server: Server; address: string }> {
+  const server = createTcpServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, address: `127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
 describe("feed", () => {
@@ -60,7 +74,8 @@ describe("feed", () => {
   });
 
   it("keeps the last figures and marks them stale while a source fails, never throwing from its timer", async () => {
-    const { runtime, failing } = fakeRuntime();
+    const broker = await listening();
+    const { runtime, failing, clients } = fakeRuntime(broker.address);
     const feed = new Feed({ runtime, services: [], refreshMs: 10, healthTimeoutMs: 100 });
     await feed.start();
     try {
@@ -84,7 +99,25 @@ describe("feed", () => {
       expect(stale.dlq).toEqual(fresh.dlq);
     } finally {
       await feed.stop();
+      await new Promise<void>((resolve) => broker.server.close(() => resolve()));
     }
+    // One admin client per round, each closed at its end.
+    expect(clients.opened).toBeGreaterThan(2);
+    expect(clients.closed).toBe(clients.opened);
+  });
+
+  it("opens no admin client while no broker accepts connections", async () => {
+    const { runtime, failing, clients } = fakeRuntime("127.0.0.1:1");
+    failing.broker = false;
+    failing.redis = false;
+    const feed = new Feed({ runtime, services: [], refreshMs: 10, healthTimeoutMs: 100 });
+    await feed.start();
+    try {
+      expect([...(await feed.snapshot()).stale].sort()).toEqual(["dlq", "lag"]);
+    } finally {
+      await feed.stop();
+    }
+    expect(clients.opened).toBe(0);
   });
 });
 

@@ -5,15 +5,14 @@
  * of the order read model and saga store for the latest orders and an order's timeline.
  *
  * A refresh that fails keeps the section's last value and marks it stale; nothing thrown in the
- * timer escapes it. Broker requests go one at a time over one admin client; lag leaves out
- * transaction markers (broker.ts, markers.ts).
+ * timer escapes it. Broker requests go one at a time over an admin client of that round alone, and
+ * only while a broker accepts connections (broker.ts); lag leaves out transaction markers (markers.ts).
  */
 import { messageOf } from "../../../lib/errors.ts";
-import type { Admin } from "../../../lib/kafka/client.ts";
 import type { Runtime } from "../../../lib/service.ts";
 import { OrderProjection } from "../../order/projection.ts";
 import { SagaStore } from "../../orchestrator/store.ts";
-import { BrokerView, DASHBOARD_GROUP, watchedGroups, type DlqCount, type PartitionLag } from "./broker.ts";
+import { BrokerView, brokerReachable, DASHBOARD_GROUP, watchedGroups, type DlqCount, type PartitionLag } from "./broker.ts";
 import { MarkerProbe } from "./markers.ts";
 import { breakerOf, probe, type BreakerState, type ServiceHealth, type WatchedService } from "./health.ts";
 import { buildSnapshot, latestOrderOf, timelineOf, type LatestOrder, type Snapshot, type StaleSection, type Timeline } from "./snapshot.ts";
@@ -39,9 +38,7 @@ export class Feed {
   readonly #stats: OrderStats;
   readonly #projection: OrderProjection;
   readonly #sagas: SagaStore;
-  readonly #admin: Admin;
   readonly #markers: MarkerProbe;
-  readonly #broker: BrokerView;
   readonly #stale = new Set<StaleSection>();
   #lag: PartitionLag[] = [];
   #dlq: DlqCount[] = [];
@@ -59,9 +56,7 @@ export class Feed {
     this.#stats = new OrderStats(Date.now(), options.pendingLimit);
     this.#projection = new OrderProjection(runtime.redis, runtime.keys);
     this.#sagas = new SagaStore(runtime.redis, runtime.keys);
-    this.#admin = runtime.kafka.admin();
     this.#markers = new MarkerProbe(runtime.config);
-    this.#broker = new BrokerView(this.#admin, runtime.config.topicPrefix, this.#markers);
     this.#services = options.services.map(({ name }) => ({ name, status: "down", detail: "not probed yet" }));
     const prefix = runtime.config.topicPrefix;
     runtime.consume({
@@ -75,21 +70,19 @@ export class Feed {
     });
   }
 
-  /** Connects the admin client and starts refreshing; the first refresh is done when it resolves. */
+  /** Starts refreshing; the first refresh is done when it resolves. */
   async start(): Promise<void> {
-    await this.#admin.connect();
     this.#refreshing = this.#refresh();
     await this.#refreshing;
     this.#schedule();
   }
 
-  /** Stops the timer, lets a refresh in progress finish, and disconnects the broker clients. */
+  /** Stops the timer, lets a refresh in progress finish, and disconnects the marker probe. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#refreshing;
     await this.#markers.close();
-    await this.#admin.disconnect();
   }
 
   /** The figures as of now; reads the latest orders afresh (the last good ones if Redis fails). */
@@ -129,18 +122,40 @@ export class Feed {
 
   /** One round: lag, then DLQ sizes (one admin request at a time), then readiness. Never rejects. */
   async #refresh(): Promise<void> {
-    await this.#section("lag", async () => {
-      this.#lag = await this.#broker.lag();
-    });
-    await this.#section("dlq", async () => {
-      this.#dlq = await this.#broker.dlq();
-    });
+    await this.#brokerRound();
     await this.#section("services", async () => {
       const probes = await Promise.all(this.#options.services.map((service) => probe(service, this.#options.healthTimeoutMs)));
       this.#services = probes.map((p) => p.health);
       const payment = probes.find((p) => p.health.name === "payment");
       this.#breaker = payment === undefined ? "unknown" : breakerOf(payment.body);
     });
+  }
+
+  /**
+   * Lag and DLQ sizes over an admin client opened for this round and closed at its end; none is
+   * opened while no bootstrap broker accepts a connection (both sections then go stale).
+   */
+  async #brokerRound(): Promise<void> {
+    const { config, kafka, log } = this.#runtime;
+    const admin = kafka.admin();
+    const broker = new BrokerView(admin, config.topicPrefix, this.#markers);
+    let reachable: Promise<boolean> | undefined;
+    let connected: Promise<void> | undefined;
+    const open = async () => {
+      if (!(await (reachable ??= brokerReachable(config.kafka.brokers, this.#options.healthTimeoutMs)))) throw new Error("no bootstrap broker accepts connections");
+      await (connected ??= admin.connect());
+      return broker;
+    };
+    await this.#section("lag", async () => {
+      this.#lag = await (await open()).lag();
+    });
+    await this.#section("dlq", async () => {
+      this.#dlq = await (await open()).dlq();
+    });
+    await connected?.then(
+      () => admin.disconnect().catch((err: unknown) => log.warn({ err: messageOf(err) }, "dashboard admin client did not disconnect cleanly")),
+      () => undefined,
+    );
   }
 
   /** Runs one section's refresh; a failure keeps its last value, marks it stale and is logged once. */
