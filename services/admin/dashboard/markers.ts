@@ -56,30 +56,35 @@ export class MarkerProbe {
     if (consumer !== undefined) await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
 
+  /**
+   * Reads each partition once from the lowest offset asked about up to its high watermark (several
+   * groups may ask about one partition from different offsets), then settles every gap: a record
+   * delivered inside it → holds records; position past it with none → only markers; else unknown.
+   */
   async #read(gaps: readonly Gap[]): Promise<void> {
     const consumer = await this.#connected();
     const key = (topic: string, partition: number) => `${topic}:${partition}`;
-    const byPartition = new Map(gaps.map((gap) => [key(gap.topic, gap.partition), gap]));
-    const delivered = new Set<string>();
-    consumer.assign(gaps.map(({ topic, partition, from }) => ({ topic, partition, offset: from })));
+    const reads = new Map<string, { topic: string; partition: number; from: number; high: number; delivered: number[] }>();
+    for (const { topic, partition, from, high } of gaps) {
+      const read = reads.get(key(topic, partition));
+      if (read === undefined) reads.set(key(topic, partition), { topic, partition, from, high, delivered: [] });
+      else reads.set(key(topic, partition), { ...read, from: Math.min(read.from, from), high: Math.max(read.high, high) });
+    }
+    consumer.assign([...reads.values()].map(({ topic, partition, from }) => ({ topic, partition, offset: from })));
     try {
+      const positions = () =>
+        new Map(consumer.position([...reads.values()].map(({ topic, partition }) => ({ topic, partition }))).map((p) => [key(p.topic, p.partition), Number(p.offset ?? -1)]));
+      const unread = () => [...positions()].some(([at, offset]) => offset < (reads.get(at)?.high ?? 0));
       const deadline = Date.now() + ROUND_MS;
-      const unsettled = () =>
-        consumer
-          .position(gaps.map(({ topic, partition }) => ({ topic, partition })))
-          .filter((p) => !delivered.has(key(p.topic, p.partition)) && Number(p.offset ?? -1) < (byPartition.get(key(p.topic, p.partition))?.high ?? 0));
-      while (unsettled().length > 0 && Date.now() < deadline) {
+      while (unread() && Date.now() < deadline) {
         const messages = await new Promise<Message[]>((resolve, reject) => consumer.consume(BATCH, (err, batch) => (err ? reject(asError(err)) : resolve(batch))));
-        for (const message of messages) {
-          const gap = byPartition.get(key(message.topic, message.partition));
-          if (gap !== undefined && message.offset < gap.high) delivered.add(key(message.topic, message.partition));
-        }
+        for (const message of messages) reads.get(key(message.topic, message.partition))?.delivered.push(message.offset);
       }
-      const stillOpen = new Set(unsettled().map((p) => key(p.topic, p.partition)));
+      const reached = positions();
       for (const gap of gaps) {
         const at = key(gap.topic, gap.partition);
-        if (delivered.has(at)) this.#known.set(keyOf(gap), false);
-        else if (!stillOpen.has(at)) this.#known.set(keyOf(gap), true);
+        if (reads.get(at)?.delivered.some((offset) => offset >= gap.from && offset < gap.high)) this.#known.set(keyOf(gap), false);
+        else if ((reached.get(at) ?? -1) >= gap.high) this.#known.set(keyOf(gap), true);
       }
     } finally {
       consumer.unassign();
