@@ -5,14 +5,16 @@
  */
 import { topicSpec } from "../infra/topics.ts";
 import { loadConfig, type Config } from "./config.ts";
+import { pauseCheck, watchPauses } from "./control.ts";
 import { errorClassOf, messageOf } from "./errors.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { startOpsServer, type HealthCheck, type OpsServer } from "./ops-server.ts";
 import { createRedis, keyspace, type Keys, type Redis } from "./redis.ts";
 import { stopOnSignals } from "./shutdown.ts";
+import { startTracing, stopTracing } from "./tracing.ts";
 import { createKafka, topicName, type Kafka } from "./kafka/client.ts";
-import { ConsumerRunner, type RecordHandler } from "./kafka/consumer-runner.ts";
+import { ConsumerRunner, type RecordContext, type RecordHandler } from "./kafka/consumer-runner.ts";
 import { createPublisher, type Publisher } from "./kafka/publisher.ts";
 
 /** What a service gets to build itself. */
@@ -70,6 +72,25 @@ function counted(publisher: Publisher, metrics: Metrics): Publisher {
   };
 }
 
+/**
+ * The record's context with outputs that count as produced once its transaction commits: a record
+ * whose transaction aborts and is redone counts its outputs once, when the redo commits.
+ */
+function countedOnCommit(context: RecordContext, metrics: Metrics): RecordContext {
+  const counted = async <T>(topic: string, sent: Promise<T>): Promise<T> => {
+    const result = await sent;
+    context.afterCommit(() => Promise.resolve(void metrics.produced.inc({ topic })));
+    return result;
+  };
+  return {
+    ...context,
+    out: {
+      publish: (base, schema, init, options) => counted(base, context.out.publish(base, schema, init, options)),
+      send: (topic, record) => counted(topic, context.out.send(topic, record)),
+    },
+  };
+}
+
 /** Builds and starts a service; resolves once it is consuming and its ops port answers. */
 export async function startService(
   name: string,
@@ -77,6 +98,7 @@ export async function startService(
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): Promise<RunningService> {
   const config = loadConfig(name, env);
+  await startTracing(config);
   const log = createLogger(name, config.logLevel);
   const kafka = createKafka(config, log);
   const metrics = createMetrics(name);
@@ -106,8 +128,12 @@ export async function startService(
         publisher,
         handler: async (record, context) => {
           const end = metrics.handlerSeconds.startTimer({ topic: context.topic });
+          if (context.attempt > 1) metrics.retries.inc({ topic: context.topic });
           try {
-            await handler(record, context);
+            await handler(record, delivery === "transactional" ? countedOnCommit(context, metrics) : context);
+          } catch (error) {
+            metrics.handlerErrors.inc({ topic: context.topic, error_class: errorClassOf(error) });
+            throw error;
           } finally {
             end();
           }
@@ -117,12 +143,18 @@ export async function startService(
           if (outcome === "dead-lettered") metrics.deadLettered.inc({ topic: record.topic, error_class: errorClassOf(error) });
         },
       });
+      metrics.trackLag(groupId, runner);
       runners.push(runner);
       return runner;
     },
   };
 
   const parts = await build(runtime);
+  // An operator's pause (lib/control.ts) holds across restarts: it is known before consuming begins.
+  const pauses = runners.length === 0 ? undefined : await watchPauses({ config, redis, log }, name, (paused) => {
+    log.warn({ paused }, paused ? "consumption paused by an operator" : "consumption resumed by an operator");
+    for (const runner of runners) runner.setPaused(paused);
+  });
   for (const runner of runners) await runner.start();
   await parts.start?.();
 
@@ -140,6 +172,7 @@ export async function startService(
       name: "redis",
       check: async () => ((await redis.ping()) === "PONG" ? { status: "ok" } : { status: "error", detail: "no PONG" }),
     },
+    ...(pauses === undefined ? [] : [pauseCheck(pauses)]),
     ...(parts.checks ?? []),
   ];
   const ops = await startOpsServer({ port: config.opsPort, checks, registry: metrics.registry });
@@ -149,11 +182,13 @@ export async function startService(
     runtime,
     ops,
     async stop() {
+      await pauses?.close();
       for (const runner of runners) await runner.stop();
       await parts.stop?.();
       await publisher.disconnect();
       redis.disconnect();
       await ops.close();
+      await stopTracing();
     },
   };
 }

@@ -15,6 +15,7 @@
  * Stops gracefully: the record in hand finishes, an open transaction commits.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
+import type { Span } from "@opentelemetry/api";
 import { ExponentialBackoff, handleWhen, retry, type RetryPolicy } from "cockatiel";
 import type { Config } from "../config.ts";
 import { OrderflowError, PoisonRecordError, errorClassOf, isOutage, isRetriable, messageOf } from "../errors.ts";
@@ -22,7 +23,8 @@ import type { Logger } from "../log.ts";
 import { decodeRecord, type DecodedRecord } from "../codec/codec.ts";
 import type { RawHeaders } from "../codec/envelope.ts";
 import { createConsumer, type Consumer, type Kafka } from "./client.ts";
-import { deadLetter, type FailedRecord } from "./dlq.ts";
+import { MessagingAttributes, OrderflowAttributes, traceProcess } from "../tracing.ts";
+import { deadLetter, dlqTopicOf, type FailedRecord } from "./dlq.ts";
 import type { Publisher, Sink } from "./publisher.ts";
 import { TransactionalOutput, type TransactionSettings } from "./transactions.ts";
 import { StallWatchdog, type StallReport } from "./watchdog.ts";
@@ -172,6 +174,8 @@ export class ConsumerRunner {
   readonly #gate = new Gate();
   #assigned = 0;
   #running = false;
+  /** Set by an operator (admin "pause consumption"); partitions assigned meanwhile stay paused too. */
+  #paused = false;
   /** Offset of the record being handled, per partition ("topic/partition"). */
   readonly #inHand = new Map<string, number>();
   #timers: NodeJS.Timeout[] = [];
@@ -187,7 +191,7 @@ export class ConsumerRunner {
       }),
     });
     this.#consumer = createConsumer(options.kafka, options.config, options.groupId, {
-      rebalance_cb: (err: { code: number }, assignment: readonly unknown[]) => this.#onRebalance(err.code, assignment.length),
+      rebalance_cb: (err: { code: number }, assignment: readonly { topic: string; partition: number }[]) => this.#onRebalance(err.code, assignment),
       ...(options.transactional === undefined ? {} : { "enable.auto.commit": false }),
     });
     if (options.transactional !== undefined) {
@@ -207,29 +211,38 @@ export class ConsumerRunner {
   }
 
   /**
-   * Records waiting on the assigned partitions: each one's high watermark (which the client keeps
-   * from its fetches) minus the record in hand, or, with none in hand, where the client reads next.
+   * Records waiting on each assigned partition: its high watermark (which the client keeps from
+   * its fetches) minus the record in hand, or, with none in hand, where the client reads next.
    * Local — no request to the broker, so it works, and cannot get stuck, while the broker is away.
    * The read position moves past the commit markers that end a transactional topic, which
-   * committed offsets never do (they would show a lag of one forever).
+   * committed offsets never do (they would show a lag of one forever). Empty when not connected
+   * or nothing is assigned.
    */
-  #lag(): number {
+  lagByPartition(): { topic: string; partition: number; lag: number }[] {
     const client = (this.#consumer as unknown as { _getInternalClient(): LocalConsumer | null })._getInternalClient();
-    if (client === null) return 0;
+    if (client === null) return [];
     try {
-      return client.position(client.assignments()).reduce((sum, { topic, partition, offset }) => {
+      return client.position(client.assignments()).map(({ topic, partition, offset }) => {
         const { highOffset, lowOffset } = client.getWatermarkOffsets(topic, partition);
         const from = this.#inHand.get(`${topic}/${partition}`) ?? (offset !== undefined && offset >= 0 ? offset : lowOffset);
-        return sum + Math.max(0, highOffset - from);
-      }, 0);
+        return { topic, partition, lag: Math.max(0, highOffset - from) };
+      });
     } catch {
       // Not connected, or nothing assigned yet.
-      return 0;
+      return [];
     }
   }
 
-  #onRebalance(code: number, partitions: number): void {
+  /** Records waiting on all assigned partitions together (see lagByPartition). */
+  #lag(): number {
+    return this.lagByPartition().reduce((sum, { lag }) => sum + lag, 0);
+  }
+
+  #onRebalance(code: number, assignment: readonly { topic: string; partition: number }[]): void {
+    const partitions = assignment.length;
     if (code === ASSIGN) this.#assigned += partitions;
+    // pause() without partitions only reaches the partitions held now: new ones are paused by name.
+    if (code === ASSIGN && this.#paused && partitions > 0) this.#consumer.pause(assignment.map(({ topic, partition }) => ({ topic, partitions: [partition] })));
     if (code === REVOKE) this.#assigned = Math.max(0, this.#assigned - partitions);
     this.#options.log.info({ group: this.#options.groupId, event: code === ASSIGN ? "assigned" : "revoked", partitions }, "rebalance");
   }
@@ -334,7 +347,7 @@ export class ConsumerRunner {
           return;
         }
         for (const effect of effects) tx.afterCommit(effect);
-        tx.consumed(topic, partition, message.offset);
+        tx.consumed(topic, partition, message.offset, message.headers);
         payload.resolveOffset(message.offset);
         if (tx.due) {
           leave();
@@ -382,7 +395,13 @@ export class ConsumerRunner {
    * Decodes and handles one record through `delivery`; dead-letters what cannot be handled.
    * Throws Abandoned when stopping mid-outage, or what the DLQ itself threw.
    */
-  async #handleRecord(topic: string, partition: number, message: RawMessage, delivery: Delivery): Promise<Outcome> {
+  #handleRecord(topic: string, partition: number, message: RawMessage, delivery: Delivery): Promise<Outcome> {
+    const traced = { topic, partition, offset: message.offset, group: this.#options.groupId, headers: message.headers, key: message.key };
+    return traceProcess(traced, (span) => this.#handleTraced(topic, partition, message, delivery, span));
+  }
+
+  /** #handleRecord inside the record's process span, which it tags with attempts and outcome. */
+  async #handleTraced(topic: string, partition: number, message: RawMessage, delivery: Delivery, span: Span): Promise<Outcome> {
     const { handler, config, log, onOutcome } = this.#options;
     const record: FailedRecord = { topic, partition, ...message };
     const firstSeen = new Date();
@@ -398,7 +417,10 @@ export class ConsumerRunner {
         this.#retry.execute(({ attempt: retryIndex }) => {
           if (!delivery.clean()) throw new Redo("a failed attempt left outputs behind");
           attempts += 1;
-          if (retryIndex > 0) orderLog.warn({ attempt: attempts }, "retrying");
+          if (retryIndex > 0) {
+            orderLog.warn({ attempt: attempts }, "retrying");
+            span.addEvent("retry", { [OrderflowAttributes.attempt]: attempts });
+          }
           return handler(decoded, { ...context, attempt: attempts });
         });
       for (;;) {
@@ -415,6 +437,7 @@ export class ConsumerRunner {
         }
       }
       this.#watchdog.progressed();
+      span.setAttributes({ [OrderflowAttributes.attempt]: attempts, [OrderflowAttributes.outcome]: "handled" });
       onOutcome?.("handled", record);
       return "handled";
     } catch (error) {
@@ -424,6 +447,12 @@ export class ConsumerRunner {
       const level = error instanceof PoisonRecordError ? "warn" : "error";
       recordLog[level]({ errorClass: errorClassOf(error), err: messageOf(error), attempts }, "dead-lettering record");
       // If the DLQ cannot take it either, this throws: the record is read again.
+      span.setAttributes({
+        [OrderflowAttributes.attempt]: attempts,
+        [OrderflowAttributes.outcome]: "dead-lettered",
+        [OrderflowAttributes.dlqTopic]: dlqTopicOf(topic),
+        [MessagingAttributes.errorType]: errorClassOf(error),
+      });
       await deadLetter(delivery.out, record, { error, attempts, firstSeen, service: config.service });
       this.#watchdog.progressed();
       onOutcome?.("dead-lettered", record, error);
@@ -435,6 +464,9 @@ export class ConsumerRunner {
 
   /** Pauses or resumes every subscribed topic (admin "pause consumption"). */
   setPaused(paused: boolean): void {
+    this.#paused = paused;
+    // Not consuming yet: the flag is applied when partitions are assigned.
+    if (!this.#running) return;
     const topics = this.#options.subscriptions.map((s) => ({ topic: s.topic }));
     if (paused) this.#consumer.pause(topics);
     else this.#consumer.resume(topics);

@@ -75,7 +75,7 @@ describe("inventory service", () => {
   it("reports ready with its dependencies", async () => {
     const report = (await (await fetch(`http://127.0.0.1:${ctx.service.ops.port}/health/ready`)).json()) as { status: string; checks: Record<string, unknown> };
     expect(report.status).toBe("ok");
-    expect(Object.keys(report.checks).sort()).toEqual(["kafka", "redis"]);
+    expect(Object.keys(report.checks).sort()).toEqual(["control", "kafka", "redis"]);
     expect(await (await fetch(`http://127.0.0.1:${ctx.service.ops.port}/metrics`)).text()).toMatch(/orderflow_records_consumed_total\{[^}]*outcome="handled"/);
   });
 });

@@ -12,6 +12,7 @@ import type { Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { every } from "../../lib/every.ts";
 import { topicName } from "../../lib/kafka/client.ts";
+import { OrderflowAttributes, activeIds, activeTraceHeaders, traceRequest } from "../../lib/tracing.ts";
 import type { RecordContext } from "../../lib/kafka/consumer-runner.ts";
 import type { Publisher, Sink } from "../../lib/kafka/publisher.ts";
 import type {
@@ -180,6 +181,7 @@ export function createOrchestrator(deps: OrchestratorDeps) {
         maxOrderMinor: settings.maxOrderMinor,
         compensationRetryMs: settings.compensationRetryMs,
         compensationMaxAttempts: settings.compensationMaxAttempts,
+        ...activeIds(),
       });
       if (decision.state === undefined) return undefined;
       added = toOutbox(decision.effects);
@@ -187,6 +189,7 @@ export function createOrchestrator(deps: OrchestratorDeps) {
         state: decision.state,
         seen: SagaStore.seenWith(current?.seen ?? [], eventId),
         outbox: [...(current?.outbox ?? []), ...added],
+        trace: current?.trace ?? activeTraceHeaders(),
       };
     });
     return { saga, due: replayed ? (saga?.outbox ?? []) : added };
@@ -209,7 +212,11 @@ export function createOrchestrator(deps: OrchestratorDeps) {
         await work(orderId).catch((err: unknown) => log.warn({ orderId, err: messageOf(err) }, "saga timer step failed"));
       }
     };
-    await each(await store.dueOrders(now(), 100), (orderId) => apply(orderId, { kind: "tick" }));
+    const fire = async (orderId: string) => {
+      const { saga } = await store.load(orderId);
+      await traceRequest("saga timer", "internal", saga?.trace, { [OrderflowAttributes.orderId]: orderId }, () => apply(orderId, { kind: "tick" }));
+    };
+    await each(await store.dueOrders(now(), 100), fire);
     await each(await store.ordersWithOutbox(100), (orderId) => flush(orderId, OUTBOX_RECOVERY_AFTER_MS));
   }
 
