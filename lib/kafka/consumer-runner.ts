@@ -5,8 +5,8 @@
  * peer unreachable), which is waited out without giving up the record. Two ways to deliver:
  *
  * - transactional (services that consume, change state and produce): the outputs of a batch of
- *   records, their dead letters and their offsets commit in one Kafka transaction, every N records
- *   or T ms. A failed commit aborts, and the consumer is rewound to the first record of each
+ *   records, their dead letters and their offsets commit in one Kafka transaction — when a fetched
+ *   batch is done and no other is being handled, and at the latest every N records or T ms. A failed commit aborts, and the consumer is rewound to the first record of each
  *   partition in that transaction; handlers are idempotent by business key, so the redo produces
  *   the same outputs and no second effect.
  * - at-least-once (projections, which produce nothing): the offset is stored only after the record
@@ -107,6 +107,11 @@ class Gate {
   async enter(): Promise<void> {
     while (this.#closing !== undefined) await this.#closing;
     this.#inside += 1;
+  }
+
+  /** No batch inside and no exclusive step running or waiting. */
+  get idle(): boolean {
+    return this.#inside === 0 && this.#closing === undefined;
   }
 
   leave(): void {
@@ -355,6 +360,12 @@ export class ConsumerRunner {
           await enter();
         }
       }
+      // The batch is done. When no other batch is inside, commit now instead of when the interval
+      // comes round: at low load a record's outputs are visible one commit after it arrived, and
+      // at high load batches are large and other partitions' batches overlap, so commits still
+      // cover many records.
+      leave();
+      if (gate.idle) await gate.exclusive(() => (tx.isOpen ? this.#commit(tx) : Promise.resolve()));
     } finally {
       leave();
     }

@@ -5,7 +5,7 @@
  * seconds and peak RSS of every process (broker, Redis, each service or relay). Writes
  * bench/results/<date>.json, a Markdown report and SVG charts beside it.
  *
- *   tsx test/load/bench.ts [--step S] [--fixed-duration S] [--max-rate R] [--quick]
+ *   tsx test/load/bench.ts [--step S] [--fixed-duration S] [--max-rate R] [--quick] [--only saga|bare]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -47,6 +47,7 @@ const { values: args } = parseArgs({
     "max-rate": { type: "string", default: "6000" },
     "p99-bound": { type: "string", default: "500" },
     quick: { type: "boolean", default: false },
+    only: { type: "string" },
     out: { type: "string", default: join(root, "bench", "results") },
   },
 });
@@ -185,6 +186,12 @@ async function main(): Promise<void> {
     await applyTopics(admin, desiredTopics(catalog, replication.local, ""));
     await applyTopics(admin, desiredTopics(relayTopics.map((name) => ({ ...topicSpec("orders.created"), name })), replication.local, ""));
     await new StockStore(redis, keyspace("of")).seedCatalog(benchCatalog);
+    if (args.only !== undefined) {
+      // A tuning run: one pipeline, figures on stdout, no report.
+      const only = args.only === "bare" ? await bare(config, admin, infraPids, serviceEnv) : await saga(config, infraPids, serviceEnv);
+      process.stdout.write(`${JSON.stringify({ sustainableRate: only.sustainableRate, fixed: { ...only.fixed, seconds: undefined }, usage: only.usage }, null, 2)}\n`);
+      return;
+    }
     const bareResult = await bare(config, admin, infraPids, serviceEnv);
     const sagaResult = await saga(config, infraPids, serviceEnv);
     const date = new Date().toISOString().slice(0, 10);
