@@ -5,8 +5,8 @@
  */
 import { Command, Option } from "commander";
 import cliProgress from "cli-progress";
-import { messageOf } from "../../lib/errors.ts";
 import { output, positiveNumberOption, UsageError, wholeNumberOption, type CliContext, type ContextFactory } from "./context.ts";
+import { Measurement, runOpenLoop, type LoadTarget, type RunResult } from "./loadgen.ts";
 import { listProducts, postOrder } from "./order-api.ts";
 import { mathRandomInt, sampleOrder, testCards, type SampleMix } from "./samples.ts";
 
@@ -15,7 +15,7 @@ export interface GenerateResult {
   readonly placed: number;
   readonly accepted: number;
   readonly rejected: number;
-  /** Rejections by HTTP status, or "no answer" when the API did not respond. */
+  /** Rejections by reason ("HTTP 503", or why the API did not answer). */
   readonly rejections: Readonly<Record<string, number>>;
   readonly seconds: number;
   /** Orders placed per second, as achieved. */
@@ -42,51 +42,15 @@ async function catalogMix(ctx: CliContext, currency: string, declinedShare: numb
   };
 }
 
-/** Places `total` orders of `mix` at `rate` per second; `onPlaced` hears of each answer. */
-export async function placeAtRate(ctx: CliContext, mix: SampleMix, rate: number, total: number, onPlaced: (result: GenerateResult) => void): Promise<GenerateResult> {
-  const startedAt = Date.now();
-  const rejections: Record<string, number> = {};
-  let sent = 0;
-  let accepted = 0;
-  let rejected = 0;
-  const result = (): GenerateResult => {
-    const seconds = (Date.now() - startedAt) / 1000;
-    return { placed: accepted + rejected, accepted, rejected, rejections: { ...rejections }, seconds, rate: seconds > 0 ? (accepted + rejected) / seconds : 0 };
-  };
-  const place = async () => {
-    try {
+/** Each send places one sample order; a refusal is an error of the run, counted by its status. */
+function sampleOrders(ctx: CliContext, mix: SampleMix): LoadTarget {
+  return {
+    async send() {
       const placed = await postOrder(ctx.settings.orderApiUrl, sampleOrder(mix, mathRandomInt));
-      if (placed.accepted) accepted += 1;
-      else {
-        rejected += 1;
-        rejections[String(placed.status)] = (rejections[String(placed.status)] ?? 0) + 1;
-      }
-    } catch (err) {
-      rejected += 1;
-      rejections["no answer"] = (rejections["no answer"] ?? 0) + 1;
-      ctx.log.debug({ err: messageOf(err) }, "order not placed");
-    }
-    onPlaced(result());
+      if (!placed.accepted) throw new Error(`HTTP ${placed.status}`);
+      return placed.orderId;
+    },
   };
-  const inFlight = new Set<Promise<void>>();
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      // The first order goes at once, then one every 1/rate seconds.
-      const due = Math.min(total, Math.floor(((Date.now() - startedAt) / 1000) * rate) + 1);
-      for (; sent < due; sent += 1) {
-        const placing = place().finally(() => inFlight.delete(placing));
-        inFlight.add(placing);
-      }
-      if (sent >= total) {
-        clearInterval(timer);
-        resolve();
-      }
-    };
-    const timer = setInterval(tick, 10);
-    tick();
-  });
-  await Promise.all([...inFlight]);
-  return result();
 }
 
 export function generateCommand(context: ContextFactory): Command {
@@ -103,14 +67,21 @@ export function generateCommand(context: ContextFactory): Command {
       if (total === undefined) throw new UsageError("say how many orders: --count N or --duration SECONDS");
       const ctx = context();
       const mix = await catalogMix(ctx, options.currency, options.declinedShare);
-      const bar = ctx.json || !process.stderr.isTTY ? undefined : new cliProgress.SingleBar({ stream: process.stderr, format: "orders [{bar}] {value}/{total} | accepted {accepted} | rejected {rejected} | {rate}/s", hideCursor: true }, cliProgress.Presets.shades_classic);
-      bar?.start(total, 0, { accepted: 0, rejected: 0, rate: "0.0" });
-      let result: GenerateResult;
+      const bar = ctx.json || !process.stderr.isTTY ? undefined : new cliProgress.SingleBar({ stream: process.stderr, format: "orders [{bar}] {value}/{total} sent | {accepted} accepted", hideCursor: true }, cliProgress.Presets.shades_classic);
+      bar?.start(total, 0, { accepted: 0 });
+      let run: RunResult;
       try {
-        result = await placeAtRate(ctx, mix, options.rate, total, (r) => bar?.update(r.placed, { accepted: r.accepted, rejected: r.rejected, rate: r.rate.toFixed(1) }));
+        // The load generator's open-loop schedule: order i goes at start + i/rate; nothing waits for ends.
+        run = await runOpenLoop(sampleOrders(ctx, mix), new Measurement(() => performance.now()), {
+          rate: options.rate,
+          durationS: total / options.rate,
+          drainMs: 0,
+          onProgress: (sent, _total, m) => bar?.update(sent, { accepted: m.acceptedCount }),
+        });
       } finally {
         bar?.stop();
       }
+      const result: GenerateResult = { placed: run.sent, accepted: run.accepted, rejected: run.sent - run.accepted, rejections: run.errors, seconds: run.durationS, rate: Math.round((run.sent / run.durationS) * 10) / 10 };
       const reasons = Object.entries(result.rejections).map(([why, n]) => `${why}: ${n}`);
       output(ctx, result, [`placed ${result.placed}, accepted ${result.accepted}, rejected ${result.rejected}${reasons.length > 0 ? ` (${reasons.join(", ")})` : ""} in ${result.seconds.toFixed(1)} s (${result.rate.toFixed(1)}/s)`]);
       if (result.rejected > 0) process.exitCode = 1;

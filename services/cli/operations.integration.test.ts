@@ -244,6 +244,11 @@ describe("reset", () => {
     t2 = await openTestKafka("cli-reset");
     r2 = await openTestRedis();
     await createCatalogTopics(t2);
+    // Topic creation returns before the broker lists every new topic; reset deletes what is listed.
+    await waitFor(async () => {
+      const listed = new Set(await t2.admin.listTopics());
+      return catalog.every((c) => listed.has(t2.topic(c.name)));
+    }, { what: "every catalog topic to be listed" });
     let port = 0;
     const base = serviceEnv(t2, r2.prefix, { ADMIN_PORT: "0", ADMIN_TOKEN: TOKEN });
     admin2 = await startService("admin", buildAdmin(base, (p) => (port = p)), base);
@@ -325,7 +330,7 @@ describe("reset of the running system", () => {
     expect(await cli(["orders", "get", before])).toBe(1);
     expect(stderr.join("")).toMatch(/answered 404/);
 
-    expect(await cli(["orders", "place", "--item", "monitor:1", "--watch", "--timeout", "120"])).toBe(0);
+    expect(await cli(["orders", "place", "--item", "monitor:1", "--watch", "--timeout", "180"])).toBe(0);
     expect(out()).toMatch(/COMPLETED/);
-  });
+  }, 300_000);
 });
