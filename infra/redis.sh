@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the OS redis-server on loopback for local use and tests: no persistence (REDIS_PERSIST=1:
-# append-only file, fsync on every write, as production would run it), pid and log under
+# append-only file, fsync on every write; REDIS_FSYNC=everysec fsyncs once a second, which survives
+# a crash of Redis itself but not of the machine), pid and log under
 # .run/redis/. `start` is idempotent (a Redis already answering on the port is used as it is).
 #   redis.sh start | stop | status        (port: REDIS_PORT, default 6379)
 set -euo pipefail
@@ -27,7 +28,7 @@ start() {
   mkdir -p "$dir"
   local aof=no
   [[ ${REDIS_PERSIST:-0} == 1 ]] && aof=yes
-  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly "$aof" --appendfsync always --daemonize yes \
+  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly "$aof" --appendfsync "${REDIS_FSYNC:-always}" --daemonize yes \
     --pidfile "$pidfile" --logfile "$dir/redis.log" --dir "$dir"
   local deadline=$((SECONDS + 20))
   until answers; do

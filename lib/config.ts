@@ -207,7 +207,7 @@ export function loadConfig(service: string, env: Env = process.env): Config {
       maxAttempts: integer(env, "CONSUMER_MAX_ATTEMPTS", 5, 1),
       retryInitialDelayMs: integer(env, "CONSUMER_RETRY_INITIAL_MS", 100, 1),
       retryMaxDelayMs: integer(env, "CONSUMER_RETRY_MAX_MS", 5000, 1),
-      partitionsConcurrently: integer(env, "CONSUMER_PARTITIONS_CONCURRENTLY", 3, 1),
+      partitionsConcurrently: integer(env, "CONSUMER_PARTITIONS_CONCURRENTLY", 6, 1),
       stallAfterMs: integer(env, "CONSUMER_STALL_AFTER_MS", 60000, 1),
     },
   };

@@ -16,9 +16,13 @@ export function keyspace(prefix: string): Keys {
   return (...parts) => [prefix, ...parts].join(":");
 }
 
-/** A connection that retries forever with capped backoff and fails commands fast while down. */
+/**
+ * A connection that retries forever with capped backoff and fails commands fast while down.
+ * Commands issued in the same event-loop turn (by records handled concurrently) leave in one write.
+ */
 export function createRedis(config: Pick<Config, "redisUrl">, log: Logger): Redis {
   const redis = new Redis(config.redisUrl, {
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 2,
     enableOfflineQueue: true,
     retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),

@@ -52,7 +52,8 @@ export async function watchEnds(ctx: CliContext, current: () => Measurement | un
   }
 }
 
-interface LoadOptions {
+/** What shapes a load's orders and its run (the command's options). */
+export interface LoadOptions {
   rate?: number;
   duration: number;
   orders?: number;
@@ -72,7 +73,7 @@ interface LoadOptions {
 }
 
 /** The orders a load sends: catalog products (or --skus), a share of declined cards and of a scarce SKU. */
-async function loadMix(ctx: CliContext, options: LoadOptions): Promise<SampleMix> {
+export async function loadMix(ctx: CliContext, options: Pick<LoadOptions, "skus" | "scarceSku" | "outOfStockShare" | "declinedShare">): Promise<SampleMix> {
   const catalog = await listProducts(ctx.settings.orderApiUrl);
   const wanted = options.skus?.split(",").map((s) => s.trim()).filter((s) => s !== "");
   const products = catalog.filter((p) => p.currency === "USD" && (wanted === undefined ? p.sku !== options.scarceSku : wanted.includes(p.sku)));
@@ -97,7 +98,7 @@ async function loadMix(ctx: CliContext, options: LoadOptions): Promise<SampleMix
 }
 
 /** Sends orders of `mix` to the order API; an order that is not accepted is an error of the run. */
-function orderApiTarget(ctx: CliContext, mix: SampleMix): LoadTarget {
+export function orderApiTarget(ctx: CliContext, mix: SampleMix): LoadTarget {
   return {
     async send() {
       const placed = await postOrder(ctx.settings.orderApiUrl, sampleOrder(mix, mathRandomInt));

@@ -25,6 +25,8 @@ export interface EnvironmentOptions {
   readonly proxied: boolean;
   /** Where broker and Redis data live (wiped at start and close). */
   readonly stateDir: string;
+  /** Redis fsyncs its append-only file on every write (default) or once a second. */
+  readonly redisFsync?: "always" | "everysec";
 }
 
 /** Ports of the suite, away from the usual 9092/6379 and the test broker. */
@@ -90,6 +92,7 @@ export class ChaosEnvironment {
       KAFKA_CLIENT_LISTENERS: clientListeners,
       REDIS_PORT: String(PORTS.redis),
       REDIS_PERSIST: "1",
+      REDIS_FSYNC: options.redisFsync ?? "always",
     };
   }
 

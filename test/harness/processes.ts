@@ -57,6 +57,8 @@ export interface SystemOptions {
   readonly envOf?: (service: string, instance: number) => Record<string, string>;
   /** Also append each process's output to <logDir>/<process>.log. */
   readonly logDir?: string;
+  /** Extra options for node in every service process (for example --cpu-prof). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** The process name of an instance: the service name for instance 0, "name-N" after. */
@@ -98,7 +100,7 @@ export async function startSystem(env: Record<string, string>, options: SystemOp
           ...(apiPorts[name] === undefined ? {} : { HTTP_PORT: String(apiPorts[name]) }),
           ...options.envOf?.(member.service, member.instance),
         };
-    const child = spawn(process.execPath, ["--import", "tsx", join(root, "services", entry, "main.ts")], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", join(root, "services", entry, "main.ts")], {
       cwd: root,
       env: { ...common, ...own, ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"],

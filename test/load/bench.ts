@@ -5,7 +5,10 @@
  * seconds and peak RSS of every process (broker, Redis, each service or relay). Writes
  * bench/results/<date>.json, a Markdown report and SVG charts beside it.
  *
- *   tsx test/load/bench.ts [--step S] [--fixed-duration S] [--max-rate R] [--quick] [--only saga|bare]
+ *   tsx test/load/bench.ts [--step S] [--fixed-duration S] [--max-rate R] [--quick] [--only saga|bare] [--profile]
+ *
+ * --profile runs every service and relay under `node --cpu-prof`; the profiles land in
+ * bench/results/profiles/ (open them in Chrome DevTools or speedscope).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -48,6 +51,7 @@ const { values: args } = parseArgs({
     "p99-bound": { type: "string", default: "500" },
     quick: { type: "boolean", default: false },
     only: { type: "string" },
+    profile: { type: "boolean", default: false },
     out: { type: "string", default: join(root, "bench", "results") },
   },
 });
@@ -65,6 +69,9 @@ const benchCatalog = [
   { sku: "bench_a", name: "Bench A", currency: "USD", priceMinor: 1999n, stock: 100_000_000 },
   { sku: "bench_b", name: "Bench B", currency: "USD", priceMinor: 4550n, stock: 100_000_000 },
 ];
+
+/** Node options of every measured process: CPU profiles when asked for. */
+const nodeArgs = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(args.out, "profiles")}`] : [];
 
 const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
@@ -105,7 +112,7 @@ async function measure(name: string, target: LoadTarget, setCurrent: (m: Measure
 /** Starts one relay process and waits until its ops port says ready. */
 async function startRelay(name: string, stages: string, env: Record<string, string>): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
   const opsPort = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "test", "load", "relay.ts")], {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", join(root, "test", "load", "relay.ts")], {
     cwd: root,
     env: { ...process.env, ...env, OPS_PORT: String(opsPort), RELAY_STAGES: stages, INSTANCE_ID: name },
     stdio: ["ignore", "ignore", "inherit"],
@@ -154,7 +161,7 @@ async function bare(config: Config, admin: Admin, infraPids: () => Record<string
 
 /** The saga: orders placed through the order API, their ends read from the terminal topics. */
 async function saga(config: Config, infraPids: () => Record<string, number>, serviceEnv: Record<string, string>): Promise<PipelineResult> {
-  const system: RunningSystem = await startSystem(serviceEnv);
+  const system: RunningSystem = await startSystem(serviceEnv, { nodeArgs });
   const log = createLogger("bench", "warn");
   const ctx: CliContext = { config, settings: cliSettings({ ORDER_API_URL: system.apiUrl }), log, kafka: createKafka(config, log), json: true };
   let current: Measurement | undefined;
@@ -171,7 +178,9 @@ async function saga(config: Config, infraPids: () => Record<string, number>, ser
 
 async function main(): Promise<void> {
   const stateDir = join(root, ".run", "bench");
-  const environment = new ChaosEnvironment({ topology: "single", proxied: false, stateDir });
+  // Redis as production usually runs it: append-only file, fsync once a second (a crash of Redis
+  // loses nothing; a crash of the machine at most a second of writes).
+  const environment = new ChaosEnvironment({ topology: "single", proxied: false, stateDir, redisFsync: "everysec" });
   say("starting a broker and Redis of its own");
   await environment.start();
   const serviceEnv = { KAFKA_BROKERS: environment.brokers, REDIS_URL: environment.redisUrl, REDIS_KEY_PREFIX: "of", LOG_LEVEL: "warn", HOME: process.env["HOME"] ?? "" };
