@@ -5,7 +5,6 @@
  * stock again and resumes the consumers. Asks for confirmation unless --yes.
  */
 import { createInterface } from "node:readline/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Command } from "commander";
 import { catalog, replication } from "../../infra/topics.ts";
 import { messageOf } from "../../lib/errors.ts";
@@ -17,12 +16,10 @@ import { adminCode, callAdmin, findAdminToken } from "./admin-client.ts";
 import { output, UsageError, warn, type CliContext, type ContextFactory } from "./context.ts";
 import { defaultActor } from "./dlq.ts";
 import { seedLine, seedStock, type SeedResult } from "./stock.ts";
+import { pollUntil, TOPICS_TIMEOUT_MS, waitUntilUsable } from "./topics.ts";
 
 /** The services whose consumption reset pauses while it works. */
 export const pausedServices = ["order", "payment", "inventory", "notification", "orchestrator"] as const;
-
-/** How long topic deletion and re-creation may take on the broker. */
-const TOPICS_TIMEOUT_MS = 60_000;
 
 /** What reset did. */
 export interface ResetResult {
@@ -51,21 +48,6 @@ export async function unlinkKeys(redis: Redis, prefix: string): Promise<number> 
   return deleted;
 }
 
-/** Retries `attempt` until it returns true or the deadline passes. */
-async function until(what: string, attempt: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + TOPICS_TIMEOUT_MS;
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await attempt()) return;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${TOPICS_TIMEOUT_MS / 1000} s waiting for ${what}${last === undefined ? "" : ` (${messageOf(last)})`}`);
-    await sleep(250);
-  }
-}
-
 /** Deletes the catalog topics that exist under the prefix, waits until they are gone, creates the catalog again. */
 async function recreateTopics(ctx: CliContext, admin: Admin): Promise<{ deleted: string[]; created: string[] }> {
   const desired = desiredTopics(catalog, replication[ctx.config.topicProfile], ctx.config.topicPrefix);
@@ -73,14 +55,14 @@ async function recreateTopics(ctx: CliContext, admin: Admin): Promise<{ deleted:
   const deleted = (await admin.listTopics()).filter((name) => names.has(name)).sort();
   if (deleted.length > 0) {
     await admin.deleteTopics({ topics: deleted, timeout: TOPICS_TIMEOUT_MS });
-    await until("the deleted topics to disappear", async () => !(await admin.listTopics()).some((name) => deleted.includes(name)));
+    await pollUntil("the deleted topics to disappear", async () => !(await admin.listTopics()).some((name) => deleted.includes(name)));
   }
-  // A topic the broker has not finished deleting cannot be created yet: apply until all exist.
-  await until("the topics to be created", async () => {
+  // A topic the broker has not finished deleting cannot be created yet: apply until it goes through.
+  await pollUntil("the topics to be created", async () => {
     await applyTopics(admin, desired);
-    const listed = new Set(await admin.listTopics());
-    return desired.every((t) => listed.has(t.name));
+    return true;
   });
+  await waitUntilUsable(admin, [...names]);
   return { deleted, created: [...names].sort() };
 }
 

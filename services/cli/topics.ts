@@ -1,9 +1,44 @@
-/** `orderflow topics apply|describe` — make the broker match the topic catalog, or show the difference. */
+/**
+ * `orderflow topics apply|describe` — make the broker match the topic catalog, or show the
+ * difference. Apply returns once the topics it created are usable (listed, every partition led).
+ */
+import { setTimeout as sleep } from "node:timers/promises";
 import { Command } from "commander";
 import { catalog, replication } from "../../infra/topics.ts";
 import { describeTopicConfigs, findKafkaLibs } from "../../lib/kafka/topic-configs.ts";
+import { messageOf } from "../../lib/errors.ts";
+import type { Admin } from "../../lib/kafka/client.ts";
 import { applyTopics, compareTopics, describeTopics, desiredTopics } from "../../lib/kafka/topics.ts";
 import { output, type CliContext, type ContextFactory } from "./context.ts";
+
+/** How long the broker may take to create or delete topics. */
+export const TOPICS_TIMEOUT_MS = 60_000;
+
+/** Tries `attempt` until it returns true, every 250 ms; throws naming `what` after TOPICS_TIMEOUT_MS. */
+export async function pollUntil(what: string, attempt: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + TOPICS_TIMEOUT_MS;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await attempt()) return;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${TOPICS_TIMEOUT_MS / 1000} s waiting for ${what}${last === undefined ? "" : ` (${messageOf(last)})`}`);
+    await sleep(250);
+  }
+}
+
+/** Waits until the broker lists every topic of `names` with a leader for each partition. */
+export async function waitUntilUsable(admin: Admin, names: readonly string[]): Promise<void> {
+  if (names.length === 0) return;
+  await pollUntil("the topics to be usable", async () => {
+    const listed = new Set(await admin.listTopics());
+    if (!names.every((name) => listed.has(name))) return false;
+    const metadata = await admin.fetchTopicMetadata({ topics: [...names] });
+    return metadata.every((topic) => topic.partitions.length > 0 && topic.partitions.every((p) => p.leader >= 0));
+  });
+}
 
 const NO_CONFIGS = "topic configs not checked: no local Kafka tools (run `bash infra/kafka/kafka.sh fetch`)";
 
@@ -30,6 +65,7 @@ export function topicsCommand(context: ContextFactory): Command {
         const desired = desiredTopics(catalog, replication[ctx.config.topicProfile], ctx.config.topicPrefix);
         const configs = await brokerConfigs(ctx);
         const result = await applyTopics(admin, desired, configs);
+        await waitUntilUsable(admin, result.created);
         output(ctx, { ...result, configsChecked: configs !== undefined }, [
           `created ${result.created.length}, already present ${result.unchanged.length} (profile ${ctx.config.topicProfile})`,
           ...result.created.map((name) => `  + ${name}`),
