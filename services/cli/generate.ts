@@ -6,9 +6,10 @@
 import { Command, Option } from "commander";
 import cliProgress from "cli-progress";
 import { output, positiveNumberOption, UsageError, wholeNumberOption, type CliContext, type ContextFactory } from "./context.ts";
-import { Measurement, runOpenLoop, type LoadTarget, type RunResult } from "./loadgen.ts";
-import { listProducts, postOrder } from "./order-api.ts";
-import { mathRandomInt, sampleOrder, testCards, type SampleMix } from "./samples.ts";
+import { orderApiTarget } from "./load.ts";
+import { Measurement, runOpenLoop, type RunResult } from "./loadgen.ts";
+import { listProducts } from "./order-api.ts";
+import { testCards, type SampleMix } from "./samples.ts";
 
 /** What a run placed. */
 export interface GenerateResult {
@@ -42,17 +43,6 @@ async function catalogMix(ctx: CliContext, currency: string, declinedShare: numb
   };
 }
 
-/** Each send places one sample order; a refusal is an error of the run, counted by its status. */
-function sampleOrders(ctx: CliContext, mix: SampleMix): LoadTarget {
-  return {
-    async send() {
-      const placed = await postOrder(ctx.settings.orderApiUrl, sampleOrder(mix, mathRandomInt));
-      if (!placed.accepted) throw new Error(`HTTP ${placed.status}`);
-      return placed.orderId;
-    },
-  };
-}
-
 export function generateCommand(context: ContextFactory): Command {
   return new Command("generate")
     .description("place sample orders through the order API at a fixed rate (catalog SKUs, a share of declined cards)")
@@ -72,7 +62,7 @@ export function generateCommand(context: ContextFactory): Command {
       let run: RunResult;
       try {
         // The load generator's open-loop schedule: order i goes at start + i/rate; nothing waits for ends.
-        run = await runOpenLoop(sampleOrders(ctx, mix), new Measurement(() => performance.now()), {
+        run = await runOpenLoop(orderApiTarget(ctx, mix), new Measurement(() => performance.now()), {
           rate: options.rate,
           durationS: total / options.rate,
           drainMs: 0,
