@@ -1,15 +1,16 @@
 /**
  * `orderflow generate` — places sample orders through the REST API at a fixed rate: catalog SKUs
  * at catalog prices, a share of declined cards, a progress bar on stderr, and the placed, accepted
- * and rejected counts at the end (exit 1 when any order was rejected).
+ * and rejected counts at the end (exit 1 when any order was rejected). The orders, their sender and
+ * their schedule are the load command's (load.ts, loadgen.ts); generate only places, it does not
+ * measure.
  */
 import { Command, Option } from "commander";
 import cliProgress from "cli-progress";
-import { output, positiveNumberOption, UsageError, wholeNumberOption, type CliContext, type ContextFactory } from "./context.ts";
-import { orderApiTarget } from "./load.ts";
+import { output, positiveNumberOption, UsageError, wholeNumberOption, type ContextFactory } from "./context.ts";
+import { loadMix, orderApiTarget } from "./load.ts";
 import { Measurement, runOpenLoop, type RunResult } from "./loadgen.ts";
-import { listProducts } from "./order-api.ts";
-import { testCards, type SampleMix } from "./samples.ts";
+import { testCards } from "./samples.ts";
 
 /** What a run placed. */
 export interface GenerateResult {
@@ -23,26 +24,6 @@ export interface GenerateResult {
   readonly rate: number;
 }
 
-/** The mix `generate` draws from: catalog products in stock (in `currency`) and the two test cards. */
-async function catalogMix(ctx: CliContext, currency: string, declinedShare: number): Promise<SampleMix> {
-  const products = (await listProducts(ctx.settings.orderApiUrl)).filter((p) => p.currency === currency && p.available > 0);
-  if (products.length === 0) throw new Error(`the catalog at ${ctx.settings.orderApiUrl} has no ${currency} product in stock — run \`orderflow stock seed\``);
-  const declined = Math.round(declinedShare * 1000);
-  return {
-    products: products.map((p) => ({ sku: p.sku, price: p.price })),
-    cards: [
-      { card: testCards.success, weight: 1000 - declined },
-      { card: testCards.declined, weight: declined },
-    ],
-    currency,
-    customerPrefix: "gen",
-    customers: 1000,
-    email: "generated@example.com",
-    maxLines: 3,
-    maxQuantity: 2,
-  };
-}
-
 export function generateCommand(context: ContextFactory): Command {
   return new Command("generate")
     .description("place sample orders through the order API at a fixed rate (catalog SKUs, a share of declined cards)")
@@ -50,13 +31,13 @@ export function generateCommand(context: ContextFactory): Command {
     .addOption(new Option("--count <n>", "how many orders").argParser(wholeNumberOption("--count", 1)).conflicts("duration"))
     .addOption(new Option("--duration <seconds>", "place orders for this long (rate × duration orders)").argParser(positiveNumberOption("--duration")))
     .addOption(new Option("--declined-share <fraction>", `share of orders paid with the declined card ${testCards.declined}`).argParser(parseShare).default(0.1))
-    .option("--currency <code>", "only products priced in this currency", "USD")
     .addHelpText("after", "\nExample:\n  orderflow generate --rate 20 --duration 30 --declined-share 0.2")
-    .action(async (options: { rate: number; count?: number; duration?: number; declinedShare: number; currency: string }) => {
+    .action(async (options: { rate: number; count?: number; duration?: number; declinedShare: number }) => {
       const total = options.count ?? (options.duration === undefined ? undefined : Math.max(1, Math.round(options.rate * options.duration)));
       if (total === undefined) throw new UsageError("say how many orders: --count N or --duration SECONDS");
       const ctx = context();
-      const mix = await catalogMix(ctx, options.currency, options.declinedShare);
+      // The load command's mix (catalog SKUs in USD at catalog prices) without its scarce SKU.
+      const mix = await loadMix(ctx, { declinedShare: options.declinedShare, outOfStockShare: 0, scarceSku: "" });
       const bar = ctx.json || !process.stderr.isTTY ? undefined : new cliProgress.SingleBar({ stream: process.stderr, format: "orders [{bar}] {value}/{total} sent | {accepted} accepted", hideCursor: true }, cliProgress.Presets.shades_classic);
       bar?.start(total, 0, { accepted: 0 });
       let run: RunResult;

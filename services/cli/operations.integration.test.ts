@@ -165,7 +165,7 @@ describe("generate", () => {
     expect(result).toMatchObject({ placed: count, accepted: count, rejected: 0 });
     // 12 orders at 20/s: the last one goes out 11/20 s after the first.
     expect(result.seconds).toBeGreaterThanOrEqual(0.5);
-    const generated = () => watch.seen.filter((s) => s.topic === "orders.created" && (s.record.message as unknown as OrderCreated).customerId.startsWith("gen-"));
+    const generated = () => watch.seen.filter((s) => s.topic === "orders.created" && (s.record.message as unknown as OrderCreated).customerId.startsWith("load-"));
     await waitFor(() => generated().length >= count, { what: `${count} generated orders on orders.created` });
     expect(generated()).toHaveLength(count);
     expect(new Set(generated().map((s) => (s.record.message as unknown as OrderCreated).payment?.cardLast4))).toEqual(new Set(["0002"]));
