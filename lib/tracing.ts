@@ -5,15 +5,16 @@
  * span, a transaction commit links to every record it covers. Span names and attributes follow the
  * OpenTelemetry messaging conventions (`send orders.created`, `process orders.created`).
  *
- * Context propagation is always on (so logs carry trace ids and the trace survives a hop through a
- * service that does not export); spans are exported over OTLP/HTTP only when an endpoint is
- * configured. Telemetry never throws into the business path: an exporter that cannot reach its
+ * Trace context is always made and propagated (so records carry it and logs carry trace ids);
+ * spans are recorded and exported over OTLP/HTTP only when an endpoint is configured — otherwise
+ * they are never sampled, which costs little more than their ids. Telemetry never throws into the business path: an exporter that cannot reach its
  * collector drops spans in the background.
  */
 import {
   SpanKind,
   SpanStatusCode,
   context,
+  isSpanContextValid,
   propagation,
   trace,
   type Attributes,
@@ -78,8 +79,12 @@ export async function startTracing(config: Config): Promise<void> {
   registered = true;
   const { endpoint, sampleRatio } = config.tracing;
   if (endpoint === undefined) {
+    // Spans are never recorded, but still get real ids: records carry trace context and log
+    // lines trace and span ids, so one order's lines can be found across services without export.
+    const { AlwaysOffSampler, BasicTracerProvider } = await import("@opentelemetry/sdk-trace-base");
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ sampler: new AlwaysOffSampler() }));
     return;
   }
   // Loaded only when exporting: the SDK and its exporter cost start-up time nobody should pay for nothing.
@@ -123,10 +128,9 @@ export function activeTraceHeaders(): Record<string, string> {
 
 /** The trace and span id of the active span, for log lines and audit records; empty when none. */
 export function activeIds(): { traceId?: string; spanId?: string } {
-  const span = trace.getActiveSpan();
-  if (span === undefined) return {};
-  const { traceId, spanId } = span.spanContext();
-  return { traceId, spanId };
+  const span = trace.getActiveSpan()?.spanContext();
+  if (span === undefined || !isSpanContextValid(span)) return {};
+  return { traceId: span.traceId, spanId: span.spanId };
 }
 
 /** Ends `span` with the outcome of `work`: an error sets the status and error.type. */

@@ -9,7 +9,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { AuditRecordedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import {
@@ -30,6 +29,7 @@ import { Headers, headerValue, newEventId } from "../../lib/codec/envelope.ts";
 import type { Config } from "../../lib/config.ts";
 import { setConsumptionPaused } from "../../lib/control.ts";
 import type { Logger } from "../../lib/log.ts";
+import { activeIds } from "../../lib/tracing.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { topicName, type Admin, type Kafka } from "../../lib/kafka/client.ts";
 import { DlqHeaders, dlqTopicOf } from "../../lib/kafka/dlq.ts";
@@ -117,11 +117,6 @@ function parkedOf(parked: ParkedRecord): ParkedCompensation {
   });
 }
 
-/** The trace id of the span in progress, or "" when there is none. */
-function currentTraceId(): string {
-  const context = trace.getActiveSpan()?.spanContext();
-  return context !== undefined && isSpanContextValid(context) ? context.traceId : "";
-}
 
 /** A saga topic's name, or InvalidArgument naming `field`. */
 function originTopic(topic: string, field: string): string {
@@ -164,7 +159,7 @@ export function createAdmin(deps: AdminDeps) {
         action: entry.action,
         target: entry.target,
         detail: entry.detail.slice(0, MAX_AUDIT_DETAIL),
-        traceId: currentTraceId(),
+        traceId: activeIds().traceId ?? "",
         occurredAt: timestampFromMs(now()),
       },
       { orderId, key: orderId || entry.target },

@@ -8,6 +8,7 @@ import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@conne
 import { AdminService } from "../../gen/orderflow/v1/admin_service_pb.ts";
 import { RejectedError, TransientError, messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
+import { traceRequest } from "../../lib/tracing.ts";
 import { assertRequestValid } from "../order/orders.ts";
 import type { AdminCore } from "./admin.ts";
 import { requireToken } from "./auth.ts";
@@ -81,7 +82,14 @@ export function errorBoundary(log: Logger): Interceptor {
   };
 }
 
+/**
+ * Each call is a SERVER span continuing the caller's trace context, so the audit records an admin
+ * action writes carry its trace id, and what it replays links back to it.
+ */
+export const traceCalls: Interceptor = (next) => (req) =>
+  traceRequest(`${req.service.typeName}/${req.method.name}`, "server", Object.fromEntries(req.header.entries()), { "rpc.system": "connect_rpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name }, () => next(req));
+
 /** The interceptors of the admin API, in order. */
 export function adminInterceptors(token: string | undefined, log: Logger): Interceptor[] {
-  return [errorBoundary(log), requireToken(token), validateRequests];
+  return [traceCalls, errorBoundary(log), requireToken(token), validateRequests];
 }

@@ -92,3 +92,12 @@ export function positiveNumberOption(name: string) {
     return n;
   };
 }
+
+/** Parses a fraction from 0 to 1 for an option; a bad value is a usage error. */
+export function fractionOption(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`${name} must be a fraction from 0 to 1, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}

@@ -7,7 +7,7 @@
  */
 import { Command, Option } from "commander";
 import cliProgress from "cli-progress";
-import { output, positiveNumberOption, UsageError, wholeNumberOption, type ContextFactory } from "./context.ts";
+import { fractionOption, output, positiveNumberOption, UsageError, wholeNumberOption, type ContextFactory } from "./context.ts";
 import { loadMix, orderApiTarget } from "./load.ts";
 import { Measurement, runOpenLoop, type RunResult } from "./loadgen.ts";
 import { testCards } from "./samples.ts";
@@ -30,14 +30,15 @@ export function generateCommand(context: ContextFactory): Command {
     .addOption(new Option("--rate <per-second>", "orders per second").argParser(positiveNumberOption("--rate")).default(10))
     .addOption(new Option("--count <n>", "how many orders").argParser(wholeNumberOption("--count", 1)).conflicts("duration"))
     .addOption(new Option("--duration <seconds>", "place orders for this long (rate × duration orders)").argParser(positiveNumberOption("--duration")))
-    .addOption(new Option("--declined-share <fraction>", `share of orders paid with the declined card ${testCards.declined}`).argParser(parseShare).default(0.1))
+    .addOption(new Option("--declined-share <fraction>", `share of orders paid with the declined card ${testCards.declined}`).argParser(fractionOption("--declined-share")).default(0.1))
     .addHelpText("after", "\nExample:\n  orderflow generate --rate 20 --duration 30 --declined-share 0.2")
     .action(async (options: { rate: number; count?: number; duration?: number; declinedShare: number }) => {
       const total = options.count ?? (options.duration === undefined ? undefined : Math.max(1, Math.round(options.rate * options.duration)));
       if (total === undefined) throw new UsageError("say how many orders: --count N or --duration SECONDS");
       const ctx = context();
       // The load command's mix (catalog SKUs in USD at catalog prices) without its scarce SKU.
-      const mix = await loadMix(ctx, { declinedShare: options.declinedShare, outOfStockShare: 0, scarceSku: "" });
+      // Customers gen-1… so that generated orders are told apart from a load test's (load-1…).
+      const mix = { ...(await loadMix(ctx, { declinedShare: options.declinedShare, outOfStockShare: 0, scarceSku: "" })), customerPrefix: "gen" };
       const bar = ctx.json || !process.stderr.isTTY ? undefined : new cliProgress.SingleBar({ stream: process.stderr, format: "orders [{bar}] {value}/{total} sent | {accepted} accepted", hideCursor: true }, cliProgress.Presets.shades_classic);
       bar?.start(total, 0, { accepted: 0 });
       let run: RunResult;
@@ -57,10 +58,4 @@ export function generateCommand(context: ContextFactory): Command {
       output(ctx, result, [`placed ${result.placed}, accepted ${result.accepted}, rejected ${result.rejected}${reasons.length > 0 ? ` (${reasons.join(", ")})` : ""} in ${result.seconds.toFixed(1)} s (${result.rate.toFixed(1)}/s)`]);
       if (result.rejected > 0) process.exitCode = 1;
     });
-}
-
-function parseShare(value: string): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`--declined-share must be a fraction from 0 to 1, got ${JSON.stringify(value)}`);
-  return n;
 }

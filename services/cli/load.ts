@@ -15,7 +15,7 @@ import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
 import { topicName } from "../../lib/kafka/client.ts";
 import { tailTopics, type Tail } from "../../lib/kafka/tail.ts";
 import type { ReadRecord } from "../../lib/kafka/read-to-end.ts";
-import { output, positiveNumberOption, UsageError, wholeNumberOption, type CliContext, type ContextFactory } from "./context.ts";
+import { fractionOption, output, positiveNumberOption, UsageError, wholeNumberOption, type CliContext, type ContextFactory } from "./context.ts";
 import { Measurement, runClosedLoop, runOpenLoop, runRamp, sustainableRate, type End, type LoadTarget, type RampStep, type RunResult } from "./loadgen.ts";
 import { listProducts, postOrder } from "./order-api.ts";
 import { mathRandomInt, sampleOrder, testCards, type SampleMix } from "./samples.ts";
@@ -139,8 +139,8 @@ export function loadCommand(context: ContextFactory): Command {
     .addOption(new Option("--factor <x>", "ramp: each step multiplies the rate by this").argParser(positiveNumberOption("--factor")).default(1.5))
     .addOption(new Option("--step <seconds>", "ramp: length of a step").argParser(positiveNumberOption("--step")).default(20))
     .addOption(new Option("--p99-bound <ms>", "ramp: a step is sustainable while p99 stays under this").argParser(positiveNumberOption("--p99-bound")).default(500))
-    .addOption(new Option("--declined-share <fraction>", `share paid with the declined card ${testCards.declined}`).argParser(share("--declined-share")).default(0.05))
-    .addOption(new Option("--out-of-stock-share <fraction>", "share whose first line is the scarce SKU (fails INVENTORY once it is gone)").argParser(share("--out-of-stock-share")).default(0))
+    .addOption(new Option("--declined-share <fraction>", `share paid with the declined card ${testCards.declined}`).argParser(fractionOption("--declined-share")).default(0.05))
+    .addOption(new Option("--out-of-stock-share <fraction>", "share whose first line is the scarce SKU (fails INVENTORY once it is gone)").argParser(fractionOption("--out-of-stock-share")).default(0))
     .option("--scarce-sku <sku>", "the SKU --out-of-stock-share orders", "rare_item")
     .option("--skus <list>", "order only these SKUs (comma-separated; default: the USD catalog)")
     .addOption(new Option("--drain <seconds>", "wait this long for the last orders to end").argParser(positiveNumberOption("--drain")).default(30))
@@ -192,12 +192,4 @@ export function loadCommand(context: ContextFactory): Command {
         await tail.stop();
       }
     });
-}
-
-function share(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`${name} must be a fraction from 0 to 1, got ${JSON.stringify(value)}`);
-    return n;
-  };
 }

@@ -1,9 +1,10 @@
 /**
  * The operators' commands against real services run in-process on the test broker and Redis (order,
  * orchestrator, payment, inventory and the admin process, on this file's own topic and key prefix):
- * orders place/get/watch, generate, dlq list/replay, monitor, reset — and the real binary once.
+ * orders place/get/watch, load, generate, dlq list/replay, monitor, reset — and the real binary once.
  */
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
@@ -157,15 +158,51 @@ describe("orders", () => {
   });
 });
 
+describe("consumption", () => {
+  it("pauses and resumes a service through the admin service; its readiness says so", async () => {
+    const orderOps = services.find((s) => s.runtime.config.service === "order")?.ops.port;
+    const ready = async () => (await (await fetch(`http://127.0.0.1:${orderOps}/health/ready`)).json()) as { status: string };
+    expect(await cli(["--json", "consumption", "pause", "order", "--actor", "ada"])).toBe(0);
+    expect(JSON.parse(out())).toEqual({ service: "order", paused: true });
+    await waitFor(async () => (await ready()).status === "degraded", { what: "the order service to say it is paused" });
+    expect(await cli(["consumption", "resume", "order"])).toBe(0);
+    expect(out()).toMatch(/order: consumption running/);
+    await waitFor(async () => (await ready()).status === "ok", { what: "the order service to run again" });
+    expect(await cli(["consumption", "pause", "nobody"])).toBe(1);
+  });
+});
+
+describe("load", () => {
+  it("sends on an open-loop schedule and measures every order to its end on the terminal topics", async () => {
+    const report = `${r.prefix}-load.json`.replace(/[^\w.-]/g, "_");
+    const path = `${process.env["TMPDIR"] ?? "/tmp"}/${report}`;
+    expect(await cli(["--json", "load", "--rate", "20", "--duration", "2", "--skus", "mouse,keyboard", "--declined-share", "0.2", "--drain", "60", "--report", path])).toBe(0);
+    const { mode, result } = JSON.parse(out()) as { mode: string; result: { sent: number; accepted: number; unfinished: number; ended: Record<string, number>; reasons: Record<string, number>; latencyMs: { count: number; p50: number; max: number } } };
+    expect(mode).toBe("rate");
+    expect(result).toMatchObject({ sent: 40, accepted: 40, unfinished: 0 });
+    expect(Object.values(result.ended).reduce((a, b) => a + b, 0)).toBe(40);
+    expect(result.latencyMs.count).toBe(40);
+    expect(result.latencyMs.p50).toBeGreaterThan(0);
+    expect(result.ended["completed"], JSON.stringify(result)).toBeGreaterThan(0);
+    expect(Object.keys(result.reasons).every((reason) => reason === "PAYMENT")).toBe(true);
+    expect(JSON.parse(readFileSync(path, "utf8"))).toMatchObject({ mode: "rate", result: { accepted: 40 } });
+  }, 120_000);
+
+  it("refuses a load it cannot run", async () => {
+    expect(await cli(["load"])).toBe(2);
+    expect(await cli(["load", "--rate", "10", "--declined-share", "2"])).toBe(2);
+  });
+});
+
 describe("generate", () => {
   it("places N orders at the rate asked; exactly N land on orders.created", async () => {
     const count = 12;
+    const generated = () => watch.seen.filter((s) => s.topic === "orders.created" && (s.record.message as unknown as OrderCreated).customerId.startsWith("gen-"));
     expect(await cli(["--json", "generate", "--rate", "20", "--count", String(count), "--declined-share", "1"])).toBe(0);
     const result = JSON.parse(out()) as { placed: number; accepted: number; rejected: number; seconds: number };
     expect(result).toMatchObject({ placed: count, accepted: count, rejected: 0 });
     // 12 orders at 20/s: the last one goes out 11/20 s after the first.
     expect(result.seconds).toBeGreaterThanOrEqual(0.5);
-    const generated = () => watch.seen.filter((s) => s.topic === "orders.created" && (s.record.message as unknown as OrderCreated).customerId.startsWith("load-"));
     await waitFor(() => generated().length >= count, { what: `${count} generated orders on orders.created` });
     expect(generated()).toHaveLength(count);
     expect(new Set(generated().map((s) => (s.record.message as unknown as OrderCreated).payment?.cardLast4))).toEqual(new Set(["0002"]));

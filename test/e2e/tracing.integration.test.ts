@@ -104,7 +104,8 @@ describe("tracing into Jaeger", () => {
     for (const topic of ["orders.created", "payments.requested", "inventory.reserved", "notifications.email", "orders.completed"]) {
       expect([...operations].some((op) => op.startsWith("process ") && op.endsWith(topic))).toBe(true);
     }
-    const processSpan = whole?.spans.find((s) => s.operationName.startsWith("process ") && s.operationName.endsWith("orders.created"));
+    const orchestrator = Object.entries(whole?.processes ?? {}).find(([, p]) => p.serviceName === "orchestrator")?.[0];
+    const processSpan = whole?.spans.find((s) => s.processID === orchestrator && s.operationName.startsWith("process ") && s.operationName.endsWith("orders.created"));
     const tags = Object.fromEntries(processSpan?.tags.map((tag) => [tag.key, tag.value]) ?? []);
     expect(tags).toMatchObject({ "messaging.system": "kafka", "messaging.operation.type": "process", "orderflow.order_id": orderId, "orderflow.outcome": "handled" });
     expect(tags["messaging.consumer.group.name"]).toMatch(/orchestrator/);
