@@ -219,7 +219,8 @@ describe("dead letters", () => {
 
     const records = await readRecords(t, t.topic("orders.cancel.requested"), 2);
     const replayed = records.map((rec) => ({ ...rec, headers: flattenHeaders(rec.headers) })).find((rec) => rec.headers["replayed-from"] === position);
-    expect(replayed?.headers).toEqual({ "order-id": orderId, "replayed-from": position, "replayed-by": "ada" });
+    // The original headers, no dlq-* ones, where it came from and who sent it, and the replay's own trace context.
+    expect(replayed?.headers).toEqual({ "order-id": orderId, "replayed-from": position, "replayed-by": "ada", traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/) as unknown });
     expect(replayed?.key?.toString()).toBe(orderId);
     expect(replayed?.value?.toString()).toBe("not a protobuf");
 
