@@ -6,13 +6,14 @@
  * bench/results/<date>.json, a Markdown report and SVG charts beside it.
  *
  *   tsx test/load/bench.ts [--step S] [--fixed-duration S] [--max-rate R] [--quick] [--only saga|bare] [--profile]
+ *   tsx test/load/bench.ts --render bench/results/<date>.json   (report and charts again, from a result)
  *
  * --profile runs every service and relay under `node --cpu-prof`; the profiles land in
  * bench/results/profiles/ (open them in Chrome DevTools or speedscope).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -36,9 +37,8 @@ import { ChaosEnvironment } from "../chaos/environment.ts";
 import { freePort, startSystem, type RunningSystem } from "../harness/processes.ts";
 import { sampleOf } from "../harness/samples.ts";
 import { waitFor } from "../harness/wait.ts";
-import { lineChart } from "./chart.ts";
 import { sampleProcess, usageBetween, type ProcessSample } from "./procstat.ts";
-import { writeReport } from "./report.ts";
+import { renderResults, type BenchResult } from "./report.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const { values: args } = parseArgs({
@@ -53,6 +53,7 @@ const { values: args } = parseArgs({
     only: { type: "string" },
     profile: { type: "boolean", default: false },
     out: { type: "string", default: join(root, "bench", "results") },
+    render: { type: "string" },
   },
 });
 const quick = args.quick;
@@ -213,34 +214,7 @@ async function main(): Promise<void> {
       bare: bareResult,
     };
     const base = join(args.out, quick ? `${date}-quick` : date);
-    writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
-    writeFileSync(
-      `${base}-latency.svg`,
-      lineChart({
-        title: `p99 latency per second at ${fixedRate} orders/s`,
-        xLabel: "seconds",
-        yLabel: "p99 ms (scheduled send → end)",
-        series: [
-          { name: "saga", points: sagaResult.fixed.seconds.flatMap((s) => (s.p99 === undefined ? [] : [[s.second, s.p99] as const])) },
-          { name: "bare pipeline", points: bareResult.fixed.seconds.flatMap((s) => (s.p99 === undefined ? [] : [[s.second, s.p99] as const])) },
-        ],
-      }),
-    );
-    writeFileSync(
-      `${base}-ramp.svg`,
-      lineChart({
-        title: "Ramp: orders ended per second against orders offered",
-        xLabel: "offered orders/s",
-        yLabel: "ended orders/s",
-        series: [
-          { name: "saga", points: sagaResult.ramp.map((s) => [s.rate, s.result.throughput] as const) },
-          { name: "bare pipeline", points: bareResult.ramp.map((s) => [s.rate, s.result.throughput] as const) },
-          { name: "offered", points: bareResult.ramp.map((s) => [s.rate, s.rate] as const) },
-        ],
-      }),
-    );
-    const tuning = join(root, "bench", "tuning.md");
-    writeReport(`${base}.md`, result, { latencyChart: `${base.split("/").pop()}-latency.svg`, rampChart: `${base.split("/").pop()}-ramp.svg`, tuning: existsSync(tuning) ? readFileSync(tuning, "utf8") : "" });
+    renderResults(base, result, join(root, "bench", "tuning.md"));
     say(`report: ${base}.md`);
   } finally {
     redis.disconnect();
@@ -249,7 +223,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
+const run = args.render === undefined ? main() : Promise.resolve(renderResults(args.render.replace(/\.json$/, ""), JSON.parse(readFileSync(args.render, "utf8")) as BenchResult, join(root, "bench", "tuning.md")));
+
+run.then(
   () => process.exit(0),
   (err: unknown) => {
     say(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

@@ -20,14 +20,14 @@ export interface ChartOptions {
 
 const colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
 
-/** Round tick steps (1, 2, 5 × 10^n) giving about `count` ticks over [0, max]. */
+/** Round tick steps (1, 2, 5 × 10^n), about `count` of them, from 0 to the first at or above `max`. */
 export function ticks(max: number, count = 5): number[] {
   if (!(max > 0)) return [0];
   const raw = max / count;
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) ?? raw;
-  const out: number[] = [];
-  for (let v = 0; v <= max + step / 2; v += step) out.push(Math.round(v * 1e6) / 1e6);
+  const out: number[] = [0];
+  while ((out[out.length - 1] ?? 0) < max) out.push(Math.round(out.length * step * 1e6) / 1e6);
   return out;
 }
 

@@ -3,8 +3,10 @@
  * runs, CPU and memory per process, the charts, and the tuning log (bench/tuning.md) that says what
  * was changed and what it did.
  */
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { basename } from "node:path";
 import type { RampStep, RunResult } from "../../services/cli/loadgen.ts";
+import { lineChart } from "./chart.ts";
 
 interface Pipeline {
   readonly ramp: readonly RampStep[];
@@ -16,7 +18,7 @@ interface Pipeline {
 export interface BenchResult {
   readonly date: string;
   readonly machine: { cpus: number; cpuModel: string; memoryGb: number; node: string };
-  readonly settings: { fixedRate: number; fixedS: number; p99BoundMs: number; stepS: number };
+  readonly settings: { readonly fixedRate: number; readonly fixedS: number; readonly p99BoundMs: number; readonly stepS: number };
   readonly saga: Pipeline;
   readonly bare: Pipeline;
 }
@@ -97,4 +99,37 @@ export function writeReport(path: string, r: BenchResult, extra: { latencyChart:
     ...(extra.tuning === "" ? [] : [extra.tuning.trim(), ""]),
   ];
   writeFileSync(path, `${lines.join("\n")}\n`);
+}
+
+/** Writes `<base>.json`, the two charts and `<base>.md` (with the tuning log from `tuningPath`). */
+export function renderResults(base: string, r: BenchResult, tuningPath: string): void {
+  writeFileSync(`${base}.json`, `${JSON.stringify(r, null, 2)}\n`);
+  const p99PerSecond = (run: RunResult) => run.seconds.flatMap((s) => (s.p99 === undefined ? [] : [[s.second, s.p99] as const]));
+  writeFileSync(
+    `${base}-latency.svg`,
+    lineChart({
+      title: `p99 latency per second at ${r.settings.fixedRate} orders/s`,
+      xLabel: "seconds",
+      yLabel: "p99 ms (scheduled send → end)",
+      series: [
+        { name: "saga", points: p99PerSecond(r.saga.fixed) },
+        { name: "bare pipeline", points: p99PerSecond(r.bare.fixed) },
+      ],
+    }),
+  );
+  writeFileSync(
+    `${base}-ramp.svg`,
+    lineChart({
+      title: "Ramp: orders ended per second against orders offered",
+      xLabel: "offered orders/s",
+      yLabel: "ended orders/s",
+      series: [
+        { name: "saga", points: r.saga.ramp.map((s) => [s.rate, s.result.throughput] as const) },
+        { name: "bare pipeline", points: r.bare.ramp.map((s) => [s.rate, s.result.throughput] as const) },
+        { name: "offered", points: r.bare.ramp.map((s) => [s.rate, s.rate] as const) },
+      ],
+    }),
+  );
+  const name = basename(base);
+  writeReport(`${base}.md`, r, { latencyChart: `${name}-latency.svg`, rampChart: `${name}-ramp.svg`, tuning: existsSync(tuningPath) ? readFileSync(tuningPath, "utf8") : "" });
 }
