@@ -25,8 +25,20 @@ const BATCH = 500;
 
 export const asError = (err: { message: string }) => (err instanceof Error ? err : new Error(err.message));
 
+/** A plain-consumer message as the readers hand it on. */
+export function readRecordOf(message: Message): ReadRecord {
+  return {
+    topic: message.topic,
+    partition: message.partition,
+    offset: String(message.offset),
+    key: message.key === undefined || message.key === null ? null : Buffer.from(message.key),
+    value: message.value,
+    headers: headersOf(message),
+  };
+}
+
 /** The headers of a plain-consumer message as one map (the client hands them over as a list). */
-export function headersOf(message: Message): RawHeaders {
+function headersOf(message: Message): RawHeaders {
   const headers: Record<string, Buffer | string> = {};
   for (const header of message.headers ?? []) Object.assign(headers, header);
   return headers;
@@ -77,14 +89,7 @@ export async function readToEnd(
       for (const message of messages) {
         const end = ends.get(`${message.topic}/${message.partition}`);
         if (end === undefined || message.offset >= end.high) continue;
-        await onRecord({
-          topic: message.topic,
-          partition: message.partition,
-          offset: String(message.offset),
-          key: message.key === undefined || message.key === null ? null : Buffer.from(message.key),
-          value: message.value,
-          headers: headersOf(message),
-        });
+        await onRecord(readRecordOf(message));
       }
     }
   } finally {

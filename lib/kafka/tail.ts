@@ -8,7 +8,7 @@
 import confluent, { type Message } from "@confluentinc/kafka-javascript";
 import type { Config } from "../config.ts";
 import type { Admin } from "./client.ts";
-import { asError, headersOf, type ReadRecord } from "./read-to-end.ts";
+import { asError, readRecordOf, type ReadRecord } from "./read-to-end.ts";
 
 const BATCH = 1000;
 
@@ -43,16 +43,7 @@ export async function tailTopics(config: Pick<Config, "kafka">, admin: Admin, to
   const loop = (async () => {
     while (running) {
       const messages = await new Promise<Message[]>((resolve) => consumer.consume(BATCH, (err, batch) => resolve(err ? [] : batch)));
-      for (const message of messages) {
-        onRecord({
-          topic: message.topic,
-          partition: message.partition,
-          offset: String(message.offset),
-          key: message.key === undefined || message.key === null ? null : Buffer.from(message.key),
-          value: message.value,
-          headers: headersOf(message),
-        });
-      }
+      for (const message of messages) onRecord(readRecordOf(message));
     }
   })();
   return {

@@ -4,14 +4,13 @@
  * API returns a single trace holding the API request and spans from every service.
  */
 import { execFileSync } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StockStore } from "../../services/inventory/stock.ts";
 import { openTestKafka, type TestKafka } from "../harness/kafka.ts";
 import { serviceNames, startSystem, type RunningSystem } from "../harness/processes.ts";
 import { openTestRedis, type TestRedis } from "../harness/redis.ts";
-import { createCatalogTopics, serviceEnv } from "../harness/system.ts";
+import { createCatalogTopics, placeOrder, serviceEnv } from "../harness/system.ts";
 import { waitFor } from "../harness/wait.ts";
 
 const JAEGER = "http://127.0.0.1:16686";
@@ -67,19 +66,7 @@ afterAll(async () => {
 
 describe("tracing into Jaeger", () => {
   it("a completed order is a single trace with spans from all five services", async () => {
-    const res = await fetch(`${system.apiUrl}/orders`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        customer_id: `c-${randomUUID().slice(0, 8)}`,
-        customer_email: "shopper@example.com",
-        currency: "USD",
-        items: [{ product_id: "lamp", quantity: 1, price: "45.00" }],
-        payment: { method: "card", card_number: "4242424242424242" },
-      }),
-    });
-    expect(res.status).toBe(202);
-    const orderId = ((await res.json()) as { order_id: string }).order_id;
+    const orderId = await placeOrder(system.apiUrl, [{ product_id: "lamp", quantity: 1, price: "45.00" }]);
     await waitFor(async () => ((await (await fetch(`${system.apiUrl}/orders/${orderId}`)).json()) as { status: string }).status === "COMPLETED", {
       what: "the order to complete",
     });

@@ -15,6 +15,8 @@ import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { openTestKafka, type TestKafka } from "./kafka.ts";
 import { openTestRedis, type TestRedis } from "./redis.ts";
 import { waitFor } from "./wait.ts";
+import { postOrder } from "../../services/cli/order-api.ts";
+import { orderBody, testCards, type OrderLineBody } from "../../services/cli/samples.ts";
 
 /** Creates every catalog topic (and DLQ) under the test's prefix. */
 export async function createCatalogTopics(t: TestKafka): Promise<void> {
@@ -112,4 +114,11 @@ export async function startTestService(
       await t.close();
     },
   };
+}
+
+/** Places an order over the REST API for a new customer; returns its id and fails the test unless it was accepted. */
+export async function placeOrder(apiUrl: string, items: readonly OrderLineBody[], card: string = testCards.success): Promise<string> {
+  const placed = await postOrder(apiUrl, orderBody({ customerId: `c-${randomUUID().slice(0, 8)}`, email: "shopper@example.com", items, card }));
+  if (!placed.accepted) throw new Error(`order not accepted: HTTP ${placed.status} ${placed.error}`);
+  return placed.orderId;
 }

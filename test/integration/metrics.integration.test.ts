@@ -9,7 +9,6 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startService, type RunningService } from "../../lib/service.ts";
 import type { Env } from "../../lib/config.ts";
@@ -24,7 +23,7 @@ import { buildPayment } from "../../services/payment/service.ts";
 import { openTestKafka, type TestKafka } from "../harness/kafka.ts";
 import { freePort } from "../harness/processes.ts";
 import { openTestRedis, type TestRedis } from "../harness/redis.ts";
-import { createCatalogTopics, serviceEnv } from "../harness/system.ts";
+import { createCatalogTopics, placeOrder, serviceEnv } from "../harness/system.ts";
 import { waitFor } from "../harness/wait.ts";
 
 const builders: Record<string, (env: Env) => (runtime: Runtime) => ServiceParts> = {
@@ -100,20 +99,8 @@ async function value(service: string, name: string, labels: Record<string, strin
 
 const topic = (base: string) => t.topic(base);
 
-async function place(card: string): Promise<string> {
-  const res = await fetch(`${apiUrl}/orders`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      customer_id: `c-${randomUUID().slice(0, 8)}`,
-      customer_email: "shopper@example.com",
-      currency: "USD",
-      items: [{ product_id: "mouse", quantity: 1, price: "25.00" }],
-      payment: { method: "card", card_number: card },
-    }),
-  });
-  expect(res.status).toBe(202);
-  return ((await res.json()) as { order_id: string }).order_id;
+function place(card: string): Promise<string> {
+  return placeOrder(apiUrl, [{ product_id: "mouse", quantity: 1, price: "25.00" }], card);
 }
 
 const statusOf = async (id: string) => {

@@ -16,7 +16,7 @@ import { StockStore } from "../../inventory/stock.ts";
 import { openTestKafka, type TestKafka } from "../../../test/harness/kafka.ts";
 import { startSystem, type RunningSystem } from "../../../test/harness/processes.ts";
 import { openTestRedis, type TestRedis } from "../../../test/harness/redis.ts";
-import { createCatalogTopics, serviceEnv } from "../../../test/harness/system.ts";
+import { createCatalogTopics, placeOrder, serviceEnv } from "../../../test/harness/system.ts";
 import { waitFor } from "../../../test/harness/wait.ts";
 import { dlqTopics, watchedGroups } from "./broker.ts";
 import { createDashboard, type Dashboard } from "./dashboard.ts";
@@ -69,20 +69,8 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function place(card = "4242424242424242"): Promise<string> {
-  const res = await fetch(`${system.apiUrl}/orders`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      customer_id: `c-${randomUUID().slice(0, 8)}`,
-      customer_email: "shopper@example.com",
-      currency: "USD",
-      items: [{ product_id: "mouse", quantity: 1, price: "25.00" }],
-      payment: { method: "card", card_number: card },
-    }),
-  });
-  expect(res.status).toBe(202);
-  return ((await res.json()) as { order_id: string }).order_id;
+function place(card = "4242424242424242"): Promise<string> {
+  return placeOrder(system.apiUrl, [{ product_id: "mouse", quantity: 1, price: "25.00" }], card);
 }
 
 async function snapshot(): Promise<Snapshot> {
