@@ -220,9 +220,9 @@ export class TransactionalOutput {
     }
     const effects = this.#afterCommit;
     this.#reset();
-    for (const effect of effects) {
-      await effect().catch((err: unknown) => this.#options.log.warn({ err: messageOf(err) }, "after-commit step failed"));
-    }
+    // All at once: they concern different records (Redis pipelines them), and the next
+    // transaction waits for this commit to return.
+    await Promise.all(effects.map((effect) => effect().catch((err: unknown) => this.#options.log.warn({ err: messageOf(err) }, "after-commit step failed"))));
     return { committed: true, records };
   }
 

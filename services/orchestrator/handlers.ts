@@ -217,7 +217,7 @@ export function createOrchestrator(deps: OrchestratorDeps) {
       await traceRequest("saga timer", "internal", saga?.trace, { [OrderflowAttributes.orderId]: orderId }, () => apply(orderId, { kind: "tick" }));
     };
     await each(await store.dueOrders(now(), 100), fire);
-    await each(await store.ordersWithOutbox(100), (orderId) => flush(orderId, OUTBOX_RECOVERY_AFTER_MS));
+    await each(await store.ordersWithOutbox(now() - OUTBOX_RECOVERY_AFTER_MS, 100), (orderId) => flush(orderId, OUTBOX_RECOVERY_AFTER_MS));
   }
 
   return {

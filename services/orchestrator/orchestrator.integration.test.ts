@@ -1,7 +1,7 @@
 /**
  * The orchestrator in-process against the real broker and Redis, driven by records the other
- * services would send: the happy path, a duplicate delivery, a timeout fired by its timer, and a
- * compensation that is never confirmed being parked.
+ * services would send: the happy path, a duplicate delivery, a timeout fired by its timer, a
+ * compensation that is never confirmed being parked, and an outbox a crash left behind.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +10,7 @@ import {
   InventoryAction,
   InventoryReservedSchema,
   OrderCreatedSchema,
+  OrderValidatedSchema,
   PaymentAction,
   PaymentCompletedSchema,
   type InventoryActionRequested,
@@ -20,6 +21,7 @@ import { sampleOf } from "../../test/harness/samples.ts";
 import { startTestService, type TestService } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
 import { buildOrchestrator } from "./service.ts";
+import { SagaStore, entryCreatedMs, toOutbox, type StoredSaga } from "./store.ts";
 
 let ctx: TestService;
 
@@ -87,5 +89,25 @@ describe("orchestrator service", () => {
     }, { what: "a parked release" });
     expect(parked).toMatchObject({ action: "RELEASE", attempts: 2 });
     expect(ctx.watch.of(orderId, "inventory.requested").length).toBe(2);
+  });
+
+  it("publishes an outbox a crash left behind once it is old enough, and clears it from the index", async () => {
+    const orderId = randomUUID();
+    await place(orderId);
+    await ctx.watch.next(orderId, "payments.requested");
+    const { redis } = ctx.service.runtime;
+    const store = new SagaStore(redis, ctx.r.keys);
+    // An effect decided ten seconds ago whose handler died before carrying it out: its UUIDv7 id says when.
+    const [fresh] = toOutbox([{ kind: "publish", topic: "orders.validated", key: orderId, schema: OrderValidatedSchema, message: sampleOf(OrderValidatedSchema, orderId) }]);
+    if (fresh === undefined) throw new Error("no outbox entry");
+    const decidedHex = (Date.now() - 10_000).toString(16).padStart(12, "0");
+    const leftBehind = { ...fresh, id: `${decidedHex.slice(0, 8)}-${decidedHex.slice(8)}${fresh.id.slice(13)}` };
+    expect(entryCreatedMs(leftBehind)).toBeLessThan(Date.now() - 9_000);
+    await store.update(orderId, (saga) => (saga === undefined ? undefined : ({ ...saga, outbox: [...saga.outbox, leftBehind] } satisfies StoredSaga)));
+
+    const republished = await waitFor(() => ctx.watch.of(orderId, "orders.validated").find((r) => r.envelope.eventId === leftBehind.id), { what: "the left-behind effect" });
+    expect(republished.envelope.orderId).toBe(orderId);
+    await waitFor(async () => (await store.load(orderId)).saga?.outbox.length === 0, { what: "the outbox to empty" });
+    expect(await redis.zscore(ctx.r.keys("saga-outbox-since"), orderId)).toBeNull();
   });
 });

@@ -51,11 +51,11 @@ local current = redis.call('GET', KEYS[1])
 if (current == false and ARGV[1] ~= '') or (current ~= false and current ~= ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[4]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4]) end
-if ARGV[5] == '1' then redis.call('SADD', KEYS[3], ARGV[4]) else redis.call('SREM', KEYS[3], ARGV[4]) end
+if ARGV[5] == '' then redis.call('ZREM', KEYS[3], ARGV[4]) else redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
 return 1`;
 
 type CasRedis = Redis & {
-  sagaCas(sagaKey: string, dueKey: string, outboxKey: string, old: string, next: string, due: string, orderId: string, hasOutbox: string): Promise<number>;
+  sagaCas(sagaKey: string, dueKey: string, outboxKey: string, old: string, next: string, due: string, orderId: string, outboxSince: string): Promise<number>;
 };
 
 /** Turns decided effects into outbox entries (messages encoded now, so the outbox is plain JSON). */
@@ -100,15 +100,16 @@ export class SagaStore {
   /** Replaces `raw` with `next` if nobody changed it meanwhile; keeps the due and outbox indexes right. */
   async compareAndSet(orderId: string, raw: string, next: StoredSaga): Promise<boolean> {
     const due = nextDueMs(next.state);
+    const oldest = next.outbox[0];
     const done = await this.#redis.sagaCas(
       this.keys("saga", orderId),
       this.keys("saga-due"),
-      this.keys("saga-outbox"),
+      this.keys("saga-outbox-since"),
       raw,
       JSON.stringify(next),
       due === undefined ? "" : String(due),
       orderId,
-      next.outbox.length > 0 ? "1" : "0",
+      oldest === undefined ? "" : String(entryCreatedMs(oldest)),
     );
     return done === 1;
   }
@@ -137,9 +138,9 @@ export class SagaStore {
     return this.#redis.zrangebyscore(this.keys("saga-due"), "-inf", nowMs, "LIMIT", 0, limit);
   }
 
-  /** Orders with effects still to carry out. */
-  ordersWithOutbox(limit: number): Promise<string[]> {
-    return this.#redis.srandmember(this.keys("saga-outbox"), limit);
+  /** Orders with effects still to carry out that were decided at `decidedBeforeMs` or earlier. */
+  ordersWithOutbox(decidedBeforeMs: number, limit: number): Promise<string[]> {
+    return this.#redis.zrangebyscore(this.keys("saga-outbox-since"), "-inf", decidedBeforeMs, "LIMIT", 0, limit);
   }
 
   /** Takes the per-order flush lock for `ms`; false when another flusher holds it. */

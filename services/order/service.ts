@@ -12,9 +12,15 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 export function buildOrder(env: Env) {
   return (runtime: Runtime): ServiceParts => {
     const projection = new OrderProjection(runtime.redis, runtime.keys, createOrderMetrics(runtime.metrics.registry));
-    runtime.consume({ group: "order-projection", topics: projectionTopics, handler: async (record, context) => {
-      await projection.apply(context.topic.slice(runtime.config.topicPrefix.length), record);
-    } });
+    runtime.consume({
+      group: "order-projection",
+      topics: projectionTopics,
+      // It only writes Redis (idempotently, by event id), so nothing needs a Kafka transaction.
+      delivery: "at-least-once",
+      handler: async (record, context) => {
+        await projection.apply(context.topic.slice(runtime.config.topicPrefix.length), record);
+      },
+    });
     const orders = createOrders({ ...runtime, projection, tokenizer: new SimulatedGateway() });
     let api: ApiServer | undefined;
     return {

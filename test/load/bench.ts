@@ -5,15 +5,16 @@
  * seconds and peak RSS of every process (broker, Redis, each service or relay). Writes
  * bench/results/<date>.json, a Markdown report and SVG charts beside it.
  *
- *   tsx test/load/bench.ts [--step S] [--fixed-duration S] [--max-rate R] [--quick] [--only saga|bare] [--profile]
+ *   tsx test/load/bench.ts [--step S] [--fixed-duration S] [--max-rate R] [--quick] [--only saga|bare|profile]
  *   tsx test/load/bench.ts --render bench/results/<date>.json   (report and charts again, from a result)
  *
- * --profile runs every service and relay under `node --cpu-prof`; the profiles land in
- * bench/results/profiles/ (open them in Chrome DevTools or speedscope).
+ * Last, the saga runs once more at the fixed rate with every service under `node --cpu-prof`, and
+ * the report says where each service's CPU time went; the profiles stay in
+ * bench/results/profiles/<date>/ (open them in Chrome DevTools or speedscope).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -38,7 +39,8 @@ import { freePort, startSystem, type RunningSystem } from "../harness/processes.
 import { sampleOf } from "../harness/samples.ts";
 import { waitFor } from "../harness/wait.ts";
 import { sampleProcess, usageBetween, type ProcessSample } from "./procstat.ts";
-import { renderResults, type BenchResult } from "./report.ts";
+import { summarizeProfileFile, type ProfileSummary } from "./profile.ts";
+import { renderResults, type BenchResult, type SagaProfile } from "./report.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const { values: args } = parseArgs({
@@ -51,7 +53,7 @@ const { values: args } = parseArgs({
     "p99-bound": { type: "string", default: "500" },
     quick: { type: "boolean", default: false },
     only: { type: "string" },
-    profile: { type: "boolean", default: false },
+    "profile-duration": { type: "string", default: "30" },
     out: { type: "string", default: join(root, "bench", "results") },
     render: { type: "string" },
   },
@@ -70,9 +72,6 @@ const benchCatalog = [
   { sku: "bench_a", name: "Bench A", currency: "USD", priceMinor: 1999n, stock: 100_000_000 },
   { sku: "bench_b", name: "Bench B", currency: "USD", priceMinor: 4550n, stock: 100_000_000 },
 ];
-
-/** Node options of every measured process: CPU profiles when asked for. */
-const nodeArgs = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(args.out, "profiles")}`] : [];
 
 const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
@@ -113,7 +112,7 @@ async function measure(name: string, target: LoadTarget, setCurrent: (m: Measure
 /** Starts one relay process and waits until its ops port says ready. */
 async function startRelay(name: string, stages: string, env: Record<string, string>): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
   const opsPort = await freePort();
-  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", join(root, "test", "load", "relay.ts")], {
+  const child = spawn(process.execPath, ["--import", "tsx", join(root, "test", "load", "relay.ts")], {
     cwd: root,
     env: { ...process.env, ...env, OPS_PORT: String(opsPort), RELAY_STAGES: stages, INSTANCE_ID: name },
     stdio: ["ignore", "ignore", "inherit"],
@@ -160,21 +159,64 @@ async function bare(config: Config, admin: Admin, infraPids: () => Record<string
   }
 }
 
-/** The saga: orders placed through the order API, their ends read from the terminal topics. */
-async function saga(config: Config, infraPids: () => Record<string, number>, serviceEnv: Record<string, string>): Promise<PipelineResult> {
-  const system: RunningSystem = await startSystem(serviceEnv, { nodeArgs });
+/**
+ * Runs `work` against the saga: the services started with `nodeArgs`, orders placed through the
+ * order API, their ends read from the terminal topics and handed to the current measurement.
+ */
+async function withSaga<T>(
+  config: Config,
+  serviceEnv: Record<string, string>,
+  nodeArgs: readonly string[],
+  work: (target: LoadTarget, setCurrent: (m: Measurement) => void, system: RunningSystem) => Promise<T>,
+): Promise<T> {
+  const system: RunningSystem = await startSystem(serviceEnv, { nodeArgs: [...nodeArgs] });
   const log = createLogger("bench", "warn");
   const ctx: CliContext = { config, settings: cliSettings({ ORDER_API_URL: system.apiUrl }), log, kafka: createKafka(config, log), json: true };
   let current: Measurement | undefined;
   const tail = await watchEnds(ctx, () => current);
   try {
     const mix = await loadMix(ctx, { skus: benchCatalog.map((p) => p.sku).join(","), scarceSku: "", outOfStockShare: 0, declinedShare: 0.05 });
-    const pids = () => ({ ...infraPids(), ...Object.fromEntries(system.processes.map((name) => [name, system.pidOf(name)])) });
-    return await measure("saga", orderApiTarget(ctx, mix), (m) => (current = m), pids);
+    return await work(orderApiTarget(ctx, mix), (m) => (current = m), system);
   } finally {
     await tail.stop();
     await system.stop();
   }
+}
+
+/** The saga: the ramp and the fixed rate. */
+function saga(config: Config, infraPids: () => Record<string, number>, serviceEnv: Record<string, string>): Promise<PipelineResult> {
+  return withSaga(config, serviceEnv, [], (target, setCurrent, system) => {
+    const pids = () => ({ ...infraPids(), ...Object.fromEntries(system.processes.map((name) => [name, system.pidOf(name)])) });
+    return measure("saga", target, setCurrent, pids);
+  });
+}
+
+/**
+ * The saga at the fixed rate with every service under `node --cpu-prof` (profiles are written
+ * when a process exits), summarized per service.
+ */
+async function profile(config: Config, serviceEnv: Record<string, string>, date: string): Promise<SagaProfile> {
+  const dir = join(args.out, "profiles", date);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const durationS = quick ? 5 : Number(args["profile-duration"]);
+  const pidsByName = await withSaga(config, serviceEnv, ["--cpu-prof", `--cpu-prof-dir=${dir}`], async (target, setCurrent, system) => {
+    const warm = new Measurement(() => performance.now());
+    setCurrent(warm);
+    await runClosedLoop(target, warm, { orders: 200, concurrency: 10, drainMs: 60_000 });
+    say(`profile: the saga at ${fixedRate}/s for ${durationS} s under --cpu-prof`);
+    const m = new Measurement(() => performance.now());
+    setCurrent(m);
+    await runOpenLoop(target, m, { rate: fixedRate, durationS, drainMs: 30_000 });
+    return Object.fromEntries(system.processes.map((name) => [name, system.pidOf(name)]));
+  });
+  const files = readdirSync(dir);
+  const processes: Record<string, ProfileSummary> = {};
+  for (const [name, pid] of Object.entries(pidsByName)) {
+    const file = files.find((f) => f.split(".")[3] === String(pid));
+    if (file !== undefined && name !== "mailsink") processes[name] = summarizeProfileFile(join(dir, file));
+  }
+  return { rate: fixedRate, durationS, processes };
 }
 
 async function main(): Promise<void> {
@@ -191,20 +233,26 @@ async function main(): Promise<void> {
   await admin.connect();
   const redis = new Redis(environment.redisUrl);
   const pidIn = (file: string) => Number(readFileSync(join(stateDir, file), "utf8").trim());
-  const infraPids = () => ({ broker: pidIn(join("kafka-single", "kafka.pid")), redis: pidIn(join("redis", "redis.pid")) });
+  // The load generator (this process: HTTP client or producer, the tail of the end topics) shares the two cores too.
+  const infraPids = () => ({ broker: pidIn(join("kafka-single", "kafka.pid")), redis: pidIn(join("redis", "redis.pid")), "load generator": process.pid });
   try {
     await applyTopics(admin, desiredTopics(catalog, replication.local, ""));
     await applyTopics(admin, desiredTopics(relayTopics.map((name) => ({ ...topicSpec("orders.created"), name })), replication.local, ""));
     await new StockStore(redis, keyspace("of")).seedCatalog(benchCatalog);
+    const date = new Date().toISOString().slice(0, 10);
+    if (args.only === "profile") {
+      // A tuning run: figures on stdout, no report.
+      process.stdout.write(`${JSON.stringify(await profile(config, serviceEnv, date), null, 2)}\n`);
+      return;
+    }
     if (args.only !== undefined) {
-      // A tuning run: one pipeline, figures on stdout, no report.
       const only = args.only === "bare" ? await bare(config, admin, infraPids, serviceEnv) : await saga(config, infraPids, serviceEnv);
       process.stdout.write(`${JSON.stringify({ sustainableRate: only.sustainableRate, fixed: { ...only.fixed, seconds: undefined }, usage: only.usage }, null, 2)}\n`);
       return;
     }
     const bareResult = await bare(config, admin, infraPids, serviceEnv);
     const sagaResult = await saga(config, infraPids, serviceEnv);
-    const date = new Date().toISOString().slice(0, 10);
+    const sagaProfile = await profile(config, serviceEnv, date);
     mkdirSync(args.out, { recursive: true });
     const result = {
       date,
@@ -212,6 +260,7 @@ async function main(): Promise<void> {
       settings: { ...rampOptions, fixedRate, fixedS, producer: config.kafka.producer, consumer: config.kafka.consumer, transactions: config.transactions },
       saga: sagaResult,
       bare: bareResult,
+      profile: sagaProfile,
     };
     const base = join(args.out, quick ? `${date}-quick` : date);
     renderResults(base, result, join(root, "bench", "tuning.md"));

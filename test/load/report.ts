@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import type { RampStep, RunResult } from "../../services/cli/loadgen.ts";
 import { lineChart } from "./chart.ts";
+import type { ProfileSummary } from "./profile.ts";
 
 interface Pipeline {
   readonly ramp: readonly RampStep[];
@@ -15,19 +16,28 @@ interface Pipeline {
   readonly usage: Readonly<Record<string, { cpuSeconds: number; peakRssMb: number }>>;
 }
 
+/** The saga's services profiled at a fixed rate (see profile.ts). */
+export interface SagaProfile {
+  readonly rate: number;
+  readonly durationS: number;
+  readonly processes: Readonly<Record<string, ProfileSummary>>;
+}
+
 export interface BenchResult {
   readonly date: string;
   readonly machine: { cpus: number; cpuModel: string; memoryGb: number; node: string };
   readonly settings: { readonly fixedRate: number; readonly fixedS: number; readonly p99BoundMs: number; readonly stepS: number };
   readonly saga: Pipeline;
   readonly bare: Pipeline;
+  /** Absent in results written before the profile pass was part of the benchmark. */
+  readonly profile?: SagaProfile;
 }
 
 /** The figures the issue's targets are judged by. */
 export function targets(r: BenchResult) {
   const efficiency = r.bare.sustainableRate > 0 ? r.saga.sustainableRate / r.bare.sustainableRate : 0;
   const p99Ratio = r.bare.fixed.latencyMs.p99 > 0 ? r.saga.fixed.latencyMs.p99 / r.bare.fixed.latencyMs.p99 : Infinity;
-  const services = Object.entries(r.saga.usage).filter(([name]) => !["broker", "redis", "mailsink"].includes(name));
+  const services = Object.entries(r.saga.usage).filter(([name]) => !["broker", "redis", "mailsink", "load generator"].includes(name));
   const maxRss = Math.max(0, ...services.map(([, u]) => u.peakRssMb));
   return [
     { target: "sustained ≥ 2,000 orders/s with p99 < 500 ms", measured: `${r.saga.sustainableRate} orders/s`, met: r.saga.sustainableRate >= 2000 },
@@ -51,6 +61,29 @@ function fixedRow(name: string, r: RunResult): string {
   const l = r.latencyMs;
   const ended = Object.entries(r.ended).map(([k, v]) => `${k} ${v}`).join(", ");
   return row([name, r.accepted, ended, l.p50, l.p99, l.p999, l.max, r.unfinished]);
+}
+
+/** Shares of each service's busy CPU time by part of the system, and each one's costliest functions. */
+function profileSection(p: SagaProfile): string[] {
+  const names = Object.keys(p.processes);
+  const parts = [...new Set(names.flatMap((name) => Object.keys(p.processes[name]?.parts ?? {})))];
+  const total = (part: string) => names.reduce((sum, name) => sum + (p.processes[name]?.parts[part] ?? 0), 0);
+  parts.sort((a, b) => total(b) - total(a));
+  return [
+    `## Where the CPU goes (the saga at ${p.rate} orders/s for ${p.durationS} s under \`node --cpu-prof\`)`,
+    "",
+    "Per cent of each service's busy CPU time (idle left out), by the part of the system the sampled code belongs to; native calls count for the JavaScript that made them.",
+    "",
+    row(["part", ...names]),
+    row(["---", ...names.map(() => "---:")]),
+    row(["busy CPU s", ...names.map((name) => p.processes[name]?.busySeconds ?? "")]),
+    ...parts.map((part) => row([part, ...names.map((name) => p.processes[name]?.parts[part] ?? "")])),
+    "",
+    "Costliest functions by own time:",
+    "",
+    ...names.map((name) => `- ${name}: ${(p.processes[name]?.topFunctions ?? []).map((f) => `\`${f.name}\` ${f.share}%`).join(", ")}`),
+    "",
+  ];
 }
 
 /** Writes the report to `path`; chart paths are relative to it. */
@@ -96,6 +129,7 @@ export function writeReport(path: string, r: BenchResult, extra: { latencyChart:
     row(["---", "---:", "---:", "---:", "---:"]),
     ...usageNames.map((name) => row([name, r.saga.usage[name]?.cpuSeconds ?? "", r.saga.usage[name]?.peakRssMb ?? "", r.bare.usage[name]?.cpuSeconds ?? "", r.bare.usage[name]?.peakRssMb ?? ""])),
     "",
+    ...(r.profile === undefined ? [] : profileSection(r.profile)),
     ...(extra.tuning === "" ? [] : [extra.tuning.trim(), ""]),
   ];
   writeFileSync(path, `${lines.join("\n")}\n`);
