@@ -8,11 +8,11 @@
  *   tsx test/load/bench.ts [--step S] [--fixed-duration S] [--max-rate R] [--quick] [--only saga|bare|profile]
  *   tsx test/load/bench.ts --render bench/results/<date>.json   (report and charts again, from a result)
  *
- * Last, the saga runs once more at the fixed rate with every service under `node --cpu-prof`, and
- * the report says where each service's CPU time went; the profiles stay in
- * bench/results/profiles/<date>/ (open them in Chrome DevTools or speedscope).
+ * Last, the saga runs once more at --profile-rate with every service under `node --cpu-prof` and the
+ * broker under Java Flight Recorder, and the report says where each one's CPU time went; the
+ * profiles stay in bench/results/profiles/<date>/ (Chrome DevTools or speedscope; JDK Mission Control).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
@@ -39,7 +39,7 @@ import { freePort, startSystem, type RunningSystem } from "../harness/processes.
 import { sampleOf } from "../harness/samples.ts";
 import { waitFor } from "../harness/wait.ts";
 import { sampleProcess, usageBetween, type ProcessSample } from "./procstat.ts";
-import { summarizeProfileFile, type ProfileSummary } from "./profile.ts";
+import { summarizeBrokerSamples, summarizeProfileFile, type ProfileSummary } from "./profile.ts";
 import { renderResults, type BenchResult, type SagaProfile } from "./report.ts";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -53,6 +53,7 @@ const { values: args } = parseArgs({
     "p99-bound": { type: "string", default: "500" },
     quick: { type: "boolean", default: false },
     only: { type: "string" },
+    "profile-rate": { type: "string", default: "40" },
     "profile-duration": { type: "string", default: "30" },
     out: { type: "string", default: join(root, "bench", "results") },
     render: { type: "string" },
@@ -195,28 +196,51 @@ function saga(config: Config, infraPids: () => Record<string, number>, serviceEn
  * The saga at the fixed rate with every service under `node --cpu-prof` (profiles are written
  * when a process exits), summarized per service.
  */
-async function profile(config: Config, serviceEnv: Record<string, string>, date: string): Promise<SagaProfile> {
+async function profile(config: Config, serviceEnv: Record<string, string>, brokerPid: number, date: string): Promise<SagaProfile> {
   const dir = join(args.out, "profiles", date);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
+  const rate = Number(args["profile-rate"]);
   const durationS = quick ? 5 : Number(args["profile-duration"]);
+  const brokerRecording = join(dir, "broker.jfr");
+  let brokerCpu: { before?: ProcessSample; after?: ProcessSample } = {};
   const pidsByName = await withSaga(config, serviceEnv, ["--cpu-prof", `--cpu-prof-dir=${dir}`], async (target, setCurrent, system) => {
     const warm = new Measurement(() => performance.now());
     setCurrent(warm);
     await runClosedLoop(target, warm, { orders: 200, concurrency: 10, drainMs: 60_000 });
-    say(`profile: the saga at ${fixedRate}/s for ${durationS} s under --cpu-prof`);
+    say(`profile: the saga at ${rate}/s for ${durationS} s, services under --cpu-prof, the broker under Java Flight Recorder`);
+    const recording = jcmd(brokerPid, "JFR.start", "name=bench", "settings=profile", `filename=${brokerRecording}`);
+    brokerCpu = { before: sampleProcess(brokerPid) };
     const m = new Measurement(() => performance.now());
     setCurrent(m);
-    await runOpenLoop(target, m, { rate: fixedRate, durationS, drainMs: 30_000 });
+    await runOpenLoop(target, m, { rate, durationS, drainMs: 30_000 });
+    brokerCpu.after = sampleProcess(brokerPid);
+    if (recording) jcmd(brokerPid, "JFR.stop", "name=bench");
     return Object.fromEntries(system.processes.map((name) => [name, system.pidOf(name)]));
   });
   const files = readdirSync(dir);
   const processes: Record<string, ProfileSummary> = {};
+  if (files.includes("broker.jfr")) {
+    const printed = execFileSync("jfr", ["print", "--json", "--stack-depth", "80", "--events", "jdk.ExecutionSample", brokerRecording], { maxBuffer: 1 << 30 }).toString();
+    const busy = Math.round(100 * ((brokerCpu.after?.cpuSeconds ?? 0) - (brokerCpu.before?.cpuSeconds ?? 0))) / 100;
+    processes["broker"] = summarizeBrokerSamples(JSON.parse(printed) as Parameters<typeof summarizeBrokerSamples>[0], busy);
+  }
   for (const [name, pid] of Object.entries(pidsByName)) {
     const file = files.find((f) => f.split(".")[3] === String(pid));
     if (file !== undefined && name !== "mailsink") processes[name] = summarizeProfileFile(join(dir, file));
   }
-  return { rate: fixedRate, durationS, processes };
+  return { rate, durationS, processes };
+}
+
+/** Runs a JDK diagnostic command on `pid`; false (and says so) when the JDK tools are not there. */
+function jcmd(pid: number, ...command: string[]): boolean {
+  try {
+    execFileSync("jcmd", [String(pid), ...command], { stdio: "ignore" });
+    return true;
+  } catch (err) {
+    say(`jcmd ${command[0] ?? ""} failed (${err instanceof Error ? err.message : String(err)}); the broker is not profiled`);
+    return false;
+  }
 }
 
 async function main(): Promise<void> {
@@ -242,7 +266,7 @@ async function main(): Promise<void> {
     const date = new Date().toISOString().slice(0, 10);
     if (args.only === "profile") {
       // A tuning run: figures on stdout, no report.
-      process.stdout.write(`${JSON.stringify(await profile(config, serviceEnv, date), null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(await profile(config, serviceEnv, infraPids().broker, date), null, 2)}\n`);
       return;
     }
     if (args.only !== undefined) {
@@ -252,7 +276,7 @@ async function main(): Promise<void> {
     }
     const bareResult = await bare(config, admin, infraPids, serviceEnv);
     const sagaResult = await saga(config, infraPids, serviceEnv);
-    const sagaProfile = await profile(config, serviceEnv, date);
+    const sagaProfile = await profile(config, serviceEnv, infraPids().broker, date);
     mkdirSync(args.out, { recursive: true });
     const result = {
       date,

@@ -1,8 +1,10 @@
 /**
  * Where a process's CPU time went, from a V8 CPU profile (`node --cpu-prof`): each sample's time
- * goes to the part of the system its innermost frame with a source belongs to (the Kafka client,
- * protobuf, protovalidate, OpenTelemetry, ioredis, logging, our own code, the Node runtime), or to
- * garbage collection; idle time is left out. Also the functions with the most time of their own.
+ * goes to the part of the system that asked for the work — the innermost frame on its stack from a
+ * library or our own code (the Kafka client, protobuf, protovalidate, OpenTelemetry, ioredis,
+ * logging, orderflow), so a socket write counts for the client that wrote — or to garbage
+ * collection; idle time is left out. Also the functions with the most time of their own. The
+ * broker's Java Flight Recorder samples are sorted by the kind of request they serve.
  */
 import { readFileSync } from "node:fs";
 
@@ -58,13 +60,16 @@ export function summarizeProfile(profile: CpuProfile, top = 5): ProfileSummary {
     const frame = byId.get(id)?.callFrame;
     if (frame === undefined || frame.functionName === IDLE) continue;
     busy += micros;
-    // Native frames have no source: the time belongs to whoever called them.
+    // Native frames and Node's own modules (sockets, streams) work for whoever called them: the
+    // time goes to the nearest library or module of ours on the stack, else to the runtime.
     let part = frame.functionName === GC ? "garbage collection" : undefined;
+    let runtime: string | undefined;
     for (let at: number | undefined = id; part === undefined && at !== undefined; at = parent.get(at)) {
       const url = byId.get(at)?.callFrame.url ?? "";
-      if (url !== "") part = partOf(url);
+      if (url.startsWith("node:")) runtime ??= partOf(url);
+      else if (url !== "") part = partOf(url);
     }
-    part ??= "V8 and native (no JavaScript caller)";
+    part ??= runtime ?? "V8 and native (no JavaScript caller)";
     parts.set(part, (parts.get(part) ?? 0) + micros);
     const where = frame.url === "" ? "" : ` (${frame.url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/(lib|services|test)\//, "$1/")}:${frame.lineNumber + 1})`;
     const name = `${frame.functionName || "(anonymous)"}${where}`;
@@ -81,4 +86,50 @@ export function summarizeProfile(profile: CpuProfile, top = 5): ProfileSummary {
 /** Reads and summarizes a .cpuprofile file. */
 export function summarizeProfileFile(path: string, top?: number): ProfileSummary {
   return summarizeProfile(JSON.parse(readFileSync(path, "utf8")) as CpuProfile, top);
+}
+
+/** The parts of `jfr print --json` output read here. */
+interface JfrSamples {
+  readonly recording: {
+    readonly events: readonly {
+      readonly values: {
+        readonly sampledThread: { readonly javaName: string };
+        readonly stackTrace: { readonly frames: readonly { readonly method: { readonly name: string; readonly type: { readonly name: string } } }[] };
+      };
+    }[];
+  };
+}
+
+/** Broker work by what a request or thread does, from the names on its stack. */
+const brokerParts: readonly (readonly [RegExp, string])[] = [
+  [/handleFetchRequest|DelayedFetch|tryCompleteActions|executor-Fetch|ExpirationReaper-\d+-Fetch/, "serving fetches (consumers and their long polls)"],
+  [/handleProduceRequest/, "appending produced records"],
+  [/Txn|Transaction/, "transactions (partitions, offsets, end, markers)"],
+  [/group-coordinator|OffsetCommit|Heartbeat|JoinGroup|SyncGroup|ConsumerGroup/, "consumer groups and offsets"],
+  [/network-thread/, "network threads (requests in and out)"],
+];
+
+/**
+ * Summarizes the broker's execution samples (`jfr print --json --events jdk.ExecutionSample`):
+ * shares of sampled Java time by kind of work, and the costliest methods by own samples.
+ */
+export function summarizeBrokerSamples(samples: JfrSamples, busySeconds: number, top = 5): ProfileSummary {
+  const parts = new Map<string, number>();
+  const methods = new Map<string, number>();
+  const events = samples.recording.events;
+  for (const { values } of events) {
+    const frames = values.stackTrace.frames.map((f) => `${f.method.type.name.split("/").pop() ?? ""}.${f.method.name}`);
+    const outermostHandler = [...frames].reverse().find((f) => f.startsWith("KafkaApis.handle") && f !== "KafkaApis.handle");
+    const says = [values.sampledThread.javaName, outermostHandler ?? "", ...frames].join(" ");
+    const part = brokerParts.find(([pattern]) => pattern.test(outermostHandler ?? says))?.[1] ?? brokerParts.find(([pattern]) => pattern.test(says))?.[1] ?? "other";
+    parts.set(part, (parts.get(part) ?? 0) + 1);
+    const own = frames[0];
+    if (own !== undefined) methods.set(own, (methods.get(own) ?? 0) + 1);
+  }
+  const share = (n: number) => (events.length === 0 ? 0 : Math.round((1000 * n) / events.length) / 10);
+  return {
+    busySeconds,
+    parts: Object.fromEntries([...parts].sort((a, b) => b[1] - a[1]).map(([part, n]) => [part, share(n)])),
+    topFunctions: [...methods].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, n]) => ({ name, share: share(n) })),
+  };
 }

@@ -70,9 +70,9 @@ function profileSection(p: SagaProfile): string[] {
   const total = (part: string) => names.reduce((sum, name) => sum + (p.processes[name]?.parts[part] ?? 0), 0);
   parts.sort((a, b) => total(b) - total(a));
   return [
-    `## Where the CPU goes (the saga at ${p.rate} orders/s for ${p.durationS} s under \`node --cpu-prof\`)`,
+    `## Where the CPU goes (the saga at ${p.rate} orders/s for ${p.durationS} s, profiled)`,
     "",
-    "Per cent of each service's busy CPU time (idle left out), by the part of the system the sampled code belongs to; native calls count for the JavaScript that made them.",
+    "Services: per cent of each one's busy CPU time under `node --cpu-prof` (idle left out), by the part of the system the sampled code belongs to; native calls count for the JavaScript that made them. Broker: per cent of its Java execution samples (Java Flight Recorder) by the kind of work; its busy CPU seconds are read from /proc.",
     "",
     row(["part", ...names]),
     row(["---", ...names.map(() => "---:")]),
