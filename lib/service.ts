@@ -83,7 +83,15 @@ function countedOnCommit(context: RecordContext, metrics: Metrics): RecordContex
     return result;
   };
   return {
-    ...context,
+    topic: context.topic,
+    partition: context.partition,
+    offset: context.offset,
+    attempt: context.attempt,
+    // Not copied: made when first used (see the consumer runner).
+    get log() {
+      return context.log;
+    },
+    afterCommit: (effect) => context.afterCommit(effect),
     out: {
       publish: (base, schema, init, options) => counted(base, context.out.publish(base, schema, init, options)),
       send: (topic, record) => counted(topic, context.out.send(topic, record)),

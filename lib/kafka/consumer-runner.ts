@@ -416,23 +416,34 @@ export class ConsumerRunner {
     const { handler, config, log, onOutcome } = this.#options;
     const record: FailedRecord = { topic, partition, ...message };
     const firstSeen = new Date();
-    const recordLog = log.child({ topic, partition, offset: message.offset });
+    const where = { topic, partition, offset: message.offset };
     let attempts = 0;
     const partitionKey = `${topic}/${partition}`;
     this.#inHand.set(partitionKey, Number(message.offset));
     try {
       const decoded = decodeRecord(message, this.#accepted.get(topic) ?? []);
-      const orderLog = recordLog.child({ orderId: decoded.envelope.orderId, eventType: decoded.envelope.eventType });
-      const context = { topic, partition, offset: message.offset, log: orderLog, out: delivery.out, afterCommit: (e: () => Promise<void>) => delivery.afterCommit(e) };
+      // A child logger costs (its bindings go through redaction), and most records log nothing:
+      // it is made when first used.
+      let orderLog: Logger | undefined;
+      const logOfOrder = () => (orderLog ??= log.child({ ...where, orderId: decoded.envelope.orderId, eventType: decoded.envelope.eventType }));
+      const contextOf = (attempt: number): RecordContext => ({
+        ...where,
+        attempt,
+        get log() {
+          return logOfOrder();
+        },
+        out: delivery.out,
+        afterCommit: (effect) => delivery.afterCommit(effect),
+      });
       const attempt = () =>
         this.#retry.execute(({ attempt: retryIndex }) => {
           if (!delivery.clean()) throw new Redo("a failed attempt left outputs behind");
           attempts += 1;
           if (retryIndex > 0) {
-            orderLog.warn({ attempt: attempts }, "retrying");
+            logOfOrder().warn({ attempt: attempts }, "retrying");
             span.addEvent("retry", { [OrderflowAttributes.attempt]: attempts });
           }
-          return handler(decoded, { ...context, attempt: attempts });
+          return handler(decoded, contextOf(attempts));
         });
       for (;;) {
         try {
@@ -442,7 +453,7 @@ export class ConsumerRunner {
           if (!isOutage(error)) throw error;
           if (!this.#running) throw new Abandoned("stopping");
           if (!delivery.clean()) throw new Redo("a failed attempt left outputs behind");
-          orderLog.warn({ err: messageOf(error), attempts }, "waiting out an outage");
+          logOfOrder().warn({ err: messageOf(error), attempts }, "waiting out an outage");
           await delivery.beforeWaiting();
           await delay(config.consumer.retryMaxDelayMs);
         }
@@ -456,7 +467,7 @@ export class ConsumerRunner {
       if (!delivery.clean()) throw new Redo("a failed attempt left outputs behind", { cause: error });
       attempts = Math.max(attempts, 1);
       const level = error instanceof PoisonRecordError ? "warn" : "error";
-      recordLog[level]({ errorClass: errorClassOf(error), err: messageOf(error), attempts }, "dead-lettering record");
+      log[level]({ ...where, errorClass: errorClassOf(error), err: messageOf(error), attempts }, "dead-lettering record");
       // If the DLQ cannot take it either, this throws: the record is read again.
       span.setAttributes({
         [OrderflowAttributes.attempt]: attempts,

@@ -48,7 +48,7 @@ const { values: args } = parseArgs({
     step: { type: "string", default: "20" },
     "fixed-rate": { type: "string", default: "100" },
     "fixed-duration": { type: "string", default: "60" },
-    "start-rate": { type: "string", default: "50" },
+    "start-rate": { type: "string", default: "20" },
     "max-rate": { type: "string", default: "6000" },
     "p99-bound": { type: "string", default: "500" },
     quick: { type: "boolean", default: false },

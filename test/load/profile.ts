@@ -29,9 +29,10 @@ const partsByUrl: readonly (readonly [RegExp, string])[] = [
   [/node_modules\/@bufbuild\/protobuf\//, "protobuf encode/decode"],
   [/node_modules\/@opentelemetry\//, "OpenTelemetry"],
   [/node_modules\/(ioredis|redis-parser|@ioredis|denque|cluster-key-slot|standard-as-callback)\//, "ioredis"],
-  [/node_modules\/(pino|sonic-boom|thread-stream|fast-redact|quick-format-unescaped|atomic-sleep|on-exit-leak-free)/, "logging (pino)"],
+  [/node_modules\/(pino|@pinojs|sonic-boom|thread-stream|fast-redact|quick-format-unescaped|atomic-sleep|on-exit-leak-free)/, "logging (pino)"],
+  [/node_modules\/(nodemailer|smtp-server)\//, "SMTP (nodemailer)"],
+  [/node_modules\/(tsx|esbuild)\//, "TypeScript loader (tsx, at start-up)"],
   [/node_modules\/(prom-client|tdigest|bintrees)\//, "metrics (prom-client)"],
-  [/node_modules\/(cockatiel|uuid)\//, "other libraries"],
   [/node_modules\//, "other libraries"],
   [/^node:/, "Node runtime (streams, sockets, timers)"],
 ];
