@@ -1,9 +1,10 @@
 /**
  * Where the orchestrator keeps each saga: one Redis value per order holding the saga state, the
  * event ids already applied (a redelivery changes nothing) and an outbox of effects decided but not
- * yet published. State, outbox and the due-time index change together in one compare-and-set
- * script, so a decision and its effects can never come apart, and two writers (the consumer and
- * the timer) cannot overwrite each other.
+ * yet published. State, outbox and two indexes (orders by due time; orders with an outbox by the
+ * age of its oldest entry, so the timer finds leftovers without visiting every order in flight)
+ * change together in one compare-and-set script, so a decision and its effects can never come
+ * apart, and two writers (the consumer and the timer) cannot overwrite each other.
  */
 import { fromBinary, toBinary, create, type DescMessage } from "@bufbuild/protobuf";
 import { createRegistry } from "@bufbuild/protobuf";
