@@ -193,8 +193,8 @@ function saga(config: Config, infraPids: () => Record<string, number>, serviceEn
 }
 
 /**
- * The saga at the fixed rate with every service under `node --cpu-prof` (profiles are written
- * when a process exits), summarized per service.
+ * The saga at --profile-rate with every service under `node --cpu-prof` (a profile is written when
+ * its process exits) and the broker under Java Flight Recorder, summarized per process.
  */
 async function profile(config: Config, serviceEnv: Record<string, string>, brokerPid: number, date: string): Promise<SagaProfile> {
   const dir = join(args.out, "profiles", date);

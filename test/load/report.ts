@@ -72,7 +72,7 @@ function profileSection(p: SagaProfile): string[] {
   return [
     `## Where the CPU goes (the saga at ${p.rate} orders/s for ${p.durationS} s, profiled)`,
     "",
-    "Services: per cent of each one's busy CPU time under `node --cpu-prof` (idle left out), by the part of the system the sampled code belongs to; native calls count for the JavaScript that made them. Broker: per cent of its Java execution samples (Java Flight Recorder) by the kind of work; its busy CPU seconds are read from /proc.",
+    "Services: per cent of each one's busy CPU time under `node --cpu-prof` (idle left out), by the part of the system that asked for the work: a sample counts for the library or module of ours nearest to it on the stack, so a socket write counts for the client that wrote. Broker: per cent of its Java execution samples (Java Flight Recorder) by the kind of work; its busy CPU seconds are read from /proc.",
     "",
     row(["part", ...names]),
     row(["---", ...names.map(() => "---:")]),
