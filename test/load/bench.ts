@@ -89,13 +89,17 @@ function samples(pids: Readonly<Record<string, number | undefined>>): Record<str
 }
 
 /** Ramp, then the fixed rate, against one target; `watch` hands the ends to the current measurement. */
-async function measure(name: string, target: LoadTarget, setCurrent: (m: Measurement) => void, pids: () => Record<string, number | undefined>): Promise<PipelineResult> {
-  const now = () => performance.now();
-  // Warm-up, not measured: consumer groups join, connections open, code paths are compiled.
-  const warm = new Measurement(now);
+/** Warm-up, not measured: consumer groups join, connections open, code paths are compiled. */
+async function warmUp(name: string, target: LoadTarget, setCurrent: (m: Measurement) => void): Promise<void> {
+  const warm = new Measurement(() => performance.now());
   setCurrent(warm);
   const warmed = await runClosedLoop(target, warm, { orders: 200, concurrency: 10, drainMs: 60_000 });
   say(`${name}: warmed up with ${warmed.accepted} orders (p50 ${warmed.latencyMs.p50} ms)`);
+}
+
+async function measure(name: string, target: LoadTarget, setCurrent: (m: Measurement) => void, pids: () => Record<string, number | undefined>): Promise<PipelineResult> {
+  const now = () => performance.now();
+  await warmUp(name, target, setCurrent);
   const before = samples(pids());
   say(`${name}: ramp from ${rampOptions.startRate}/s, ×${rampOptions.factor} every ${stepS} s, p99 bound ${p99BoundMs} ms`);
   const ramp = await runRamp(target, now, setCurrent, {
@@ -205,9 +209,7 @@ async function profile(config: Config, serviceEnv: Record<string, string>, broke
   const brokerRecording = join(dir, "broker.jfr");
   let brokerCpu: { before?: ProcessSample; after?: ProcessSample } = {};
   const pidsByName = await withSaga(config, serviceEnv, ["--cpu-prof", `--cpu-prof-dir=${dir}`], async (target, setCurrent, system) => {
-    const warm = new Measurement(() => performance.now());
-    setCurrent(warm);
-    await runClosedLoop(target, warm, { orders: 200, concurrency: 10, drainMs: 60_000 });
+    await warmUp("profile", target, setCurrent);
     say(`profile: the saga at ${rate}/s for ${durationS} s, services under --cpu-prof, the broker under Java Flight Recorder`);
     const recording = jcmd(brokerPid, "JFR.start", "name=bench", "settings=profile", `filename=${brokerRecording}`);
     brokerCpu = { before: sampleProcess(brokerPid) };

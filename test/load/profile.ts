@@ -121,8 +121,9 @@ export function summarizeBrokerSamples(samples: JfrSamples, busySeconds: number,
   for (const { values } of events) {
     const frames = values.stackTrace.frames.map((f) => `${f.method.type.name.split("/").pop() ?? ""}.${f.method.name}`);
     const outermostHandler = [...frames].reverse().find((f) => f.startsWith("KafkaApis.handle") && f !== "KafkaApis.handle");
-    const says = [values.sampledThread.javaName, outermostHandler ?? "", ...frames].join(" ");
-    const part = brokerParts.find(([pattern]) => pattern.test(outermostHandler ?? says))?.[1] ?? brokerParts.find(([pattern]) => pattern.test(says))?.[1] ?? "other";
+    // A request handler's work is the request's; other threads' by their name and stack.
+    const says = outermostHandler ?? [values.sampledThread.javaName, ...frames].join(" ");
+    const part = brokerParts.find(([pattern]) => pattern.test(says))?.[1] ?? "other";
     parts.set(part, (parts.get(part) ?? 0) + 1);
     const own = frames[0];
     if (own !== undefined) methods.set(own, (methods.get(own) ?? 0) + 1);
