@@ -31,11 +31,14 @@ export interface NotificationDeps {
   readonly dedup?: boolean;
   /** Counts send attempts by template and result (observability.ts). */
   readonly emails?: Pick<Counter<"template" | "result">, "inc">;
+  /** The clock the rate limit's minute windows are read from. */
+  readonly now?: () => number;
 }
 
 export function createNotifier(deps: NotificationDeps) {
   const { redis, keys, mailer, log } = deps;
   const claimMs = deps.claimMs ?? 20_000;
+  const now = deps.now ?? Date.now;
 
   /** Sends one requested email (once); notifications.sent goes to `out` (the consumer's transaction). */
   return async function handle(command: EmailRequested, out: Sink): Promise<void> {
@@ -49,7 +52,7 @@ export function createNotifier(deps: NotificationDeps) {
       throw new TransientError(`email ${command.notificationId} is being sent by another instance`);
     }
     // Only a send that happens uses up the customer's rate: an attempt that fails gives its slot back.
-    const minute = Math.floor(Date.now() / 60_000);
+    const minute = Math.floor(now() / 60_000);
     const rateKey = keys("email-rate", command.customerId, String(minute));
     const giveBack = () => redis.multi().decr(rateKey).del(key).exec();
     const count = await redis.incr(rateKey);
