@@ -49,21 +49,30 @@ export interface Config {
    * transactional ids, so it must be stable across restarts and unique among live instances.
    */
   readonly instanceId: string;
+  /** The process's one transaction (lib/kafka/transactions.ts). */
   readonly transactions: {
-    /** A consumer commits its transaction once it holds this many records... */
+    /** Commit once the transaction has been open this long (as Kafka Streams' commit.interval.ms)... */
+    readonly commitIntervalMs: number;
+    /** ...or earlier, once it is this old and every consumer is idle (low load, low latency)... */
+    readonly idleCommitMs: number;
+    /** ...or once it holds this many consumed records. */
     readonly maxRecords: number;
-    /** ...or once it has been open this long. */
-    readonly maxMs: number;
     /** transaction.timeout.ms: the broker aborts a transaction its producer left open longer. */
     readonly timeoutMs: number;
+    /** linger.ms of the transactional producer; a commit sends what lingers at once. */
+    readonly lingerMs: number;
   };
   readonly consumer: {
     /** In-process attempts for a retriable handler error before the record is dead-lettered. */
     readonly maxAttempts: number;
     readonly retryInitialDelayMs: number;
     readonly retryMaxDelayMs: number;
-    /** Partitions of one consumer handled at the same time (records within one stay in order). */
-    readonly partitionsConcurrently: number;
+    /** Records of one consumer handled at the same time, of different keys (one key's stay in order). */
+    readonly concurrency: number;
+    /** Most records taken from the client in one fetch. */
+    readonly fetchMax: number;
+    /** How long a fetch waits for a first record before it returns empty. */
+    readonly pollMs: number;
     /** No record handled for this long while lag grows → the watchdog reports a stall. */
     readonly stallAfterMs: number;
   };
@@ -86,8 +95,8 @@ export const lockedConsumerProperties: KafkaProperties = {
 const defaultProducerProperties: KafkaProperties = {
   // Large enough for a dead letter of the largest record a topic takes.
   "message.max.bytes": DLQ_MAX_MESSAGE_BYTES,
-  // Short: a transaction's commit waits for its records' acks, so a record's linger is on every
-  // hop's latency; under load batches still fill from the requests already in flight.
+  // Short for what waits on its ack (the order API's orders.created); the transactional producer
+  // lingers longer (TX_LINGER_MS): its commit sends what lingers at once.
   "linger.ms": 1,
   "batch.num.messages": 10000,
   "compression.type": "lz4",
@@ -199,9 +208,11 @@ export function loadConfig(service: string, env: Env = process.env): Config {
     opsPort: integer(env, "OPS_PORT", 0, 0),
     instanceId: env["INSTANCE_ID"] ?? "0",
     transactions: {
-      maxRecords: integer(env, "TX_MAX_RECORDS", 100, 1),
-      maxMs: integer(env, "TX_MAX_MS", 100, 1),
+      commitIntervalMs: integer(env, "TX_COMMIT_INTERVAL_MS", 100, 1),
+      idleCommitMs: integer(env, "TX_IDLE_COMMIT_MS", 5, 0),
+      maxRecords: integer(env, "TX_MAX_RECORDS", 10000, 1),
       timeoutMs: integer(env, "TX_TIMEOUT_MS", 30000, 1000),
+      lingerMs: integer(env, "TX_LINGER_MS", 20, 0),
     },
     tracing: tracingSettings(env),
     logLevel: oneOf(env, "LOG_LEVEL", ["trace", "debug", "info", "warn", "error", "fatal", "silent"], "info"),
@@ -209,7 +220,9 @@ export function loadConfig(service: string, env: Env = process.env): Config {
       maxAttempts: integer(env, "CONSUMER_MAX_ATTEMPTS", 5, 1),
       retryInitialDelayMs: integer(env, "CONSUMER_RETRY_INITIAL_MS", 100, 1),
       retryMaxDelayMs: integer(env, "CONSUMER_RETRY_MAX_MS", 5000, 1),
-      partitionsConcurrently: integer(env, "CONSUMER_PARTITIONS_CONCURRENTLY", 64, 1),
+      concurrency: integer(env, "CONSUMER_CONCURRENCY", 256, 1),
+      fetchMax: integer(env, "CONSUMER_FETCH_MAX", 1000, 1),
+      pollMs: integer(env, "CONSUMER_POLL_MS", 100, 1),
       stallAfterMs: integer(env, "CONSUMER_STALL_AFTER_MS", 60000, 1),
     },
   };

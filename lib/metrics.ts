@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics every service exposes on its ops port: records consumed by outcome, records
- * produced, handler latency, failed handler attempts by error class, retries, dead letters and
- * consumer lag per partition. Services add their own to the same registry (in their own folder).
+ * produced, handler latency, failed handler attempts by error class, retries, dead letters,
+ * consumer lag per partition, and the process transaction's commits (count, records per group,
+ * commit latency) and aborts. Services add their own to the same registry (in their own folder).
  * Every name starts with `orderflow_`; `service` is a default label. Labels stay bounded: topics,
  * partitions, groups and error classes — never order or customer ids.
  */
@@ -22,6 +23,14 @@ export interface Metrics {
   /** Handler attempts after the first one for the same delivery of a record. */
   readonly retries: Counter<"topic">;
   readonly deadLettered: Counter<"topic" | "error_class">;
+  /** Transactions committed by this process (one transactional producer per process). */
+  readonly transactionsCommitted: Counter;
+  /** Transactions aborted (a failed commit, a redo, an outage, fencing). */
+  readonly transactionsAborted: Counter;
+  /** Consumed records per committed transaction, per consumer group. */
+  readonly transactionRecords: Histogram<"group">;
+  /** From the start of a commit (members settling included) until the broker confirmed it. */
+  readonly commitSeconds: Histogram;
   /** Reports the lag of `source` (a consumer of `group`) on every scrape, until the process ends. */
   trackLag(group: string, source: LagSource): void;
 }
@@ -69,6 +78,21 @@ export function createMetrics(service: string): Metrics {
       registers: [registry],
     }),
     deadLettered: new Counter({ name: "orderflow_dead_letters_total", help: "Records sent to a DLQ", labelNames: ["topic", "error_class"], registers: [registry] }),
+    transactionsCommitted: new Counter({ name: "orderflow_transactions_committed_total", help: "Kafka transactions this process committed", registers: [registry] }),
+    transactionsAborted: new Counter({ name: "orderflow_transactions_aborted_total", help: "Kafka transactions this process aborted", registers: [registry] }),
+    transactionRecords: new Histogram({
+      name: "orderflow_transaction_records",
+      help: "Consumed records per committed transaction, per consumer group",
+      labelNames: ["group"],
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000],
+      registers: [registry],
+    }),
+    commitSeconds: new Histogram({
+      name: "orderflow_transaction_commit_seconds",
+      help: "Time to commit a transaction: its consumers settling, offsets and the commit confirmed by the broker",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
     trackLag(group, source) {
       lagSources.push([group, source]);
     },

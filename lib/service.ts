@@ -16,6 +16,32 @@ import { startTracing, stopTracing } from "./tracing.ts";
 import { createKafka, topicName, type Kafka } from "./kafka/client.ts";
 import { ConsumerRunner, type RecordContext, type RecordHandler } from "./kafka/consumer-runner.ts";
 import { createPublisher, type Publisher } from "./kafka/publisher.ts";
+import { ProcessTransaction } from "./kafka/transactions.ts";
+
+/**
+ * The producers (the envelope's producer header) whose records our consumers trust: every
+ * orderflow process validates what it encodes, so its records are not validated again on the next
+ * hop. A record written by anything else is validated in full.
+ */
+export const ownProducers: ReadonlySet<string> = new Set(["order", "orchestrator", "payment", "inventory", "notification", "admin"]);
+
+/** The one transactional producer of a process and its commit cycle, counted in `metrics`. */
+export function processTransaction(config: Config, log: Logger, metrics: Metrics): ProcessTransaction {
+  return new ProcessTransaction({
+    config,
+    log,
+    transactionalId: `${topicName(config, config.service)}.${config.instanceId}`,
+    settings: config.transactions,
+    observer: {
+      committed(seconds, recordsByGroup) {
+        metrics.transactionsCommitted.inc();
+        metrics.commitSeconds.observe(seconds);
+        for (const [group, records] of recordsByGroup) metrics.transactionRecords.observe({ group }, records);
+      },
+      aborted: () => metrics.transactionsAborted.inc(),
+    },
+  });
+}
 
 /** What a service gets to build itself. */
 export interface Runtime {
@@ -113,6 +139,7 @@ export async function startService(
   const publisher = counted(await createPublisher(kafka, config), metrics);
   const redis = createRedis(config, log);
   const runners: ConsumerRunner[] = [];
+  let transaction: ProcessTransaction | undefined;
 
   const runtime: Runtime = {
     config,
@@ -124,15 +151,13 @@ export async function startService(
     metrics,
     consume({ group, topics, handler, delivery = "transactional" }) {
       const groupId = topicName(config, group);
+      if (delivery === "transactional") transaction ??= processTransaction(config, log, metrics);
       const runner = new ConsumerRunner({
-        kafka,
         config,
         log,
         groupId,
-        ...(delivery === "transactional"
-          ? { transactional: { transactionalId: `${groupId}.${config.instanceId}`, settings: config.transactions } }
-          : {}),
-        subscriptions: topics.map((base) => ({ topic: topicName(config, base), valueTypes: topicSpec(base).valueTypes })),
+        ...(delivery === "transactional" && transaction !== undefined ? { transaction } : {}),
+        subscriptions: topics.map((base) => ({ topic: topicName(config, base), valueTypes: topicSpec(base).valueTypes, trustedProducers: ownProducers })),
         publisher,
         handler: async (record, context) => {
           const end = metrics.handlerSeconds.startTimer({ topic: context.topic });
@@ -192,6 +217,7 @@ export async function startService(
     async stop() {
       await pauses?.close();
       for (const runner of runners) await runner.stop();
+      await transaction?.close();
       await parts.stop?.();
       await publisher.disconnect();
       redis.disconnect();

@@ -1,18 +1,21 @@
 /**
- * The consumer runner every service uses. For each record, in partition order: decode and
- * validate (unreadable → DLQ at once), call the handler, retry retriable failures in-process with
- * exponential backoff and jitter up to a bound, then dead-letter — except an outage (Redis or a
- * peer unreachable), which is waited out without giving up the record. Two ways to deliver:
+ * The consumer runner every service uses. It fetches records in batches and hands them to the
+ * handler concurrently by key (KeyedScheduler): records of different orders run in parallel, even
+ * within one partition, while one key's records keep their order. For each record: decode (and
+ * validate, unless a producer of ours wrote it), call the handler, retry retriable failures
+ * in-process with exponential backoff and jitter up to a bound, then dead-letter. Two ways to deliver:
  *
- * - transactional (services that consume, change state and produce): the outputs of a batch of
- *   records, their dead letters and their offsets commit in one Kafka transaction — when a fetched
- *   batch is done and no other is being handled, and at the latest every N records or T ms. A failed commit aborts, and the consumer is rewound to the first record of each
- *   partition in that transaction; handlers are idempotent by business key, so the redo produces
- *   the same outputs and no second effect.
- * - at-least-once (projections, which produce nothing): the offset is stored only after the record
- *   was handled or dead-lettered.
+ * - transactional (services that consume, change state and produce): the runner is a member of the
+ *   process's one transaction (ProcessTransaction); outputs, dead letters and consumed positions
+ *   commit together on the transaction's schedule. To commit, the runner stops taking records in
+ *   and lets those in hand finish, so every position it sends covers only finished records. A failed
+ *   attempt that already produced, a DLQ that refuses, or an outage (Redis or a peer unreachable)
+ *   dooms the transaction: it is aborted, every partition rewinds to its first record in it, and
+ *   handlers — idempotent by business key — redo the same outputs with no second effect.
+ * - at-least-once (projections, which produce nothing): a partition's offset is stored once every
+ *   record before it was handled or dead-lettered; an outage is waited out in place.
  *
- * Stops gracefully: the record in hand finishes, an open transaction commits.
+ * Stops gracefully: records in hand finish, the transaction commits, the group is left.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { Span } from "@opentelemetry/api";
@@ -21,12 +24,12 @@ import type { Config } from "../config.ts";
 import { OrderflowError, PoisonRecordError, errorClassOf, isOutage, isRetriable, messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { decodeRecord, type DecodedRecord } from "../codec/codec.ts";
-import type { RawHeaders } from "../codec/envelope.ts";
-import { createConsumer, type Consumer, type Kafka } from "./client.ts";
 import { MessagingAttributes, OrderflowAttributes, traceProcess } from "../tracing.ts";
 import { deadLetter, dlqTopicOf, type FailedRecord } from "./dlq.ts";
+import { KeyedScheduler } from "./key-scheduler.ts";
+import { ASSIGN, REVOKE, connectConsumer, consumeBatch, disconnect, headersOf, type Assigned, type Message, type NativeConsumer, type TopicPartitionOffset } from "./native.ts";
 import type { Publisher, Sink } from "./publisher.ts";
-import { TransactionalOutput, type TransactionSettings } from "./transactions.ts";
+import type { ProcessTransaction, TransactionMember } from "./transactions.ts";
 import { StallWatchdog, type StallReport } from "./watchdog.ts";
 
 /** Where a record came from and how often it has been tried, for the handler. */
@@ -37,7 +40,7 @@ export interface RecordContext {
   /** 1 on the first try. */
   readonly attempt: number;
   readonly log: Logger;
-  /** Where the record's outputs go: into the consumer's transaction, or straight to the broker. */
+  /** Where the record's outputs go: into the process's transaction, or straight to the broker. */
   readonly out: Sink;
   /** Runs `effect` once the outputs are committed (at once when not transactional). */
   afterCommit(effect: () => Promise<void>): void;
@@ -49,13 +52,17 @@ export type RecordHandler = (record: DecodedRecord, context: RecordContext) => P
 export interface Subscription {
   readonly topic: string;
   readonly valueTypes: readonly DescMessage[];
+  /**
+   * Producers (the envelope's producer header) whose records were validated when encoded and are
+   * not validated again here; records of anyone else are. Absent: every record is validated.
+   */
+  readonly trustedProducers?: ReadonlySet<string>;
 }
 
 /** What happened to one record; observers count these (metrics, tests). */
 export type Outcome = "handled" | "dead-lettered";
 
 export interface ConsumerRunnerOptions {
-  readonly kafka: Kafka;
   readonly config: Config;
   readonly log: Logger;
   readonly groupId: string;
@@ -63,8 +70,8 @@ export interface ConsumerRunnerOptions {
   readonly handler: RecordHandler;
   /** Produces outputs and dead letters of an at-least-once runner. */
   readonly publisher: Publisher;
-  /** Makes the runner transactional: the id must be stable per instance (a restart fences its predecessor). */
-  readonly transactional?: { readonly transactionalId: string; readonly settings: TransactionSettings };
+  /** Makes the runner transactional: a member of the process's transaction. */
+  readonly transaction?: ProcessTransaction;
   readonly onOutcome?: (outcome: Outcome, record: FailedRecord, error?: unknown) => void;
   /** How often the watchdog measures lag; 0 turns it off. */
   readonly watchdogIntervalMs?: number;
@@ -77,62 +84,6 @@ export interface RunnerHealth {
   readonly stall: StallReport;
 }
 
-const ASSIGN = -175;
-const REVOKE = -174;
-
-interface RawMessage {
-  readonly key: Buffer | null;
-  readonly value: Buffer | null;
-  readonly offset: string;
-  readonly headers?: RawHeaders;
-}
-
-/** The client underneath the KafkaJS-style consumer, for what the wrapper does not expose. */
-interface LocalConsumer {
-  assignments(): { topic: string; partition: number }[];
-  position(partitions: { topic: string; partition: number }[]): { topic: string; partition: number; offset?: number }[];
-  getWatermarkOffsets(topic: string, partition: number): { highOffset: number; lowOffset: number };
-}
-
-/**
- * Batches of several partitions inside one transaction at once (shared), and commits or aborts
- * that must have it to themselves (exclusive): an exclusive step waits until every batch inside
- * has left, and keeps new ones out until it is done. A batch leaves before it asks for one.
- */
-class Gate {
-  #inside = 0;
-  #emptied: (() => void)[] = [];
-  #closing: Promise<void> | undefined;
-
-  async enter(): Promise<void> {
-    while (this.#closing !== undefined) await this.#closing;
-    this.#inside += 1;
-  }
-
-  /** No batch inside and no exclusive step running or waiting. */
-  get idle(): boolean {
-    return this.#inside === 0 && this.#closing === undefined;
-  }
-
-  leave(): void {
-    this.#inside -= 1;
-    if (this.#inside === 0) for (const resolve of this.#emptied.splice(0)) resolve();
-  }
-
-  async exclusive<T>(work: () => Promise<T>): Promise<T> {
-    while (this.#closing !== undefined) await this.#closing;
-    let done: () => void = () => undefined;
-    this.#closing = new Promise<void>((resolve) => (done = resolve));
-    try {
-      if (this.#inside > 0) await new Promise<void>((resolve) => this.#emptied.push(resolve));
-      return await work();
-    } finally {
-      this.#closing = undefined;
-      done();
-    }
-  }
-}
-
 /** The record was not finished because the runner is stopping; it is neither handled nor dead-lettered. */
 class Abandoned extends OrderflowError {
   readonly retriable = false;
@@ -140,54 +91,63 @@ class Abandoned extends OrderflowError {
 }
 
 /**
- * A failed attempt already put outputs into the transaction: retrying or dead-lettering on top of
- * them would publish twice, so the transaction is aborted and the record read again.
+ * A failed attempt already put outputs into the transaction, or the record cannot be finished now
+ * (an outage): the transaction is aborted and the record read again.
  */
 class Redo extends OrderflowError {
   readonly retriable = false;
   readonly errorClass = "redo";
 }
 
-/** What #handleRecord needs of the delivery mode. */
-interface Delivery {
-  readonly out: Sink;
-  afterCommit(effect: () => Promise<void>): void;
-  /** False once the record's current attempt has produced something that cannot be taken back. */
-  clean(): boolean;
-  /** Called before an outage is waited out (a transactional runner commits the records done so far). */
-  beforeWaiting(): Promise<void>;
-}
-
-interface BatchPayload {
-  readonly batch: { readonly topic: string; readonly partition: number; readonly messages: readonly RawMessage[] };
-  resolveOffset(offset: string): void;
-  isStale(): boolean;
+/** A partition's records taken in: where the transaction began on it, what comes next, what is in hand. */
+interface PartitionProgress {
+  readonly topic: string;
+  readonly partition: number;
+  /** Offset of the first record taken in since the last commit (transactional), else undefined. */
+  first: number | undefined;
+  /** Offset after the last record taken in. */
+  next: number;
+  /** Offsets taken in and not finished. */
+  readonly inHand: Set<number>;
+  /** Last position stored (at-least-once). */
+  stored: number;
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const keyOfPartition = (topic: string, partition: number) => `${topic}/${partition}`;
 
 /** Runs one consumer group member until stopped. */
-export class ConsumerRunner {
+export class ConsumerRunner implements TransactionMember {
   readonly #options: ConsumerRunnerOptions;
-  readonly #consumer: Consumer;
   readonly #watchdog: StallWatchdog;
-  readonly #accepted: ReadonlyMap<string, readonly DescMessage[]>;
+  readonly #accepted: ReadonlyMap<string, Subscription>;
   /** Bounded retries with exponential backoff and jitter, for retriable handler errors; one per runner. */
   readonly #retry: RetryPolicy;
-  readonly #tx: TransactionalOutput | undefined;
-  /** Lets batches share the open transaction and commits or aborts wait for them. */
-  readonly #gate = new Gate();
+  readonly #tx: ProcessTransaction | undefined;
+  readonly #scheduler: KeyedScheduler;
+  readonly #progress = new Map<string, PartitionProgress>();
+  /** Per partition, the rewind (or revocation) generation: records fetched before it are dropped. */
+  readonly #rewoundAt = new Map<string, number>();
+  #generation = 0;
+  #consumer: NativeConsumer | undefined;
   #assigned = 0;
   #running = false;
+  #loop: Promise<void> | undefined;
+  /** The last fetch returned fewer records than asked for: nothing more was waiting. */
+  #caughtUp = true;
+  /** Records fetched and held while the transaction commits. */
+  #holding = 0;
   /** Set by an operator (admin "pause consumption"); partitions assigned meanwhile stay paused too. */
   #paused = false;
-  /** Offset of the record being handled, per partition ("topic/partition"). */
-  readonly #inHand = new Map<string, number>();
+  /** After an outage dooms a transaction, fetching waits until then. */
+  #backoffUntil = 0;
   #timers: NodeJS.Timeout[] = [];
 
   constructor(options: ConsumerRunnerOptions) {
     this.#options = options;
-    this.#accepted = new Map(options.subscriptions.map((s) => [s.topic, s.valueTypes]));
+    this.#tx = options.transaction;
+    this.#accepted = new Map(options.subscriptions.map((s) => [s.topic, s]));
+    this.#scheduler = new KeyedScheduler(options.config.consumer.concurrency);
     this.#retry = retry(handleWhen(isRetriable), {
       maxAttempts: options.config.consumer.maxAttempts - 1,
       backoff: new ExponentialBackoff({
@@ -195,41 +155,40 @@ export class ConsumerRunner {
         maxDelay: options.config.consumer.retryMaxDelayMs,
       }),
     });
-    this.#consumer = createConsumer(options.kafka, options.config, options.groupId, {
-      rebalance_cb: (err: { code: number }, assignment: readonly { topic: string; partition: number }[]) => this.#onRebalance(err.code, assignment),
-      ...(options.transactional === undefined ? {} : { "enable.auto.commit": false }),
-    });
-    if (options.transactional !== undefined) {
-      this.#tx = new TransactionalOutput({
-        kafka: options.kafka,
-        config: options.config,
-        log: options.log.child({ group: options.groupId }),
-        transactionalId: options.transactional.transactionalId,
-        consumer: this.#consumer,
-        settings: options.transactional.settings,
-      });
-    }
     this.#watchdog = new StallWatchdog({
       stallAfterMs: options.config.consumer.stallAfterMs,
       measureLag: () => Promise.resolve(this.#lag()),
     });
   }
 
+  get group(): string {
+    return this.#options.groupId;
+  }
+
+  get consumer(): NativeConsumer | undefined {
+    return this.#consumer;
+  }
+
+  get idle(): boolean {
+    return this.#scheduler.pending === 0 && this.#holding === 0 && this.#caughtUp;
+  }
+
   /**
    * Records waiting on each assigned partition: its high watermark (which the client keeps from
-   * its fetches) minus the record in hand, or, with none in hand, where the client reads next.
+   * its fetches) minus the first record in hand, or, with none in hand, where the client reads next.
    * Local — no request to the broker, so it works, and cannot get stuck, while the broker is away.
    * The read position moves past the commit markers that end a transactional topic, which
-   * committed offsets never do (they would show a lag of one forever). Empty when not connected
-   * or nothing is assigned.
+   * committed offsets never do (they would show a lag of one forever). Empty when not connected.
    */
   lagByPartition(): { topic: string; partition: number; lag: number }[] {
-    const client = (this.#consumer as unknown as { _getInternalClient(): LocalConsumer | null })._getInternalClient();
-    if (client === null) return [];
+    const consumer = this.#consumer;
+    if (consumer === undefined || !consumer.isConnected()) return [];
     try {
-      return client.position(client.assignments()).map(({ topic, partition, offset }) => {
-        const { highOffset, lowOffset } = client.getWatermarkOffsets(topic, partition);
-        const from = this.#inHand.get(`${topic}/${partition}`) ?? (offset !== undefined && offset >= 0 ? offset : lowOffset);
+      return consumer.position(consumer.assignments()).map(({ topic, partition, offset }) => {
+        const { highOffset, lowOffset } = consumer.getWatermarkOffsets(topic, partition);
+        const progress = this.#progress.get(keyOfPartition(topic, partition));
+        const inHand = progress !== undefined && progress.inHand.size > 0 ? Math.min(...progress.inHand) : undefined;
+        const from = inHand ?? (offset !== undefined && offset >= 0 ? offset : lowOffset);
         return { topic, partition, lag: Math.max(0, highOffset - from) };
       });
     } catch {
@@ -243,44 +202,70 @@ export class ConsumerRunner {
     return this.lagByPartition().reduce((sum, { lag }) => sum + lag, 0);
   }
 
-  #onRebalance(code: number, assignment: readonly { topic: string; partition: number }[]): void {
-    const partitions = assignment.length;
-    if (code === ASSIGN) this.#assigned += partitions;
-    // pause() without partitions only reaches the partitions held now: new ones are paused by name.
-    if (code === ASSIGN && this.#paused && partitions > 0) this.#consumer.pause(assignment.map(({ topic, partition }) => ({ topic, partitions: [partition] })));
-    if (code === REVOKE) this.#assigned = Math.max(0, this.#assigned - partitions);
-    this.#options.log.info({ group: this.#options.groupId, event: code === ASSIGN ? "assigned" : "revoked", partitions }, "rebalance");
+  #onRebalance(code: number, partitions: Assigned[]): void {
+    const consumer = this.#consumer;
+    if (consumer === undefined) return;
+    const log = this.#options.log;
+    if (code === ASSIGN) {
+      try {
+        consumer.incrementalAssign(partitions);
+        // pause() reaches only the partitions held now: new ones are paused by name.
+        if (this.#paused && partitions.length > 0) consumer.pause(partitions);
+      } catch (err) {
+        log.warn({ err: messageOf(err) }, "could not take an assignment");
+      }
+      this.#assigned += partitions.length;
+      log.info({ group: this.#options.groupId, event: "assigned", partitions: partitions.length }, "rebalance");
+      return;
+    }
+    if (code !== REVOKE) return;
+    // What was handled on the revoked partitions commits (or aborts) before they go.
+    const committed = this.#tx === undefined ? Promise.resolve() : this.#tx.commit();
+    void committed
+      .catch((err: unknown) => log.warn({ err: messageOf(err) }, "commit before revocation failed"))
+      .finally(() => {
+        this.#generation += 1;
+        for (const { topic, partition } of partitions) {
+          const key = keyOfPartition(topic, partition);
+          this.#progress.delete(key);
+          this.#rewoundAt.set(key, this.#generation);
+        }
+        try {
+          if (consumer.isConnected()) consumer.incrementalUnassign(partitions);
+        } catch (err) {
+          log.warn({ err: messageOf(err) }, "could not give up an assignment");
+        }
+        this.#assigned = Math.max(0, this.#assigned - partitions.length);
+        log.info({ group: this.#options.groupId, event: "revoked", partitions: partitions.length }, "rebalance");
+      });
   }
 
   /** Connects, subscribes and starts handling records; resolves once consumption has begun. */
   async start(): Promise<void> {
-    const { config, subscriptions, watchdogIntervalMs = 10000 } = this.#options;
-    await this.#consumer.connect();
-    await this.#consumer.subscribe({ topics: subscriptions.map((s) => s.topic) });
-    this.#running = true;
-    const tx = this.#tx;
-    if (tx === undefined) {
-      await this.#consumer.run({
-        partitionsConsumedConcurrently: config.consumer.partitionsConcurrently,
-        eachMessage: ({ topic, partition, message }) => this.#handleRecord(topic, partition, message, this.#atLeastOnce()).then(() => undefined),
-      });
-    } else {
+    const { config, log, groupId, subscriptions, watchdogIntervalMs = 10000 } = this.#options;
+    const consumer = await connectConsumer(config, log.child({ group: groupId }), groupId, {
+      extra: this.#tx === undefined ? { "enable.auto.offset.store": false } : { "enable.auto.commit": false },
+      onRebalance: (code, partitions) => this.#onRebalance(code, partitions),
+    });
+    // Wait up to the poll interval for a first record, then take what else is already fetched.
+    consumer.setDefaultConsumeTimeout(config.consumer.pollMs);
+    consumer.setDefaultIsTimeoutOnlyForFirstMessage(true);
+    this.#consumer = consumer;
+    consumer.subscribe(subscriptions.map((s) => s.topic));
+    if (this.#tx !== undefined) {
+      this.#tx.join(this);
       // Fence a crashed predecessor now; failing here is not fatal, the first transaction retries.
-      await tx.connect().catch((err: unknown) => this.#options.log.warn({ err: messageOf(err) }, "transactional producer not connected yet"));
-      await this.#consumer.run({
-        partitionsConsumedConcurrently: config.consumer.partitionsConcurrently,
-        eachBatchAutoResolve: false,
-        eachBatch: (payload) => this.#transactionalBatch(tx, payload),
-      });
-      this.#every(tx.settings.maxMs, () => this.#gate.exclusive(() => (tx.due ? this.#commit(tx) : Promise.resolve())));
+      await this.#tx.connect().catch((err: unknown) => log.warn({ err: messageOf(err) }, "transactional producer not connected yet"));
     }
+    this.#running = true;
+    this.#loop = this.#run();
     if (watchdogIntervalMs > 0) {
       this.#every(watchdogIntervalMs, () =>
         this.#watchdog.check().then(
           (report) => {
-            if (report.stalled) this.#options.log.warn({ group: this.#options.groupId, ...report }, "consumer stalled");
+            if (report.stalled) log.warn({ group: groupId, ...report }, "consumer stalled");
           },
-          (err: unknown) => this.#options.log.warn({ err: messageOf(err) }, "lag check failed"),
+          (err: unknown) => log.warn({ err: messageOf(err) }, "lag check failed"),
         ),
       );
     }
@@ -292,109 +277,137 @@ export class ConsumerRunner {
     this.#timers.push(timer);
   }
 
-  #atLeastOnce(): Delivery {
-    return {
-      out: this.#options.publisher,
-      afterCommit: (effect) => void effect().catch((err: unknown) => this.#options.log.warn({ err: messageOf(err) }, "after-handling step failed")),
-      clean: () => true,
-      beforeWaiting: () => Promise.resolve(),
-    };
-  }
-
-  /**
-   * One fetched batch of one partition, inside the open transaction, which batches of other
-   * partitions share. A commit (when due) or an abort waits until no batch is inside (see Gate).
-   * A batch the client marked stale (a rewind happened meanwhile) is left alone: it comes again.
-   */
-  async #transactionalBatch(tx: TransactionalOutput, payload: BatchPayload): Promise<void> {
-    const { topic, partition, messages } = payload.batch;
-    const gate = this.#gate;
-    let inside = false;
-    const enter = async () => {
-      await gate.enter();
-      inside = true;
-    };
-    const leave = () => {
-      if (inside) gate.leave();
-      inside = false;
-    };
-    await enter();
-    try {
-      for (const message of messages) {
-        if (payload.isStale() || !this.#running) return;
-        await this.#beginWaiting(tx);
-        if (payload.isStale() || !this.#running) return;
-        const effects: (() => Promise<void>)[] = [];
-        let outputs = 0;
-        const delivery: Delivery = {
-          out: {
-            publish: (...args) => ((outputs += 1), tx.sink.publish(...args)),
-            send: (...args) => ((outputs += 1), tx.sink.send(...args)),
-          },
-          afterCommit: (effect) => effects.push(effect),
-          clean: () => outputs === 0,
-          beforeWaiting: async () => {
-            leave();
-            await gate.exclusive(() => this.#commit(tx));
-            await enter();
-            await this.#beginWaiting(tx);
-          },
-        };
+  /** Fetches and hands out records until stopped. */
+  async #run(): Promise<void> {
+    const { config, log } = this.#options;
+    const consumer = this.#consumer as NativeConsumer;
+    const fetchMax = config.consumer.fetchMax;
+    while (this.#running) {
+      try {
+        await this.#scheduler.room(config.consumer.concurrency * 4);
+        const wait = this.#backoffUntil - Date.now();
+        if (wait > 0) await delay(wait);
+        const generation = this.#generation;
+        const fetched = await consumeBatch(consumer, fetchMax);
+        this.#caughtUp = fetched.length < fetchMax;
+        if (fetched.length === 0) {
+          this.#tx?.memberIdle();
+          continue;
+        }
+        this.#holding = fetched.length;
         try {
-          await this.#handleRecord(topic, partition, message, delivery);
-        } catch (error) {
-          if (error instanceof Abandoned) return;
-          // Redo, or the DLQ refused: the transaction must not commit; it is aborted and every
-          // record in it (this one too) is read again.
-          tx.doom(error, { topic, partition, offset: message.offset });
-          leave();
-          await gate.exclusive(() => this.#commit(tx));
-          return;
+          // Records are taken in only while a transaction is open and not being committed.
+          if (this.#tx !== undefined) while (this.#tx.closing || !(await this.#beginWaiting(this.#tx))) await this.#tx.closed();
+        } finally {
+          this.#holding = 0;
         }
-        for (const effect of effects) tx.afterCommit(effect);
-        tx.consumed(topic, partition, message.offset, message.headers);
-        payload.resolveOffset(message.offset);
-        if (tx.due) {
-          leave();
-          await gate.exclusive(() => (tx.due ? this.#commit(tx) : Promise.resolve()));
-          await enter();
+        if (!this.#running) return;
+        for (const message of fetched) {
+          const key = keyOfPartition(message.topic, message.partition);
+          if ((this.#rewoundAt.get(key) ?? -1) > generation) continue;
+          this.#takeIn(message);
         }
+      } catch (err) {
+        if (!this.#running) return;
+        log.warn({ group: this.#options.groupId, err: messageOf(err) }, "fetch failed; trying again");
+        await delay(config.consumer.retryInitialDelayMs);
       }
-      // The batch is done. When no other batch is inside, commit now instead of when the interval
-      // comes round: at low load a record's outputs are visible one commit after it arrived, and
-      // at high load batches are large and other partitions' batches overlap, so commits still
-      // cover many records.
-      leave();
-      if (gate.idle) await gate.exclusive(() => (tx.isOpen ? this.#commit(tx) : Promise.resolve()));
-    } finally {
-      leave();
     }
   }
 
-  /** Begins a transaction, waiting out a broker that cannot take one, until it works or the runner stops. */
-  async #beginWaiting(tx: TransactionalOutput): Promise<void> {
+  /** Opens the transaction, waiting out a broker that cannot take one; false when a commit began meanwhile. */
+  async #beginWaiting(tx: ProcessTransaction): Promise<boolean> {
     for (;;) {
       try {
         await tx.begin();
-        return;
+        return !tx.closing;
       } catch (err) {
-        if (!this.#running) throw new Abandoned("stopping");
+        if (!this.#running) return true;
         this.#options.log.warn({ err: messageOf(err) }, "cannot begin a transaction; waiting");
         await delay(this.#options.config.consumer.retryMaxDelayMs);
       }
     }
   }
 
-  async #commit(tx: TransactionalOutput): Promise<void> {
-    const result = await tx.commit();
-    if (!result.committed) this.#rewind(result.rewind);
+  /** Hands one fetched record to the scheduler under its key. */
+  #takeIn(message: Message): void {
+    const { topic, partition, offset } = message;
+    const key = keyOfPartition(topic, partition);
+    let progress = this.#progress.get(key);
+    if (progress === undefined) {
+      progress = { topic, partition, first: undefined, next: offset + 1, inHand: new Set(), stored: -1 };
+      this.#progress.set(key, progress);
+    }
+    if (this.#tx !== undefined) progress.first ??= offset;
+    progress.next = offset + 1;
+    progress.inHand.add(offset);
+    const owner = progress;
+    const recordKey = message.key === undefined || message.key === null ? `${key}#${offset}` : message.key.toString();
+    this.#scheduler.push(recordKey, () => this.#handleOne(message, owner));
   }
 
-  /** Seeks back so that the records of a failed transaction are read again. */
-  #rewind(positions: readonly { topic: string; partition: number; offset: string }[]): void {
-    for (const position of positions) {
+  async #handleOne(message: Message, progress: PartitionProgress): Promise<void> {
+    let finished = true;
+    try {
+      await this.#handleRecord(message);
+    } catch (err) {
+      // Not finished: an at-least-once runner must not store an offset past it (a transaction
+      // that could not finish a record is aborted, so its positions never commit).
+      finished = false;
+      if (!(err instanceof Abandoned)) this.#options.log.error({ err: messageOf(err), topic: message.topic, offset: message.offset }, "record not finished");
+    }
+    if (this.#tx !== undefined) {
+      progress.inHand.delete(message.offset);
+      if (this.idle) this.#tx.memberIdle();
+    } else if (finished) {
+      progress.inHand.delete(message.offset);
+      this.#storePosition(progress);
+    }
+  }
+
+  /** At-least-once: stores the partition's offset once every record before it is finished. */
+  #storePosition(progress: PartitionProgress): void {
+    const position = progress.inHand.size > 0 ? Math.min(...progress.inHand) : progress.next;
+    if (position <= progress.stored || this.#progress.get(keyOfPartition(progress.topic, progress.partition)) !== progress) return;
+    try {
+      this.#consumer?.offsetsStore([{ topic: progress.topic, partition: progress.partition, offset: position }]);
+      progress.stored = position;
+    } catch (err) {
+      // Revoked meanwhile: its next owner reads from the last committed offset.
+      this.#options.log.info({ topic: progress.topic, partition: progress.partition, err: messageOf(err) }, "offset not stored");
+    }
+  }
+
+  // --- TransactionMember -----------------------------------------------------------------------
+
+  settle(): Promise<void> {
+    return this.#scheduler.settled();
+  }
+
+  positions(): TopicPartitionOffset[] {
+    const positions: TopicPartitionOffset[] = [];
+    for (const progress of this.#progress.values()) {
+      if (progress.first !== undefined) positions.push({ topic: progress.topic, partition: progress.partition, offset: progress.next });
+    }
+    return positions;
+  }
+
+  committed(): void {
+    for (const progress of this.#progress.values()) progress.first = undefined;
+  }
+
+  rewind(): void {
+    this.#generation += 1;
+    for (const [key, progress] of this.#progress) {
+      if (progress.first === undefined) continue;
+      const position = { topic: progress.topic, partition: progress.partition, offset: progress.first };
+      this.#rewoundAt.set(key, this.#generation);
+      progress.next = progress.first;
+      progress.first = undefined;
       try {
-        this.#consumer.seek(position);
+        this.#consumer?.seek(position, 0, (err) => {
+          if (err) this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
+        });
       } catch (err) {
         // Not ours any more (revoked): its next owner reads from the last committed offset.
         this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
@@ -402,26 +415,50 @@ export class ConsumerRunner {
     }
   }
 
-  /**
-   * Decodes and handles one record through `delivery`; dead-letters what cannot be handled.
-   * Throws Abandoned when stopping mid-outage, or what the DLQ itself threw.
-   */
-  #handleRecord(topic: string, partition: number, message: RawMessage, delivery: Delivery): Promise<Outcome> {
-    const traced = { topic, partition, offset: message.offset, group: this.#options.groupId, headers: message.headers, key: message.key };
-    return traceProcess(traced, (span) => this.#handleTraced(topic, partition, message, delivery, span));
+  resume(): void {
+    // Nothing to do: the fetch loop waits on the transaction's closed() and takes records in again.
+  }
+
+  // --- one record ------------------------------------------------------------------------------
+
+  /** Decodes and handles one record; dead-letters what cannot be handled. */
+  #handleRecord(message: Message): Promise<Outcome> {
+    const headers = headersOf(message.headers);
+    const key = typeof message.key === "string" ? Buffer.from(message.key) : (message.key ?? null);
+    const traced = { topic: message.topic, partition: message.partition, offset: String(message.offset), group: this.#options.groupId, headers, key };
+    return traceProcess(traced, (span) => this.#handleTraced(message, headers, key, span));
   }
 
   /** #handleRecord inside the record's process span, which it tags with attempts and outcome. */
-  async #handleTraced(topic: string, partition: number, message: RawMessage, delivery: Delivery, span: Span): Promise<Outcome> {
+  async #handleTraced(message: Message, headers: ReturnType<typeof headersOf>, key: Buffer | null, span: Span): Promise<Outcome> {
     const { handler, config, log, onOutcome } = this.#options;
-    const record: FailedRecord = { topic, partition, ...message };
+    const tx = this.#tx;
+    const { topic, partition } = message;
+    const offset = String(message.offset);
+    const record: FailedRecord = { topic, partition, offset, key, value: message.value, headers };
     const firstSeen = new Date();
-    const where = { topic, partition, offset: message.offset };
+    const where = { topic, partition, offset };
     let attempts = 0;
-    const partitionKey = `${topic}/${partition}`;
-    this.#inHand.set(partitionKey, Number(message.offset));
+    let outputs = 0;
+    const effects: (() => Promise<void>)[] = [];
+    const out: Sink =
+      tx === undefined
+        ? this.#options.publisher
+        : {
+            publish: (...args) => ((outputs += 1), tx.sink.publish(...args)),
+            send: (...args) => ((outputs += 1), tx.sink.send(...args)),
+          };
+    const afterCommit =
+      tx === undefined
+        ? (effect: () => Promise<void>) => void effect().catch((err: unknown) => log.warn({ err: messageOf(err) }, "after-handling step failed"))
+        : (effect: () => Promise<void>) => void effects.push(effect);
+    const redo = (why: string, cause?: unknown): never => {
+      tx?.doom(new Redo(why, { cause }));
+      throw new Abandoned(why);
+    };
     try {
-      const decoded = decodeRecord(message, this.#accepted.get(topic) ?? []);
+      const subscription = this.#accepted.get(topic);
+      const decoded = decodeRecord({ value: message.value, headers }, subscription?.valueTypes ?? [], subscription?.trustedProducers);
       // A child logger costs (its bindings go through redaction), and most records log nothing:
       // it is made when first used.
       let orderLog: Logger | undefined;
@@ -432,12 +469,12 @@ export class ConsumerRunner {
         get log() {
           return logOfOrder();
         },
-        out: delivery.out,
-        afterCommit: (effect) => delivery.afterCommit(effect),
+        out,
+        afterCommit,
       });
       const attempt = () =>
         this.#retry.execute(({ attempt: retryIndex }) => {
-          if (!delivery.clean()) throw new Redo("a failed attempt left outputs behind");
+          if (outputs > 0) redo("a failed attempt left outputs behind");
           attempts += 1;
           if (retryIndex > 0) {
             logOfOrder().warn({ attempt: attempts }, "retrying");
@@ -452,46 +489,56 @@ export class ConsumerRunner {
         } catch (error) {
           if (!isOutage(error)) throw error;
           if (!this.#running) throw new Abandoned("stopping");
-          if (!delivery.clean()) throw new Redo("a failed attempt left outputs behind");
           logOfOrder().warn({ err: messageOf(error), attempts }, "waiting out an outage");
-          await delivery.beforeWaiting();
+          if (tx !== undefined) {
+            // The transaction cannot wait for it: it aborts, and the records come again later.
+            this.#backoffUntil = Date.now() + config.consumer.retryMaxDelayMs;
+            redo("an outage", error);
+          }
           await delay(config.consumer.retryMaxDelayMs);
         }
       }
+      for (const effect of effects) tx?.afterCommit(effect);
+      tx?.handled(this.#options.groupId);
       this.#watchdog.progressed();
       span.setAttributes({ [OrderflowAttributes.attempt]: attempts, [OrderflowAttributes.outcome]: "handled" });
       onOutcome?.("handled", record);
       return "handled";
     } catch (error) {
-      if (error instanceof Abandoned || error instanceof Redo) throw error;
-      if (!delivery.clean()) throw new Redo("a failed attempt left outputs behind", { cause: error });
+      if (error instanceof Abandoned) throw error;
+      if (outputs > 0) redo("a failed attempt left outputs behind", error);
       attempts = Math.max(attempts, 1);
       const level = error instanceof PoisonRecordError ? "warn" : "error";
       log[level]({ ...where, errorClass: errorClassOf(error), err: messageOf(error), attempts }, "dead-lettering record");
-      // If the DLQ cannot take it either, this throws: the record is read again.
       span.setAttributes({
         [OrderflowAttributes.attempt]: attempts,
         [OrderflowAttributes.outcome]: "dead-lettered",
         [OrderflowAttributes.dlqTopic]: dlqTopicOf(topic),
         [MessagingAttributes.errorType]: errorClassOf(error),
       });
-      await deadLetter(delivery.out, record, { error, attempts, firstSeen, service: config.service });
+      try {
+        await deadLetter(out, record, { error, attempts, firstSeen, service: config.service });
+      } catch (dlqError) {
+        // The DLQ cannot take it either: the record is read again.
+        if (tx === undefined) throw dlqError;
+        redo("the DLQ refused the record", dlqError);
+      }
+      tx?.handled(this.#options.groupId);
       this.#watchdog.progressed();
       onOutcome?.("dead-lettered", record, error);
       return "dead-lettered";
-    } finally {
-      this.#inHand.delete(partitionKey);
     }
   }
 
-  /** Pauses or resumes every subscribed topic (admin "pause consumption"). */
+  /** Pauses or resumes every assigned partition (admin "pause consumption"). */
   setPaused(paused: boolean): void {
     this.#paused = paused;
+    const consumer = this.#consumer;
     // Not consuming yet: the flag is applied when partitions are assigned.
-    if (!this.#running) return;
-    const topics = this.#options.subscriptions.map((s) => ({ topic: s.topic }));
-    if (paused) this.#consumer.pause(topics);
-    else this.#consumer.resume(topics);
+    if (consumer === undefined || !this.#running) return;
+    const assigned = consumer.assignments();
+    if (paused) consumer.pause(assigned);
+    else consumer.resume(assigned);
   }
 
   /** Runs the watchdog once now. */
@@ -503,15 +550,18 @@ export class ConsumerRunner {
     return { running: this.#running, assignedPartitions: this.#assigned, stall: this.#watchdog.report };
   }
 
-  /** Lets the record in hand finish, commits what was handled, and leaves the group. */
+  /** Lets the records in hand finish, commits what was handled, and leaves the group. */
   async stop(): Promise<void> {
     for (const timer of this.#timers) clearInterval(timer);
+    if (!this.#running) return;
     this.#running = false;
-    const tx = this.#tx;
-    if (tx !== undefined) {
-      await this.#gate.exclusive(() => this.#commit(tx));
-      await tx.close();
+    await this.#loop;
+    await this.#scheduler.settled();
+    if (this.#tx !== undefined) {
+      await this.#tx.commit();
+      this.#tx.leave(this);
     }
-    await this.#consumer.disconnect();
+    const consumer = this.#consumer;
+    if (consumer !== undefined) await disconnect(consumer);
   }
 }

@@ -1,22 +1,27 @@
 /**
- * Kafka transactions for consume → process → produce. A TransactionalOutput owns one transactional
- * producer per consumer: the outputs of the records handled since the last commit and those
- * records' offsets (sent with the consumer's group metadata, so a member that lost its partitions
- * cannot commit them) become visible together or not at all.
+ * Kafka transactions for consume → process → produce, the way Kafka Streams runs them under
+ * exactly_once_v2: ONE transactional producer per process, shared by all of its consumer groups.
+ * Every record handled since the last commit adds its outputs to the one open transaction; each
+ * group's consumed positions are sent into it with that group's metadata (a member that lost its
+ * partitions cannot commit them); outputs and positions become visible together or not at all.
  *
- * Errors are sorted by the client's own flags: a retriable commit is tried again (the client's
- * commit gives up after 5 s, and trying again is how librdkafka asks a timed-out commit to go on),
- * an abortable error aborts, and a fatal one (fenced by a newer owner of the id, or broken) drops
- * the producer; the next transaction connects a new one, whose start aborts anything the old one
- * left open. After any failed commit the caller is told where to rewind its consumer to.
+ * When it commits: once the transaction has been open TX_COMMIT_INTERVAL_MS (100 ms, as Streams),
+ * or holds TX_MAX_RECORDS records — and earlier, once it is TX_IDLE_COMMIT_MS old, when every member
+ * is idle (nothing in hand, nothing fetched, the last fetch caught up), so that at low load a hop
+ * costs milliseconds, not the interval. To commit, every member stops taking records in and lets
+ * the ones in hand finish; then positions and the commit go out, and handling resumes.
+ *
+ * Errors are sorted by the client's own flags: a retriable commit is tried again, an abortable
+ * error aborts, and a fatal one (fenced by a newer owner of the id) drops the producer; the next
+ * transaction connects a new one, whose start fences and aborts what the old one left open. After
+ * an abort every member rewinds to the first record of each partition in the transaction.
  */
-import { KafkaJS } from "@confluentinc/kafka-javascript";
+import { KafkaJS, type LibrdKafkaError } from "@confluentinc/kafka-javascript";
 import type { Config } from "../config.ts";
 import { messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { RawHeaders } from "../codec/envelope.ts";
-import { BatchLinks, MessagingAttributes } from "../tracing.ts";
-import { createProducer, type Consumer, type Kafka, type Producer } from "./client.ts";
+import type { OutgoingRecord } from "../codec/codec.ts";
+import { connectProducer, disconnect, nativeHeaders, transactions, type NativeConsumer, type NativeProducer, type TopicPartitionOffset } from "./native.ts";
 import { sinkOf, type Sink } from "./publisher.ts";
 
 /** The client's verdict on an error from a transactional call. */
@@ -25,159 +30,185 @@ export type TransactionErrorKind = "retriable" | "abortable" | "fatal" | "unknow
 /** Codes that end a producer even when the client leaves its `fatal` flag unset (seen for fencing). */
 const fatalCodes: ReadonlySet<number> = new Set([KafkaJS.ErrorCodes.ERR__FENCED, KafkaJS.ErrorCodes.ERR__FATAL]);
 
-/** Reads the retriable/abortable/fatal flags and codes the client sets on transactional errors. */
+/** Reads the retriable/abortable/fatal flags and codes the client sets on transactional errors (either API). */
 export function classifyKafkaError(err: unknown): TransactionErrorKind {
-  if (!(err instanceof KafkaJS.KafkaJSError)) return "unknown";
-  if (err.fatal || fatalCodes.has(err.code)) return "fatal";
-  if (err.abortable) return "abortable";
-  if (err.retriable) return "retriable";
+  if (err instanceof KafkaJS.KafkaJSError) {
+    if (err.fatal || fatalCodes.has(err.code)) return "fatal";
+    if (err.abortable) return "abortable";
+    if (err.retriable) return "retriable";
+    return "unknown";
+  }
+  const native = err as Partial<LibrdKafkaError> | undefined;
+  if (native === undefined || native === null || typeof native.code !== "number") return "unknown";
+  if (native.isFatal === true || fatalCodes.has(native.code)) return "fatal";
+  if (native.isTxnRequiresAbort === true) return "abortable";
+  if (native.isRetriable === true) return "retriable";
   return "unknown";
 }
 
 /** When to commit, and how long the broker lets a transaction stay open. */
 export interface TransactionSettings {
-  /** Commit once this many consumed records are in the transaction... */
+  /** Commit once the transaction has been open this long (TX_COMMIT_INTERVAL_MS)... */
+  readonly commitIntervalMs: number;
+  /** ...or earlier, once it is this old and every member is idle (TX_IDLE_COMMIT_MS)... */
+  readonly idleCommitMs: number;
+  /** ...or once it holds this many consumed records (TX_MAX_RECORDS). */
   readonly maxRecords: number;
-  /** ...or once the transaction has been open this long. */
-  readonly maxMs: number;
   /** transaction.timeout.ms: the coordinator aborts a transaction left open longer. */
   readonly timeoutMs: number;
+  /** linger.ms of the transactional producer: a commit sends what lingers at once. */
+  readonly lingerMs: number;
 }
 
-/** A consumed position to go back to: the first record of a partition in a failed transaction. */
-export interface Rewind {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: string;
+/** A consumer group taking part in the process's transactions (a transactional consumer runner). */
+export interface TransactionMember {
+  readonly group: string;
+  /** The consumer whose group metadata fences its offsets. */
+  readonly consumer: NativeConsumer | undefined;
+  /** True when nothing is in hand or fetched, and the last fetch found the consumer caught up. */
+  readonly idle: boolean;
+  /** Stops taking records in; resolves once every record taken in has finished. */
+  settle(): Promise<void>;
+  /** The positions to commit: for each partition handled since the last commit, the next offset. */
+  positions(): TopicPartitionOffset[];
+  /** The transaction committed: forget what it covered. */
+  committed(): void;
+  /** The transaction was aborted: go back to the first record of each partition it covered. */
+  rewind(): void;
+  /** Take records in again. */
+  resume(): void;
 }
 
-/** How a commit ended. */
-export type CommitResult =
-  | { readonly committed: true; readonly records: number }
-  | { readonly committed: false; readonly rewind: readonly Rewind[]; readonly error: unknown };
+/** What the commits did, for metrics. */
+export interface TransactionObserver {
+  committed?(seconds: number, recordsByGroup: ReadonlyMap<string, number>): void;
+  aborted?(reason: unknown): void;
+}
 
-export interface TransactionalOutputOptions {
-  readonly kafka: Kafka;
+export interface ProcessTransactionOptions {
   readonly config: Config;
   readonly log: Logger;
-  /** Stable per consumer instance, so that a restarted instance fences (and aborts) its predecessor. */
+  /** Stable per process instance, so that a restarted instance fences (and aborts) its predecessor. */
   readonly transactionalId: string;
-  /** The consumer whose offsets commit with the outputs. */
-  readonly consumer: Consumer;
   readonly settings: TransactionSettings;
+  readonly observer?: TransactionObserver;
   readonly now?: () => number;
 }
 
 const COMMIT_ATTEMPTS = 3;
 const ABORT_ATTEMPTS = 3;
+/** How long one transactional call may take before the client gives up on it. */
+const CALL_TIMEOUT_MS = 10_000;
 
-/** Positions of one partition inside the open transaction. */
-interface Span {
-  readonly topic: string;
-  readonly partition: number;
-  readonly first: string;
-  next: string;
-}
-
-/** Outputs and consumed offsets of one consumer, committed in batches. */
-export class TransactionalOutput {
-  readonly #options: TransactionalOutputOptions;
+/** The process's transactional producer and its commit cycle. */
+export class ProcessTransaction {
+  readonly #options: ProcessTransactionOptions;
   readonly #now: () => number;
-  #producer: Producer | undefined;
+  readonly #members = new Set<TransactionMember>();
+  #producer: NativeProducer | undefined;
+  #connecting: Promise<NativeProducer> | undefined;
+  #beginning: Promise<void> | undefined;
   #open = false;
   #openedAt = 0;
-  #records = 0;
-  readonly #spans = new Map<string, Span>();
-  /** The traces of the records in the open transaction, for the commit span's links. */
-  readonly #links = new BatchLinks();
-  #pending: Promise<unknown>[] = [];
+  /** Records handled in the open transaction, per group. */
+  #records = new Map<string, number>();
+  #recordCount = 0;
   #afterCommit: (() => Promise<void>)[] = [];
-  /** Set when the open transaction must not commit: why, and a record to read again besides its own. */
-  #doomed: { reason: unknown; also: Rewind } | undefined;
-  #beginning: Promise<void> | undefined;
-  /** Outputs of the record being handled go here while a transaction is open. */
+  /** Set when the open transaction must not commit. */
+  #doomed: unknown;
+  #closing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #timerDue = 0;
+  #closed = false;
+  /** Outputs of the records being handled go here while a transaction is open. */
   readonly sink: Sink;
 
-  constructor(options: TransactionalOutputOptions) {
+  constructor(options: ProcessTransactionOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    this.sink = sinkOf(options.config, (topic, record) => this.#send(topic, record));
-  }
-
-  #send(topic: string, record: { key: string; value: Buffer; headers: Record<string, string> }): Promise<void> {
-    if (!this.#open || this.#producer === undefined) return Promise.reject(new Error("no transaction is open"));
-    const sent = this.#producer.send({ topic, messages: [{ key: record.key, value: record.value, headers: record.headers }] });
-    // Checked all together before the commit; a failed send makes the transaction abortable anyway.
-    sent.catch(() => undefined);
-    this.#pending.push(sent);
-    return Promise.resolve();
+    this.sink = sinkOf(options.config, (topic, record) => this.#produce(topic, record));
   }
 
   get settings(): TransactionSettings {
     return this.#options.settings;
   }
 
-  get isOpen(): boolean {
-    return this.#open;
+  /** True while a commit or abort is under way: members hold fetched records until it is done. */
+  get closing(): boolean {
+    return this.#closing !== undefined;
   }
 
-  /** True when the open transaction holds enough records, or has been open long enough, to commit. */
-  get due(): boolean {
-    const { maxRecords, maxMs } = this.#options.settings;
-    return this.#open && (this.#records >= maxRecords || this.#now() - this.#openedAt >= maxMs);
+  /** Resolves when the commit or abort under way (if any) is done. */
+  async closed(): Promise<void> {
+    while (this.#closing !== undefined) await this.#closing;
   }
 
-  /** Begins a transaction unless one is open (or beginning); connects a producer first when there is none. */
-  begin(): Promise<void> {
-    if (this.#open) return Promise.resolve();
-    this.#beginning ??= this.#begin().finally(() => (this.#beginning = undefined));
-    return this.#beginning;
+  join(member: TransactionMember): void {
+    this.#members.add(member);
+  }
+
+  leave(member: TransactionMember): void {
+    this.#members.delete(member);
   }
 
   /**
    * Connects the transactional producer now rather than at the first record. Connecting fences a
    * predecessor with the same id and aborts what it left open, so a restarted instance frees the
-   * partitions a crash left behind an open transaction (read_committed readers wait on them)
-   * without waiting for the transaction timeout or for its own first record.
+   * partitions a crash left behind an open transaction (read_committed readers wait on them).
    */
   async connect(): Promise<void> {
     await this.#connected();
   }
 
-  async #connected(): Promise<Producer> {
-    if (this.#producer === undefined) {
-      const producer = createProducer(this.#options.kafka, this.#options.config, {
-        "transactional.id": this.#options.transactionalId,
-        "transaction.timeout.ms": this.#options.settings.timeoutMs,
+  #connected(): Promise<NativeProducer> {
+    if (this.#producer !== undefined) return Promise.resolve(this.#producer);
+    this.#connecting ??= (async () => {
+      const { config, log, transactionalId, settings } = this.#options;
+      const producer = await connectProducer(config, log, {
+        "transactional.id": transactionalId,
+        "transaction.timeout.ms": settings.timeoutMs,
+        "linger.ms": settings.lingerMs,
         // The client insists that no request may wait longer than the transaction may live.
-        "socket.timeout.ms": Math.min(60_000, this.#options.settings.timeoutMs),
+        "socket.timeout.ms": Math.min(60_000, settings.timeoutMs),
       });
       try {
-        await producer.connect();
+        await transactions.init(producer, CALL_TIMEOUT_MS);
       } catch (err) {
-        await producer.disconnect().catch(() => undefined);
+        await disconnect(producer);
         throw err;
       }
       this.#producer = producer;
-    }
-    return this.#producer;
+      return producer;
+    })().finally(() => (this.#connecting = undefined));
+    return this.#connecting;
   }
 
-  async #begin(): Promise<void> {
-    await (await this.#connected()).transaction();
-    this.#open = true;
-    this.#openedAt = this.#now();
+  /** Opens a transaction unless one is open (or opening); a member calls it before it hands records to handlers. */
+  async begin(): Promise<void> {
+    await this.closed();
+    if (this.#open) return;
+    this.#beginning ??= (async () => {
+      const producer = await this.#connected();
+      await transactions.begin(producer);
+      this.#open = true;
+      this.#openedAt = this.#now();
+      this.#schedule(this.#options.settings.commitIntervalMs);
+    })().finally(() => (this.#beginning = undefined));
+    await this.#beginning;
   }
 
-  /** Records that the record at `offset` (carrying `headers`) was handled inside the open transaction. */
-  consumed(topic: string, partition: number, offset: string, headers?: RawHeaders): void {
-    this.#links.add(headers);
-    const key = `${topic}/${partition}`;
-    const next = (BigInt(offset) + 1n).toString();
-    const span = this.#spans.get(key);
-    if (span === undefined) this.#spans.set(key, { topic, partition, first: offset, next });
-    else span.next = next;
-    this.#records += 1;
+  #produce(topic: string, record: OutgoingRecord): Promise<void> {
+    if (!this.#open || this.#producer === undefined) return Promise.reject(new Error("no transaction is open"));
+    // Delivery is checked by the commit: it fails (and aborts) if any record of the transaction failed.
+    this.#producer.produce(topic, null, record.value, record.key, Date.now(), null, nativeHeaders(record.headers));
+    return Promise.resolve();
+  }
+
+  /** A member handled one record inside the open transaction. */
+  handled(group: string): void {
+    this.#records.set(group, (this.#records.get(group) ?? 0) + 1);
+    this.#recordCount += 1;
+    if (this.#recordCount >= this.#options.settings.maxRecords) this.#commitSoon();
   }
 
   /** Runs `effect` once the open transaction has committed (never if it aborts). */
@@ -185,79 +216,96 @@ export class TransactionalOutput {
     this.#afterCommit.push(effect);
   }
 
-  /** Marks the open transaction to be aborted at its commit; `also` is read again with its records. */
-  doom(reason: unknown, also: Rewind): void {
-    this.#doomed ??= { reason, also };
+  /** The open transaction must not commit: it is aborted as soon as the records in hand finish. */
+  doom(reason: unknown): void {
+    this.#doomed ??= reason ?? new Error("doomed");
+    this.#commitSoon();
   }
 
-  /** Commits outputs and offsets together; on any failure (or when doomed) aborts and says where to rewind. */
-  async commit(): Promise<CommitResult> {
-    const doomed = this.#doomed;
-    if (!this.#open || this.#producer === undefined) {
-      this.#doomed = undefined;
-      return doomed === undefined ? { committed: true, records: 0 } : { committed: false, rewind: [doomed.also], error: doomed.reason };
-    }
+  /** A member became idle: commit early if every member is and the transaction is old enough. */
+  memberIdle(): void {
+    if (!this.#open || ![...this.#members].every((m) => m.idle)) return;
+    const age = this.#now() - this.#openedAt;
+    const wait = this.#options.settings.idleCommitMs - age;
+    if (wait <= 0) this.#commitSoon();
+    else this.#schedule(wait, true);
+  }
+
+  /** Arms the commit timer `ms` from now (an earlier one stays); `ifIdle` commits only if still idle then. */
+  #schedule(ms: number, ifIdle = false): void {
+    if (this.#closed) return;
+    const due = this.#now() + ms;
+    if (this.#timer !== undefined && this.#timerDue <= due) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerDue = due;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#open) return;
+      if (ifIdle && ![...this.#members].every((m) => m.idle)) {
+        this.#schedule(Math.max(1, this.#openedAt + this.#options.settings.commitIntervalMs - this.#now()));
+        return;
+      }
+      this.#commitSoon();
+    }, Math.max(0, ms));
+  }
+
+  #commitSoon(): void {
+    if (this.#closing === undefined) void this.commit();
+  }
+
+  /**
+   * Commits the open transaction: members settle, their positions and the commit go out; or, when
+   * doomed or anything fails, aborts and has every member rewind. Resolves once handling may go on.
+   */
+  commit(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing.then(() => (this.#open ? this.commit() : undefined));
+    this.#closing = this.#close().finally(() => {
+      this.#closing = undefined;
+      for (const member of this.#members) member.resume();
+    });
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const members = [...this.#members];
+    await Promise.all(members.map((member) => member.settle()));
     const producer = this.#producer;
-    const records = this.#records;
-    if (doomed !== undefined) {
-      const rewind = this.#rewindPositions();
-      if (!rewind.some((r) => r.topic === doomed.also.topic && r.partition === doomed.also.partition)) rewind.push(doomed.also);
-      await this.#abandon(doomed.reason);
-      return { committed: false, rewind, error: doomed.reason };
+    if (!this.#open || producer === undefined) {
+      this.#doomed = undefined;
+      return;
     }
+    const started = performance.now();
+    const doomed = this.#doomed;
+    const records = this.#records;
     try {
-      await this.#links.commit("commit transaction", { [MessagingAttributes.system]: "kafka", "orderflow.transactional_id": this.#options.transactionalId }, async () => {
-        await Promise.all(this.#pending);
-        if (this.#spans.size > 0) {
-          await producer.sendOffsets({ consumer: this.#options.consumer, topics: this.#offsets() });
+      if (doomed !== undefined) throw doomed instanceof Error ? doomed : new Error(messageOf(doomed));
+      for (const member of members) {
+        const positions = member.positions();
+        if (positions.length > 0 && member.consumer !== undefined) {
+          await transactions.sendOffsets(producer, positions, member.consumer, CALL_TIMEOUT_MS);
         }
-        await this.#commitRetrying(producer);
-      });
+      }
+      await this.#commitRetrying(producer);
     } catch (error) {
-      const rewind = this.#rewindPositions();
       await this.#abandon(error);
-      return { committed: false, rewind, error };
+      for (const member of members) member.rewind();
+      this.#options.observer?.aborted?.(error);
+      return;
     }
     const effects = this.#afterCommit;
     this.#reset();
-    // All at once: they concern different records (Redis pipelines them), and the next
-    // transaction waits for this commit to return.
+    for (const member of members) member.committed();
+    this.#options.observer?.committed?.((performance.now() - started) / 1000, records);
+    // All at once: they concern different records (Redis pipelines them).
     await Promise.all(effects.map((effect) => effect().catch((err: unknown) => this.#options.log.warn({ err: messageOf(err) }, "after-commit step failed"))));
-    return { committed: true, records };
   }
 
-  /** Aborts the open transaction; returns where to rewind to read its records again. */
-  async abort(reason: unknown): Promise<readonly Rewind[]> {
-    const rewind = this.#rewindPositions();
-    if (this.#open) await this.#abandon(reason);
-    return rewind;
-  }
-
-  #rewindPositions(): Rewind[] {
-    return [...this.#spans.values()].map(({ topic, partition, first }) => ({ topic, partition, offset: first }));
-  }
-
-  /** Ends the producer; an open transaction is aborted first. */
-  async close(): Promise<void> {
-    await this.abort(new Error("closing"));
-    await this.#producer?.disconnect().catch(() => undefined);
-    this.#producer = undefined;
-  }
-
-  #offsets() {
-    const byTopic = new Map<string, { partition: number; offset: string }[]>();
-    for (const span of this.#spans.values()) {
-      const partitions = byTopic.get(span.topic) ?? [];
-      partitions.push({ partition: span.partition, offset: span.next });
-      byTopic.set(span.topic, partitions);
-    }
-    return [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
-  }
-
-  async #commitRetrying(producer: Producer): Promise<void> {
+  async #commitRetrying(producer: NativeProducer): Promise<void> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        await producer.commit();
+        await transactions.commit(producer, CALL_TIMEOUT_MS);
         return;
       } catch (err) {
         if (classifyKafkaError(err) !== "retriable" || attempt >= COMMIT_ATTEMPTS) throw err;
@@ -272,17 +320,17 @@ export class TransactionalOutput {
    */
   async #abandon(cause: unknown): Promise<void> {
     const producer = this.#producer;
-    const pending = this.#pending;
     this.#reset();
     if (producer === undefined) return;
     const fatal = classifyKafkaError(cause) === "fatal";
     this.#options.log.warn({ err: messageOf(cause), fatal }, "transaction failed; aborting");
-    // A send still on its way into the client would land in the middle of the abort.
-    await Promise.allSettled(pending);
     if (!fatal) {
+      // An abort while the client is still adding the transaction's partitions is refused by the
+      // broker as a fatal state error (seen): what was produced is sent first, then aborted.
+      await transactions.flush(producer, CALL_TIMEOUT_MS).catch(() => undefined);
       for (let attempt = 1; attempt <= ABORT_ATTEMPTS; attempt += 1) {
         try {
-          await producer.abort();
+          await transactions.abort(producer, CALL_TIMEOUT_MS);
           return;
         } catch (err) {
           if (classifyKafkaError(err) !== "retriable") break;
@@ -290,16 +338,24 @@ export class TransactionalOutput {
       }
     }
     this.#producer = undefined;
-    await producer.disconnect().catch(() => undefined);
+    await disconnect(producer);
   }
 
   #reset(): void {
     this.#open = false;
     this.#doomed = undefined;
-    this.#records = 0;
-    this.#spans.clear();
-    this.#links.clear();
-    this.#pending = [];
+    this.#records = new Map();
+    this.#recordCount = 0;
     this.#afterCommit = [];
+  }
+
+  /** Commits what is open and ends the producer (the members must have stopped taking records in). */
+  async close(): Promise<void> {
+    await this.commit();
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    const producer = this.#producer;
+    this.#producer = undefined;
+    if (producer !== undefined) await disconnect(producer);
   }
 }

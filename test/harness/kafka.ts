@@ -101,10 +101,9 @@ export function testRunner(
   t: TestKafka,
   publisher: Publisher,
   options: Pick<ConsumerRunnerOptions, "handler"> &
-    Partial<Pick<ConsumerRunnerOptions, "groupId" | "config" | "log" | "onOutcome" | "watchdogIntervalMs" | "transactional">> & { topic: string; valueTypes: readonly DescMessage[] },
+    Partial<Pick<ConsumerRunnerOptions, "groupId" | "config" | "log" | "onOutcome" | "watchdogIntervalMs" | "transaction">> & { topic: string; valueTypes: readonly DescMessage[] },
 ): ConsumerRunner {
   return new ConsumerRunner({
-    kafka: t.kafka,
     config: options.config ?? t.config,
     log: options.log ?? t.log,
     groupId: options.groupId ?? `g-${randomUUID()}`,
@@ -113,6 +112,6 @@ export function testRunner(
     handler: options.handler,
     watchdogIntervalMs: options.watchdogIntervalMs ?? 0,
     ...(options.onOutcome === undefined ? {} : { onOutcome: options.onOutcome }),
-    ...(options.transactional === undefined ? {} : { transactional: options.transactional }),
+    ...(options.transaction === undefined ? {} : { transaction: options.transaction }),
   });
 }

@@ -1,10 +1,15 @@
 /**
- * Kafka transactions from TypeScript against the real broker: a transactional consumer's outputs
- * and offsets commit together in batches; an attempt that fails after producing is aborted and
- * redone, so its outputs appear once; a second owner of a transactional id fences the first, whose
- * commit fails and is rewound.
+ * Kafka transactions from TypeScript against the real broker: a process's one transaction carries
+ * the outputs and offsets of several consumer groups and commits them together; an attempt that
+ * fails after producing is aborted and redone, so its outputs appear once; records of different keys
+ * in one partition are handled concurrently while one key's stay in order; a second owner of a
+ * transactional id fences the first; and a relay process killed between produce and commit loses
+ * and duplicates nothing.
  */
+import { isMessage } from "@bufbuild/protobuf";
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OrderCreatedSchema, OrderValidatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import { encodeRecord } from "../../lib/codec/codec.ts";
@@ -12,7 +17,9 @@ import { headerValue, Headers } from "../../lib/codec/envelope.ts";
 import { RejectedError } from "../../lib/errors.ts";
 import { createConsumer } from "../../lib/kafka/client.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
-import { TransactionalOutput, type TransactionSettings } from "../../lib/kafka/transactions.ts";
+import { ProcessTransaction, type TransactionMember, type TransactionSettings } from "../../lib/kafka/transactions.ts";
+import { connectConsumer, disconnect } from "../../lib/kafka/native.ts";
+import { readToEnd } from "../../lib/kafka/read-to-end.ts";
 import { createTopics, openTestKafka, readRecords, testRunner, type TestKafka } from "../harness/kafka.ts";
 import { sampleOf } from "../harness/samples.ts";
 import { waitFor } from "../harness/wait.ts";
@@ -30,10 +37,14 @@ afterAll(async () => {
   await t.close();
 });
 
-const settings: TransactionSettings = { maxRecords: 10, maxMs: 50, timeoutMs: 10_000 };
+const settings: TransactionSettings = { commitIntervalMs: 50, idleCommitMs: 5, maxRecords: 10, timeoutMs: 10_000, lingerMs: 5 };
 
-function record(orderId: string) {
-  return encodeRecord(OrderCreatedSchema, sampleOf(OrderCreatedSchema, orderId), { key: orderId, orderId, producer: "test", encoding: "binary" });
+function record(orderId: string, key = orderId) {
+  return encodeRecord(OrderCreatedSchema, sampleOf(OrderCreatedSchema, orderId), { key, orderId, producer: "test", encoding: "binary" });
+}
+
+function transaction(id = `tx-${randomUUID()}`, overrides: Partial<TransactionSettings> = {}): ProcessTransaction {
+  return new ProcessTransaction({ config: t.config, log: t.log, transactionalId: id, settings: { ...settings, ...overrides } });
 }
 
 async function committedOffset(groupId: string, topic: string): Promise<number> {
@@ -41,68 +52,128 @@ async function committedOffset(groupId: string, topic: string): Promise<number> 
   return (entry?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
 }
 
-describe("transactional consumer", () => {
-  it("commits outputs and offsets together, once per batch, and redoes an attempt that failed after producing", async () => {
-    const input = t.topic("tx.in");
-    const output = t.topic("tx.out");
-    await createTopics(t.admin, [input, `${input}.dlq`, output], 2);
-    const orderIds = Array.from({ length: 25 }, () => randomUUID());
+describe("the process transaction", () => {
+  it("commits outputs and the offsets of two groups together, and redoes an attempt that failed after producing", async () => {
+    const [inA, inB, output] = [t.topic("tx.a"), t.topic("tx.b"), t.topic("tx.out")];
+    await createTopics(t.admin, [inA, inB, `${inA}.dlq`, `${inB}.dlq`, output], 2);
+    const orderIds = Array.from({ length: 40 }, () => randomUUID());
     const failOnce = orderIds[7] as string;
     let failed = false;
-    const groupId = `g-${randomUUID()}`;
-    const runner = testRunner(t, publisher, {
-      groupId,
-      topic: input,
-      valueTypes: [OrderCreatedSchema],
-      transactional: { transactionalId: `${groupId}.0`, settings },
-      handler: async (created, context) => {
-        const { orderId } = created.envelope;
-        await context.out.publish("tx.out", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
-        if (orderId === failOnce && !failed) {
-          failed = true;
-          throw new RejectedError("fails after producing, once");
-        }
-      },
-    });
-    await runner.start();
+    const tx = transaction();
+    const groups = [`g-${randomUUID()}`, `g-${randomUUID()}`] as const;
+    const runners = [inA, inB].map((topic, i) =>
+      testRunner(t, publisher, {
+        groupId: groups[i],
+        topic,
+        valueTypes: [OrderCreatedSchema],
+        transaction: tx,
+        handler: async (created, context) => {
+          const { orderId } = created.envelope;
+          await context.out.publish("tx.out", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
+          if (orderId === failOnce && !failed) {
+            failed = true;
+            throw new RejectedError("fails after producing, once");
+          }
+        },
+      }),
+    );
+    for (const runner of runners) await runner.start();
     try {
-      for (const orderId of orderIds) await publisher.send(input, record(orderId));
+      for (const [i, orderId] of orderIds.entries()) await publisher.send(i % 2 === 0 ? inA : inB, record(orderId));
       const outputs = await readRecords(t, output, orderIds.length);
-      await waitFor(async () => (await committedOffset(groupId, input)) === orderIds.length, { what: "the input offsets to be committed" });
+      await waitFor(async () => (await committedOffset(groups[0], inA)) === 20 && (await committedOffset(groups[1], inB)) === 20, { what: "both groups' offsets to be committed" });
       const seen = outputs.map((r) => headerValue(r.headers, Headers.orderId));
       expect(failed).toBe(true);
       expect(new Set(seen)).toEqual(new Set(orderIds));
       expect(seen).toHaveLength(orderIds.length);
-      // Read to the end (past the commit markers), the runner reports no lag.
-      expect((await runner.checkStall()).lag).toBe(0);
-      // Nothing went to the DLQ: the failed attempt was redone, not dead-lettered.
-      const dlqMarks = await t.admin.fetchTopicOffsets(`${input}.dlq`);
-      expect(dlqMarks.reduce((sum, m) => sum + Number(m.high), 0)).toBe(0);
+      // Read to the end (past the commit markers), the runners report no lag.
+      for (const runner of runners) expect((await runner.checkStall()).lag).toBe(0);
+      // Nothing went to a DLQ: the failed attempt was redone, not dead-lettered.
+      for (const topic of [inA, inB]) {
+        const marks = await t.admin.fetchTopicOffsets(`${topic}.dlq`);
+        expect(marks.reduce((sum, m) => sum + Number(m.high), 0)).toBe(0);
+      }
     } finally {
-      await runner.stop();
+      for (const runner of runners) await runner.stop();
+      await tx.close();
     }
   });
 
-  it("fences a zombie: the older owner of a transactional id cannot commit and is told where to rewind", async () => {
-    const input = t.topic("tx.fenced.in");
+  it("handles different keys of one partition at once and keeps each key's records in order", async () => {
+    const input = t.topic("tx.keys.in");
+    const output = t.topic("tx.keys.out");
+    await createTopics(t.admin, [input, `${input}.dlq`, output], 1);
+    const keys = Array.from({ length: 20 }, () => randomUUID());
+    const perKey = 5;
+    const handled = new Map<string, number[]>();
+    let running = 0;
+    let mostAtOnce = 0;
+    const tx = transaction();
+    const runner = testRunner(t, publisher, {
+      topic: input,
+      valueTypes: [OrderCreatedSchema],
+      transaction: tx,
+      handler: async (created, context) => {
+        running += 1;
+        mostAtOnce = Math.max(mostAtOnce, running);
+        // Stands for a Redis round trip: the handler waits, others may run meanwhile.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        if (!isMessage(created.message, OrderCreatedSchema)) throw new Error("not an OrderCreated");
+        const key = created.envelope.orderId;
+        const sequence = Number(created.message.customerId);
+        handled.set(key, [...(handled.get(key) ?? []), sequence]);
+        await context.out.publish("tx.keys.out", OrderValidatedSchema, sampleOf(OrderValidatedSchema, key), { orderId: key });
+        running -= 1;
+      },
+    });
+    // Written before the runner starts, so that its first fetch takes many records of the one partition.
+    for (let sequence = 0; sequence < perKey; sequence += 1) {
+      for (const key of keys) {
+        const value = encodeRecord(OrderCreatedSchema, { ...sampleOf(OrderCreatedSchema, key), customerId: String(sequence) }, { key, orderId: key, producer: "test", encoding: "binary" });
+        await publisher.send(input, value);
+      }
+    }
+    await runner.start();
+    try {
+      await readRecords(t, output, keys.length * perKey);
+      expect(mostAtOnce).toBeGreaterThan(1);
+      for (const key of keys) expect(handled.get(key)).toEqual([0, 1, 2, 3, 4]);
+    } finally {
+      await runner.stop();
+      await tx.close();
+    }
+  });
+
+  it("fences a zombie: the older owner of a transactional id cannot commit, and its members rewind", async () => {
     const output = t.topic("tx.fenced.out");
+    const input = t.topic("tx.fenced.in");
     await createTopics(t.admin, [input, output], 1);
-    const consumer = createConsumer(t.kafka, t.config, `g-${randomUUID()}`, { "enable.auto.commit": false });
-    await consumer.connect();
+    const consumer = await connectConsumer(t.config, t.log, `g-${randomUUID()}`, { extra: { "enable.auto.commit": false }, onRebalance: () => undefined });
     const id = `tx-${randomUUID()}`;
-    const zombie = new TransactionalOutput({ kafka: t.kafka, config: t.config, log: t.log, transactionalId: id, consumer, settings });
-    const successor = new TransactionalOutput({ kafka: t.kafka, config: t.config, log: t.log, transactionalId: id, consumer, settings });
+    // Commits only when told to: the zombie's must come after the successor fenced it.
+    const zombie = transaction(id, { commitIntervalMs: 600_000 });
+    const successor = transaction(id, { commitIntervalMs: 600_000 });
+    const rewound: string[] = [];
+    const member: TransactionMember = {
+      group: "g",
+      consumer,
+      idle: false,
+      settle: () => Promise.resolve(),
+      positions: () => [{ topic: input, partition: 0, offset: 42 }],
+      committed: () => rewound.push("committed"),
+      rewind: () => rewound.push("rewound"),
+      resume: () => undefined,
+    };
     try {
       const [lost, kept] = [randomUUID(), randomUUID()];
       await zombie.begin();
       await zombie.sink.send(output, record(lost));
       await successor.begin();
       await successor.sink.send(output, record(kept));
-      expect(await successor.commit()).toEqual({ committed: true, records: 0 });
-      zombie.consumed(input, 0, "41");
-      const result = await zombie.commit();
-      expect(result.committed).toBe(false);
-      expect(result.committed ? [] : result.rewind).toEqual([{ topic: input, partition: 0, offset: "41" }]);
+      await successor.commit();
+      zombie.join(member);
+      await zombie.commit();
+      expect(rewound).toEqual(["rewound"]);
       const marker = randomUUID();
       await publisher.send(output, record(marker));
       const seen = (await readRecords(t, output, 2)).map((r) => headerValue(r.headers, Headers.orderId));
@@ -110,7 +181,55 @@ describe("transactional consumer", () => {
     } finally {
       await successor.close();
       await zombie.close();
-      await consumer.disconnect();
+      await disconnect(consumer);
     }
+  });
+});
+
+describe("a relay process killed between produce and commit", () => {
+  it("loses and duplicates nothing: its successor fences it and redoes the uncommitted records", async () => {
+    const [input, output] = [t.topic("tx.kill.in"), t.topic("tx.kill.out")];
+    await createTopics(t.admin, [input, `${input}.dlq`, output], 3);
+    const orderIds = Array.from({ length: 300 }, () => randomUUID());
+    for (const orderId of orderIds) await publisher.send(input, record(orderId));
+    const relay = (env: Record<string, string>) =>
+      spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "..", "load", "relay.ts")], {
+        env: { ...process.env, KAFKA_BROKERS: t.config.kafka.brokers, REDIS_URL: t.config.redisUrl, LOG_LEVEL: "fatal", RELAY_STAGES: `${input}>${output}`, INSTANCE_ID: "kill", ...env },
+        stdio: "ignore",
+      });
+    // read_uncommitted: the produced records are visible before any commit.
+    const uncommitted: string[] = [];
+    const peek = createConsumer(t.kafka, t.config, `peek-${randomUUID()}`, { "isolation.level": "read_uncommitted" });
+    // A long interval: the first relay is killed while its one transaction is still open.
+    const first = relay({ TX_COMMIT_INTERVAL_MS: "600000", TX_IDLE_COMMIT_MS: "600000", TX_MAX_RECORDS: "100000", TX_TIMEOUT_MS: "900000" });
+    try {
+      await peek.connect();
+      await peek.subscribe({ topics: [output] });
+      await peek.run({
+        eachMessage: ({ message }) => {
+          const id = headerValue(message.headers, Headers.orderId);
+          if (id !== undefined) uncommitted.push(id);
+          return Promise.resolve();
+        },
+      });
+      await waitFor(() => uncommitted.length >= orderIds.length, { timeoutMs: 60_000, what: "the relay to produce every record into its open transaction" });
+      first.kill("SIGKILL");
+      await new Promise((resolve) => first.once("exit", resolve));
+    } finally {
+      await peek.disconnect();
+    }
+    // Same instance id: its start fences the killed one and aborts its open transaction.
+    const successor = relay({});
+    try {
+      await waitFor(async () => (await committedOffset(`relay-${input}`, input)) === orderIds.length, { timeoutMs: 90_000, what: "the successor to commit every input record" });
+    } finally {
+      successor.kill("SIGTERM");
+      await new Promise((resolve) => successor.once("exit", resolve));
+    }
+    // Everything committed on the output, read to its end: each record once.
+    const ids: (string | undefined)[] = [];
+    await readToEnd(t.config, t.admin, [output], (r) => void ids.push(headerValue(r.headers, Headers.orderId)));
+    expect(new Set(ids)).toEqual(new Set(orderIds));
+    expect(ids).toHaveLength(orderIds.length);
   });
 });

@@ -9,7 +9,7 @@
 import { OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import { encodeRecord } from "../../lib/codec/codec.ts";
 import { ConsumerRunner } from "../../lib/kafka/consumer-runner.ts";
-import { runService } from "../../lib/service.ts";
+import { processTransaction, runService } from "../../lib/service.ts";
 
 /** The stages of RELAY_STAGES. */
 export function parseStages(raw: string): { from: string; to: string }[] {
@@ -20,17 +20,20 @@ export function parseStages(raw: string): { from: string; to: string }[] {
   });
 }
 
+/** The bench's producers and the relay itself wrote what the relay reads: it is not validated again, as in the services. */
+const trustedProducers: ReadonlySet<string> = new Set(["bench", "relay"]);
+
 runService("relay", (runtime) => {
-  const { config, log, kafka, publisher } = runtime;
+  const { config, log, publisher, metrics } = runtime;
+  const transaction = processTransaction(config, log, metrics);
   const runners = parseStages(process.env["RELAY_STAGES"] ?? "").map(
     ({ from, to }) =>
       new ConsumerRunner({
-        kafka,
         config,
         log,
         groupId: `relay-${from}`,
-        transactional: { transactionalId: `relay-${from}.${config.instanceId}`, settings: config.transactions },
-        subscriptions: [{ topic: from, valueTypes: [OrderCreatedSchema] }],
+        transaction,
+        subscriptions: [{ topic: from, valueTypes: [OrderCreatedSchema], trustedProducers }],
         publisher,
         handler: async (record, context) => {
           const { orderId } = record.envelope;
@@ -44,6 +47,7 @@ runService("relay", (runtime) => {
     },
     stop: async () => {
       for (const runner of runners) await runner.stop();
+      await transaction.close();
     },
   };
 });
