@@ -3,16 +3,21 @@
  * stores each decision with its effects (SagaStore), then carries the effects out — into the
  * consumer's transaction for consumed records, straight to the broker for the timer that fires
  * deadlines and compensation retries — and parks compensations that keep failing.
+ *
+ * Redis work per consumed record: one script call (the decision, checked against the version it
+ * was decided on) when the saga and the catalog prices are in memory; a saga not in memory is read
+ * first (not for orders.created, which expects none), and a version conflict hands back the
+ * stored saga for one more decision. Entries leave the outbox after the commit, in one pipeline
+ * for all the records of that commit.
  */
 import type { DecodedRecord } from "../../lib/codec/codec.ts";
-import { encodeRecord } from "../../lib/codec/codec.ts";
 import type { Config } from "../../lib/config.ts";
-import { messageOf } from "../../lib/errors.ts";
+import { TransientError, messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { every } from "../../lib/every.ts";
 import { topicName } from "../../lib/kafka/client.ts";
-import { OrderflowAttributes, activeIds, activeTraceHeaders, traceRequest } from "../../lib/tracing.ts";
+import { OrderflowAttributes, activeTraceHeaders, traceRequest } from "../../lib/tracing.ts";
 import type { RecordContext } from "../../lib/kafka/consumer-runner.ts";
 import type { Publisher, Sink } from "../../lib/kafka/publisher.ts";
 import type {
@@ -26,15 +31,19 @@ import type {
   PaymentRefunded,
 } from "../../gen/orderflow/v1/events_pb.ts";
 import type { Counter } from "prom-client";
-import { sagaOutcomeOf, type SagaOutcome } from "./observability.ts";
+import { CatalogCache } from "./catalog.ts";
+import { entryCreatedMs, outboxRecord, toOutbox, type OutboxEntry } from "./outbox.ts";
+import { RecentSagas, keyedQueue } from "./recent.ts";
 import { decide, type CatalogPrice, type SagaInput } from "./saga.ts";
 import type { OrchestratorSettings } from "./settings.ts";
-import { SagaStore, entryCreatedMs, outboxMessage, toOutbox, type OutboxEntry, type StoredSaga } from "./store.ts";
+import { SagaStore, absent, type StoredSaga, type Versioned } from "./store.ts";
 
-/** The timer republishes an outbox only when the handler that wrote it had this long to do so. */
+/** The timer republishes an outbox entry only when the handler that wrote it had this long to do so. */
 const OUTBOX_RECOVERY_AFTER_MS = 5_000;
-/** Longest a flush may hold its order's lock (a crashed flusher's lock lapses after it). */
+/** Longest a recovery may hold its order's lock (a crashed recoverer's lock lapses after it). */
 const FLUSH_LOCK_MS = 10_000;
+/** Decisions tried on one input before giving up (each failed try means someone else wrote the saga). */
+const DECIDE_ATTEMPTS = 20;
 
 /** The catalog topics the orchestrator consumes. */
 export const orchestratorTopics = [
@@ -46,7 +55,6 @@ export const orchestratorTopics = [
   "inventory.reserved",
   "inventory.failed",
   "inventory.released",
-  "inventory.committed",
 ] as const;
 
 /** Maps a record of a consumed topic to the saga input it is. */
@@ -69,8 +77,6 @@ export function inputOf(topic: string, record: DecodedRecord): SagaInput {
       return { kind: "stock-short", event: message as InventoryReservationFailed };
     case "inventory.released":
       return { kind: "stock-released", event: message as InventoryReleased };
-    case "inventory.committed":
-      return { kind: "stock-committed" };
     default:
       throw new Error(`the orchestrator does not consume ${topic}`);
   }
@@ -92,114 +98,105 @@ export function createOrchestrator(deps: OrchestratorDeps) {
   const { config, settings, redis, keys, publisher, log } = deps;
   const now = deps.now ?? Date.now;
   const store = new SagaStore(redis, keys);
+  const recent = new RecentSagas(settings.sagaCacheEntries);
+  const catalog = new CatalogCache(redis, keys, { maxAgeMs: settings.catalogMaxAgeMs, now });
+  const serially = keyedQueue();
 
-  /** Catalog prices of the SKUs an order names (absent = unknown SKU). */
-  async function prices(input: SagaInput): Promise<Map<string, CatalogPrice>> {
-    const found = new Map<string, CatalogPrice>();
-    if (input.kind !== "order-created") return found;
-    for (const item of input.event.items) {
-      const product = await redis.hgetall(keys("product", item.productId));
-      if (product["price_minor"] !== undefined && product["currency"] !== undefined) {
-        found.set(item.productId, { currency: product["currency"], priceMinor: BigInt(product["price_minor"]) });
-      }
-    }
-    return found;
+  /** Catalog prices of the SKUs an order names (absent = unknown SKU); none needed for other inputs. */
+  function prices(input: SagaInput): Promise<Map<string, CatalogPrice>> {
+    return input.kind === "order-created" ? catalog.prices(input.event.items.map((item) => item.productId)) : Promise.resolve(new Map<string, CatalogPrice>());
   }
 
-  /** Carries out one outbox entry through `out`: parks it, or publishes it under its own event id. */
+  /** The saga as this process last stored or read it; read from Redis when not in memory. */
+  async function known(orderId: string, input: SagaInput): Promise<Versioned> {
+    const held = recent.get(orderId);
+    if (held !== undefined) return held;
+    // An order's first record expects no saga; if there is one, the write says so and hands it back.
+    if (input.kind === "order-created") return absent;
+    const loaded = await store.load(orderId);
+    recent.remember(orderId, loaded);
+    return loaded;
+  }
+
+  /** Carries out one outbox entry through `out`: parks it, or sends its stored bytes under its own event id. */
   async function carryOut(orderId: string, entry: OutboxEntry, out: Sink): Promise<void> {
     if (entry.kind === "park") {
       await store.park(orderId, entry, now());
       log.error({ orderId, compensation: entry.compensation, attempts: entry.attempts }, "compensation parked");
       return;
     }
-    const { schema, message } = outboxMessage(entry);
-    await out.send(
-      topicName(config, entry.topic),
-      encodeRecord(schema, message, { key: entry.key, orderId, producer: config.service, encoding: config.encoding, eventId: entry.id }),
-    );
+    await out.send(topicName(config, entry.topic), outboxRecord(entry, orderId, config.service));
   }
 
-  /**
-   * Removes carried-out entries from the saga's outbox, and counts the saga outcomes among the
-   * entries this call removed (exactly one caller removes each; see observability.ts).
-   */
-  async function removeFromOutbox(orderId: string, ids: ReadonlySet<string>): Promise<void> {
-    let outcomes: SagaOutcome[] = [];
-    await store.update(orderId, (current) => {
-      outcomes = [];
-      if (current === undefined || !current.outbox.some((entry) => ids.has(entry.id))) return undefined;
-      outcomes = current.outbox.filter((entry) => ids.has(entry.id)).flatMap((entry) => sagaOutcomeOf(entry, current.state) ?? []);
-      return { ...current, outbox: current.outbox.filter((entry) => !ids.has(entry.id)) };
-    });
-    for (const outcome of outcomes) deps.sagaOutcomes?.inc({ ...outcome });
-  }
-
-  /**
-   * Publishes and parks what the saga's outbox holds, then removes what was done, until it is
-   * empty. One flusher per order at a time (answers for one order arrive on several topics at
-   * once); a caller that finds the lock taken waits for it, so its entries are not left behind.
-   * With `olderThanMs`, only an outbox whose first entry is at least that old (a crash's leftovers).
-   */
-  async function flush(orderId: string, olderThanMs?: number): Promise<void> {
-    const deadline = now() + FLUSH_LOCK_MS;
-    while (!(await store.lockFlush(orderId, FLUSH_LOCK_MS))) {
-      if (olderThanMs !== undefined || now() > deadline) return;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    try {
-      for (;;) {
-        const { saga } = await store.load(orderId);
-        const first = saga?.outbox[0];
-        if (saga === undefined || first === undefined) return;
-        if (olderThanMs !== undefined && now() - entryCreatedMs(first) < olderThanMs) return;
-        for (const entry of saga.outbox) await carryOut(orderId, entry, publisher);
-        await removeFromOutbox(orderId, new Set(saga.outbox.map((entry) => entry.id)));
-      }
-    } finally {
-      await store.unlockFlush(orderId);
+  /** Takes carried-out entries off the outbox and counts the saga outcomes among those this call removed. */
+  async function removeFromOutbox(orderId: string, entries: readonly OutboxEntry[]): Promise<void> {
+    const removed = await store.removeFromOutbox(orderId, entries.map((entry) => entry.id));
+    for (const entry of entries) {
+      if (entry.kind === "publish" && entry.outcome !== undefined && removed.has(entry.id)) deps.sagaOutcomes?.inc({ ...entry.outcome });
     }
   }
 
   /**
-   * Applies one input to one saga under compare-and-set, idempotent by event id. Returns the saga
-   * and the outbox entries this input added — or, when the input was applied before (a redelivery
-   * after an aborted transaction), every entry still waiting, so its effects go out again.
+   * Applies one input to one saga, idempotent by event id, and returns the saga and the outbox
+   * entries to carry out: those this input added — or, when it was applied before (a redelivery
+   * after an aborted transaction), those it added that are still waiting, so they go out again.
+   * Decides on the copy in memory and stores under its version; on a conflict, decides again on
+   * what the store handed back.
    */
   async function decideAndStore(orderId: string, input: SagaInput, eventId?: string): Promise<{ saga: StoredSaga | undefined; due: readonly OutboxEntry[] }> {
     const products = await prices(input);
-    let added: readonly OutboxEntry[] = [];
-    let replayed = false;
-    const saga = await store.update(orderId, (current) => {
-      added = [];
-      replayed = eventId !== undefined && current?.seen.includes(eventId) === true;
-      if (replayed) return undefined;
-      const decision = decide(current?.state, input, {
+    let current = await known(orderId, input);
+    for (let attempt = 0; attempt < DECIDE_ATTEMPTS; attempt += 1) {
+      const saga = current.saga;
+      if (eventId !== undefined && saga?.seen.includes(eventId) === true) {
+        return { saga, due: (await store.outbox(orderId)).filter((entry) => entry.cause === eventId) };
+      }
+      const decision = decide(saga?.state, input, {
         nowMs: now(),
         products,
         stepTimeoutMs: settings.stepTimeoutMs,
         maxOrderMinor: settings.maxOrderMinor,
         compensationRetryMs: settings.compensationRetryMs,
         compensationMaxAttempts: settings.compensationMaxAttempts,
-        ...activeIds(),
       });
-      if (decision.state === undefined) return undefined;
-      added = toOutbox(decision.effects);
-      return {
-        state: decision.state,
-        seen: SagaStore.seenWith(current?.seen ?? [], eventId),
-        outbox: [...(current?.outbox ?? []), ...added],
-        trace: current?.trace ?? activeTraceHeaders(),
-      };
-    });
-    return { saga, due: replayed ? (saga?.outbox ?? []) : added };
+      // Nothing changed (an unknown order, a duplicate answer): nothing to store.
+      if (decision.state === undefined || (decision.state === saga?.state && decision.effects.length === 0)) return { saga, due: [] };
+      const added = toOutbox(decision.effects, { encoding: config.encoding, state: decision.state, ...(eventId === undefined ? {} : { cause: eventId }) });
+      const next: StoredSaga = { state: decision.state, seen: SagaStore.seenWith(saga?.seen ?? [], eventId), trace: saga?.trace ?? activeTraceHeaders() };
+      const result = await store.write(orderId, current.version, next, added);
+      if (result.written) {
+        recent.remember(orderId, result.stored);
+        return { saga: next, due: added };
+      }
+      current = result.current;
+      recent.remember(orderId, current);
+    }
+    throw new TransientError(`saga ${orderId} kept changing under us`);
   }
 
   /** Applies a timer input and publishes its effects at once (no consumer transaction to join). */
-  async function apply(orderId: string, input: SagaInput): Promise<StoredSaga | undefined> {
-    const { saga } = await decideAndStore(orderId, input);
-    await flush(orderId);
-    return saga;
+  function apply(orderId: string, input: SagaInput): Promise<StoredSaga | undefined> {
+    return serially(orderId, async () => {
+      const { saga, due } = await decideAndStore(orderId, input);
+      for (const entry of due) await carryOut(orderId, entry, publisher);
+      if (due.length > 0) await removeFromOutbox(orderId, due);
+      return saga;
+    });
+  }
+
+  /**
+   * Carries out the outbox entries of an order decided at least OUTBOX_RECOVERY_AFTER_MS ago (a
+   * crash's leftovers), under a lock so that two timers do not both publish them.
+   */
+  async function recover(orderId: string): Promise<void> {
+    if (!(await store.lockFlush(orderId, FLUSH_LOCK_MS))) return;
+    try {
+      const left = (await store.outbox(orderId)).filter((entry) => now() - entryCreatedMs(entry) >= OUTBOX_RECOVERY_AFTER_MS);
+      for (const entry of left) await carryOut(orderId, entry, publisher);
+      if (left.length > 0) await removeFromOutbox(orderId, left);
+    } finally {
+      await store.unlockFlush(orderId);
+    }
   }
 
   /**
@@ -213,32 +210,38 @@ export function createOrchestrator(deps: OrchestratorDeps) {
       }
     };
     const fire = async (orderId: string) => {
-      const { saga } = await store.load(orderId);
+      const { saga } = await known(orderId, { kind: "tick" });
       await traceRequest("saga timer", "internal", saga?.trace, { [OrderflowAttributes.orderId]: orderId }, () => apply(orderId, { kind: "tick" }));
     };
     await each(await store.dueOrders(now(), 100), fire);
-    await each(await store.ordersWithOutbox(now() - OUTBOX_RECOVERY_AFTER_MS, 100), (orderId) => flush(orderId, OUTBOX_RECOVERY_AFTER_MS));
+    await each(await store.ordersWithOutbox(now() - OUTBOX_RECOVERY_AFTER_MS, 100), recover);
   }
 
   return {
     store,
-    apply,
-    flush,
+    catalog,
     tick,
     /**
      * The consumer handler: the decision is stored first, its effects go into the consumer's
      * transaction, and they leave the outbox only once that transaction committed.
      */
-    async handle(record: DecodedRecord, context: Pick<RecordContext, "topic" | "out" | "afterCommit">): Promise<StoredSaga | undefined> {
+    handle(record: DecodedRecord, context: Pick<RecordContext, "topic" | "out" | "afterCommit">): Promise<StoredSaga | undefined> {
       const base = context.topic.slice(config.topicPrefix.length);
       const input = inputOf(base, record);
       const orderId = record.envelope.orderId || (record.message as unknown as { orderId: string }).orderId;
-      const { saga, due } = await decideAndStore(orderId, input, record.envelope.eventId);
-      for (const entry of due) await carryOut(orderId, entry, context.out);
-      if (due.length > 0) context.afterCommit(() => removeFromOutbox(orderId, new Set(due.map((entry) => entry.id))));
-      return saga;
+      return serially(orderId, async () => {
+        const { saga, due } = await decideAndStore(orderId, input, record.envelope.eventId);
+        for (const entry of due) await carryOut(orderId, entry, context.out);
+        if (due.length > 0) context.afterCommit(() => removeFromOutbox(orderId, due));
+        return saga;
+      });
     },
-    /** Runs tick() every settings.tickMs until the returned function is called. */
-    startTimer: () => every(settings.tickMs, tick, log, "saga timer round"),
+    /** Runs tick() every settings.tickMs and the catalog check every settings.catalogCheckMs, until the returned function is called. */
+    startTimer(): () => Promise<void> {
+      const stops = [every(settings.tickMs, tick, log, "saga timer round"), every(settings.catalogCheckMs, () => catalog.check(), log, "catalog version check")];
+      return async () => {
+        await Promise.all(stops.map((stop) => stop()));
+      };
+    },
   };
 }

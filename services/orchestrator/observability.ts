@@ -2,11 +2,12 @@
  * Saga outcomes as a metric: `orderflow_saga_outcomes_total{outcome, reason}`, one count per
  * terminal record (orders.completed, orders.failed, orders.cancelled).
  *
- * Counted when the terminal entry leaves the saga's outbox, which happens only after the record was
- * committed (the consumer's afterCommit) or acknowledged (the timer's flush). Leaving the outbox is
- * a compare-and-set, so exactly one caller removes each entry: a transaction that aborts and is
+ * The outcome is judged when the record is decided (it is kept with the outbox entry) and counted
+ * when the entry leaves the saga's outbox, which happens only after the record was committed (the
+ * consumer's afterCommit) or acknowledged (the timer). Leaving the outbox is an atomic delete that
+ * says what it deleted, so exactly one caller removes each entry: a transaction that aborts and is
  * redone counts nothing (its afterCommit never runs), and a crash between commit and removal is
- * counted once, by whoever flushes the left-over outbox. The remaining bound is Prometheus's own:
+ * counted once, by whoever carries out the left-over outbox. The remaining bound is Prometheus's own:
  * a process that counted and then died loses its count before a scrape took it. An order refunded
  * after completion has two terminal records (completed, then cancelled) and counts under both.
  *
@@ -16,7 +17,6 @@
 import { Counter, type Registry } from "prom-client";
 import { FailureReason } from "../../gen/orderflow/v1/common_pb.ts";
 import type { SagaState } from "./saga.ts";
-import type { OutboxEntry } from "./store.ts";
 
 export type SagaOutcome = { readonly outcome: "completed" | "failed" | "cancelled"; readonly reason: string };
 
@@ -35,16 +35,15 @@ export function createOrchestratorMetrics(registry: Registry): OrchestratorMetri
   };
 }
 
-/** The outcome an outbox entry announces, judged with the saga's state; undefined for any other entry. */
-export function sagaOutcomeOf(entry: OutboxEntry, state: SagaState): SagaOutcome | undefined {
-  if (entry.kind !== "publish") return undefined;
-  switch (entry.topic) {
+/** The outcome a record on `topic` announces, judged with the state that decided it; undefined for any other record. */
+export function sagaOutcomeOf(topic: string, state: SagaState): SagaOutcome | undefined {
+  switch (topic) {
     case "orders.completed":
       return { outcome: "completed", reason: "none" };
     case "orders.failed":
       return { outcome: "failed", reason: FailureReason[state.failure?.reason ?? FailureReason.UNSPECIFIED].toLowerCase() };
     case "orders.cancelled":
-      return { outcome: "cancelled", reason: state.stock === "commit_requested" || state.stock === "committed" ? "after_completion" : "before_completion" };
+      return { outcome: "cancelled", reason: state.stock === "committed" ? "after_completion" : "before_completion" };
     default:
       return undefined;
   }

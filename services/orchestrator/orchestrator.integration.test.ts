@@ -1,7 +1,8 @@
 /**
  * The orchestrator in-process against the real broker and Redis, driven by records the other
- * services would send: the happy path, a duplicate delivery, a timeout fired by its timer, a
- * compensation that is never confirmed being parked, and an outbox a crash left behind.
+ * services would send: the happy path, a duplicate delivery, a saga another writer changed behind
+ * the in-memory copy, a timeout fired by its timer, a compensation that is never confirmed being
+ * parked, and an outbox a crash left behind.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,11 +18,13 @@ import {
   type OrderFailed,
   type PaymentRequested,
 } from "../../gen/orderflow/v1/events_pb.ts";
+import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
 import { startTestService, type TestService } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
 import { buildOrchestrator } from "./service.ts";
-import { SagaStore, entryCreatedMs, toOutbox, type StoredSaga } from "./store.ts";
+import { entryCreatedMs, toOutbox } from "./outbox.ts";
+import { SagaStore } from "./store.ts";
 
 let ctx: TestService;
 
@@ -57,15 +60,32 @@ describe("orchestrator service", () => {
     await ctx.publisher.publish("payments.completed", PaymentCompletedSchema, payment, { orderId });
     await ctx.publisher.publish("inventory.reserved", InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId), { orderId });
     await ctx.watch.next(orderId, "orders.completed");
-    const commit = (await ctx.watch.next(orderId, "inventory.requested")).message as unknown as InventoryActionRequested;
-    expect(commit.action).toBe(InventoryAction.COMMIT);
     await ctx.watch.next(orderId, "notifications.email");
 
-    const { saga } = await ctx.service.runtime.redis.get(ctx.r.keys("saga", orderId)).then((raw) => ({ saga: raw === null ? undefined : (JSON.parse(raw) as { outbox: unknown[] }) }));
-    expect(saga?.outbox).toEqual([]);
+    const store = new SagaStore(ctx.service.runtime.redis, ctx.r.keys);
+    await waitFor(async () => (await store.outbox(orderId)).length === 0, { what: "the outbox to empty after the commit" });
+    expect((await store.load(orderId)).saga?.state).toMatchObject({ status: OrderStatus.COMPLETED, stock: "committed" });
+    expect(await ctx.service.runtime.redis.zscore(ctx.r.keys("saga-outbox-since"), orderId)).toBeNull();
     expect(ctx.watch.of(orderId, "orders.completed")).toHaveLength(1);
     expect(ctx.watch.of(orderId, "payments.requested")).toHaveLength(1);
-    expect(ctx.watch.of(orderId, "orders.audit").length).toBeGreaterThanOrEqual(2);
+    // The inventory service commits on orders.completed; status changes are not audited.
+    expect(ctx.watch.of(orderId, "inventory.requested")).toEqual([]);
+    expect(ctx.watch.of(orderId, "orders.audit")).toEqual([]);
+  });
+
+  it("decides on the stored saga when another writer changed it behind the copy in memory", async () => {
+    const orderId = randomUUID();
+    await place(orderId);
+    await ctx.watch.next(orderId, "payments.requested");
+    // Another instance took the charge answer: the stored saga moves on, this process's copy does not.
+    const store = new SagaStore(ctx.service.runtime.redis, ctx.r.keys);
+    const before = await store.load(orderId);
+    await store.update(orderId, (saga) => (saga === undefined ? undefined : { ...saga, state: { ...saga.state, payment: "charged", paymentId: "pay-elsewhere" } }));
+    expect((await store.load(orderId)).version).not.toBe(before.version);
+
+    await ctx.publisher.publish("inventory.reserved", InventoryReservedSchema, sampleOf(InventoryReservedSchema, orderId), { orderId });
+    const completed = await ctx.watch.next(orderId, "orders.completed");
+    expect((completed.message as unknown as { paymentId: string }).paymentId).toBe("pay-elsewhere");
   });
 
   it("fails an order whose steps do not answer in time, by its own timer", async () => {
@@ -98,16 +118,20 @@ describe("orchestrator service", () => {
     const { redis } = ctx.service.runtime;
     const store = new SagaStore(redis, ctx.r.keys);
     // An effect decided ten seconds ago whose handler died before carrying it out: its UUIDv7 id says when.
-    const [fresh] = toOutbox([{ kind: "publish", topic: "orders.validated", key: orderId, schema: OrderValidatedSchema, message: sampleOf(OrderValidatedSchema, orderId) }]);
+    const { version, saga } = await store.load(orderId);
+    if (saga === undefined) throw new Error("no saga stored");
+    const [fresh] = toOutbox([{ kind: "publish", topic: "orders.validated", key: orderId, schema: OrderValidatedSchema, message: sampleOf(OrderValidatedSchema, orderId) }], { encoding: "binary", state: saga.state });
     if (fresh === undefined) throw new Error("no outbox entry");
     const decidedHex = (Date.now() - 10_000).toString(16).padStart(12, "0");
     const leftBehind = { ...fresh, id: `${decidedHex.slice(0, 8)}-${decidedHex.slice(8)}${fresh.id.slice(13)}` };
     expect(entryCreatedMs(leftBehind)).toBeLessThan(Date.now() - 9_000);
-    await store.update(orderId, (saga) => (saga === undefined ? undefined : ({ ...saga, outbox: [...saga.outbox, leftBehind] } satisfies StoredSaga)));
+    expect((await store.write(orderId, version, saga, [leftBehind])).written).toBe(true);
 
     const republished = await waitFor(() => ctx.watch.of(orderId, "orders.validated").find((r) => r.envelope.eventId === leftBehind.id), { what: "the left-behind effect" });
     expect(republished.envelope.orderId).toBe(orderId);
-    await waitFor(async () => (await store.load(orderId)).saga?.outbox.length === 0, { what: "the outbox to empty" });
+    // Sent as stored: the same bytes, and the decision time as occurred-at.
+    expect(republished.envelope.occurredAt.getTime()).toBe(entryCreatedMs(leftBehind));
+    await waitFor(async () => (await store.outbox(orderId)).length === 0, { what: "the outbox to empty" });
     expect(await redis.zscore(ctx.r.keys("saga-outbox-since"), orderId)).toBeNull();
   });
 });

@@ -17,7 +17,6 @@ import {
   PaymentRefundedSchema,
   ReleaseReason,
   type EmailRequested,
-  type AuditRecorded,
   type InventoryActionRequested,
   type OrderFailed,
   type PaymentRequested,
@@ -77,7 +76,7 @@ describe("saga: validation", () => {
   it("starts payment and reservation together for a valid order", () => {
     const { state, effects } = run([created()]);
     expect(state?.status).toBe(OrderStatus.VALIDATED);
-    expect(topics(effects)).toEqual(["orders.validated", "payments.requested", "orders.audit"]);
+    expect(topics(effects)).toEqual(["orders.validated", "payments.requested"]);
     expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE]);
     expect(state?.deadlineMs).toBe(context.nowMs + context.stepTimeoutMs);
   });
@@ -98,15 +97,6 @@ describe("saga: validation", () => {
     expect(emails(effects)).toEqual([EmailTemplate.ORDER_FAILED]);
   });
 
-  it("audits each status change with the trace it happened in", () => {
-    const traceId = "0af7651916cd43dd8448eb211c80319c";
-    const { effects } = run([created()], { ...context, traceId });
-    expect(messagesOn<AuditRecorded>(effects, "orders.audit")).toMatchObject([
-      { actor: "service:orchestrator", action: "status_changed", fromStatus: OrderStatus.PENDING, toStatus: OrderStatus.VALIDATED, traceId },
-    ]);
-    expect(messagesOn<AuditRecorded>(run([created()]).effects, "orders.audit")[0]?.traceId).toBe("");
-  });
-
   it("ignores a second OrderCreated for the same order", () => {
     const first = run([created()]);
     expect(decide(first.state, created(), context)).toEqual({ state: first.state, effects: [] });
@@ -117,13 +107,29 @@ describe("saga: outcomes", () => {
   it.each([
     ["payment first", [created(), paid, reserved]],
     ["reservation first", [created(), reserved, paid]],
-  ])("completes when both succeed (%s): commit, confirm, email", (_name, inputs) => {
+  ])("completes when both succeed (%s): the reservation counts as committed, confirm, email", (_name, inputs) => {
     const { state, effects } = run(inputs);
     expect(state?.status).toBe(OrderStatus.COMPLETED);
+    expect(state?.stock).toBe("committed");
     expect(terminalTopics(effects)).toEqual(["orders.completed"]);
-    expect(inventoryActions(effects)).toEqual([InventoryAction.COMMIT]);
+    expect(inventoryActions(effects)).toEqual([]);
     expect(emails(effects)).toEqual([EmailTemplate.ORDER_CONFIRMED]);
     expect(state?.deadlineMs).toBeUndefined();
+  });
+
+  it("a completed order's records are the lifecycle ones only: no audit record, no commit command", () => {
+    let state: SagaState | undefined;
+    const perInput = [created(), paid, reserved].map((input) => {
+      const decision = decide(state, input, context);
+      state = decision.state;
+      return topics(decision.effects);
+    });
+    expect(perInput).toEqual([["orders.validated", "payments.requested"], [], ["orders.completed", "notifications.email"]]);
+  });
+
+  it("announces failures and cancels without audit records", () => {
+    expect(topics(run([created(), declined]).effects)).toEqual(["orders.validated", "payments.requested", "orders.failed", "notifications.email"]);
+    expect(topics(run([created(), cancel]).effects)).toEqual(["orders.validated", "payments.requested", "orders.cancelled", "notifications.email"]);
   });
 
   it("payment declined after the reservation: release, FAILED(PAYMENT), failure email", () => {
@@ -183,10 +189,11 @@ describe("saga: cancel", () => {
     expect(emails(effects)).toEqual([EmailTemplate.ORDER_CANCELLED]);
   });
 
-  it("after completion: refund", () => {
+  it("after completion: refund, the sold stock stays sold", () => {
     const { state, effects } = run([created(), paid, reserved, cancel]);
     expect(state?.status).toBe(OrderStatus.CANCELLED);
     expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE, PaymentAction.REFUND]);
+    expect(inventoryActions(effects)).toEqual([]);
     expect(terminalTopics(effects)).toEqual(["orders.completed", "orders.cancelled"]);
     expect(emails(effects)).toEqual([EmailTemplate.ORDER_CONFIRMED, EmailTemplate.ORDER_REFUNDED]);
   });
@@ -234,7 +241,7 @@ describe("saga: duplicates and compensations", () => {
 
 describe("saga: invariants over every arrival order", () => {
   const answers = { paid, declined, reserved, short, cancel, tick: { kind: "tick" } as SagaInput };
-  it("exactly one outcome; every charge of an incomplete order refunded; every reservation either released or committed", () => {
+  it("exactly one outcome; every charge of an incomplete order refunded; every reservation of an order that did not complete released", () => {
     fc.assert(
       fc.property(
         fc.constantFrom("paid", "declined"),
@@ -259,11 +266,14 @@ describe("saga: invariants over every arrival order", () => {
           const completed = state?.status === OrderStatus.COMPLETED;
           const charged = payment === "paid";
           if (charged && !completed) expect(paymentActions(effects)).toContain(PaymentAction.REFUND);
-          if (stock === "reserved") {
-            // A tick may re-send an unconfirmed release; what matters is that it is one kind of action.
-            const actions = [...new Set(inventoryActions(effects))];
-            expect(actions.length).toBe(1);
-            expect(actions[0]).toBe(completed || (state?.status === OrderStatus.CANCELLED && terminalTopics(effects).includes("orders.completed")) ? InventoryAction.COMMIT : InventoryAction.RELEASE);
+          const everCompleted = terminalTopics(effects).includes("orders.completed");
+          // A completed order's reservation is committed by the inventory service on orders.completed.
+          if (everCompleted) expect(state?.stock).toBe("committed");
+          if (stock === "reserved" && !everCompleted) {
+            // A tick may re-send an unconfirmed release; what matters is that it is the only action.
+            expect(new Set(inventoryActions(effects))).toEqual(new Set([InventoryAction.RELEASE]));
+          } else {
+            expect(inventoryActions(effects)).toEqual([]);
           }
         },
       ),

@@ -3,13 +3,15 @@
  * the effects to carry out (records to publish, compensations to park). No I/O here; the Kafka and
  * Redis shell around it lives in handlers.ts. Reservation and payment run in parallel after
  * validation; whichever way the saga ends, every step that was taken is undone or confirmed, also
- * when its answer arrives after the end.
+ * when its answer arrives after the end. Completion confirms the reservation by itself: the
+ * inventory service commits it when it reads orders.completed, so no commit command is sent.
+ * Status changes are announced by the lifecycle records (orders.validated, completed, failed,
+ * cancelled) alone; orders.audit is for operators' actions.
  */
 import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { FailureReason, OrderStatus, type PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
 import {
-  AuditRecordedSchema,
   EmailRequestedSchema,
   EmailTemplate,
   InventoryAction,
@@ -33,6 +35,11 @@ import {
 
 /** Where each parallel step is; "none" when it was never started (the order failed validation). */
 export type PaymentStep = "none" | "requested" | "charged" | "declined" | "refund_requested" | "refunded";
+/**
+ * Where the reservation is. "committed" once the saga completed (the inventory service commits on
+ * orders.completed). "commit_requested" is never set any more; it stays in the type only while the
+ * admin service still names it (services/admin/admin.ts stockHeld).
+ */
 export type StockStep = "none" | "requested" | "reserved" | "short" | "release_requested" | "released" | "commit_requested" | "committed";
 export type Compensation = "refund" | "release";
 
@@ -73,7 +80,6 @@ export type SagaInput =
   | { kind: "stock-reserved"; event: InventoryReserved }
   | { kind: "stock-short"; event: InventoryReservationFailed }
   | { kind: "stock-released"; event: InventoryReleased }
-  | { kind: "stock-committed" }
   | { kind: "cancel-requested"; event: OrderCancelRequested }
   | { kind: "tick" };
 
@@ -95,8 +101,6 @@ export interface SagaContext {
   readonly compensationRetryMs: number;
   /** Attempts before a compensation is parked for an operator. */
   readonly compensationMaxAttempts: number;
-  /** The trace the deciding input belongs to, for audit records. */
-  readonly traceId?: string;
 }
 
 /** A record to publish: catalog topic, schema, message, key. */
@@ -169,22 +173,6 @@ class Step {
     this.state = { ...this.state, ...patch };
   }
 
-  audit(from: OrderStatus, to: OrderStatus, detail: string): void {
-    this.effects.push(
-      publish("orders.audit", AuditRecordedSchema, {
-        auditId: `${this.state.orderId}:${OrderStatus[to]}`,
-        orderId: this.state.orderId,
-        actor: "service:orchestrator",
-        action: "status_changed",
-        fromStatus: from,
-        toStatus: to,
-        detail,
-        traceId: this.context.traceId ?? "",
-        occurredAt: timestampFromMs(this.context.nowMs),
-      }, this.state.orderId),
-    );
-  }
-
   email(template: EmailTemplate, params: Record<string, string> = {}): void {
     const s = this.state;
     this.effects.push(
@@ -246,7 +234,6 @@ class Step {
   }
 
   fail(reason: FailureReason, detail: string, template: EmailTemplate): void {
-    const from = this.state.status;
     this.compensate(ReleaseReason.COMPENSATION);
     this.set({ status: OrderStatus.FAILED, failure: { reason, detail }, deadlineMs: undefined });
     const s = this.state;
@@ -261,19 +248,13 @@ class Step {
       }, s.orderId),
     );
     this.email(template, { reason: detail });
-    this.audit(from, OrderStatus.FAILED, `${FailureReason[reason]}: ${detail}`);
   }
 
   completeIfReady(): void {
     const s = this.state;
     if (s.status !== OrderStatus.VALIDATED || s.payment !== "charged" || s.stock !== "reserved") return;
-    this.set({ status: OrderStatus.COMPLETED, stock: "commit_requested", deadlineMs: undefined });
+    this.set({ status: OrderStatus.COMPLETED, stock: "committed", deadlineMs: undefined });
     this.effects.push(
-      publish("inventory.requested", InventoryActionRequestedSchema, {
-        orderId: s.orderId,
-        action: InventoryAction.COMMIT,
-        requestedAt: timestampFromMs(this.context.nowMs),
-      }, s.orderId),
       publish("orders.completed", OrderCompletedSchema, {
         orderId: s.orderId,
         customerId: s.customerId,
@@ -284,7 +265,6 @@ class Step {
       }, s.orderId),
     );
     this.email(EmailTemplate.ORDER_CONFIRMED);
-    this.audit(OrderStatus.VALIDATED, OrderStatus.COMPLETED, "paid and reserved");
   }
 }
 
@@ -336,7 +316,6 @@ function start(event: OrderCreated, context: SagaContext): Decision {
       requestedAt: timestampFromMs(context.nowMs),
     }, state.orderId),
   );
-  step.audit(OrderStatus.PENDING, OrderStatus.VALIDATED, "business rules passed");
   return { state: step.state, effects: step.effects };
 }
 
@@ -408,23 +387,17 @@ export function decide(state: SagaState | undefined, input: SagaInput, context: 
         step.set({ stock: "released" });
       }
       break;
-    case "stock-committed":
-      step.set({ stock: "committed" });
-      break;
     case "cancel-requested":
       if (state.status === OrderStatus.COMPLETED) {
         if (state.payment === "charged") step.requestRefund();
         step.set({ status: OrderStatus.CANCELLED });
         step.effects.push(cancelled(step.state, input.event.reason, context));
         step.email(EmailTemplate.ORDER_REFUNDED);
-        step.audit(OrderStatus.COMPLETED, OrderStatus.CANCELLED, `refund after completion: ${input.event.reason}`);
       } else if (!isTerminal) {
-        const from = state.status;
         step.compensate(ReleaseReason.CANCELLED);
         step.set({ status: OrderStatus.CANCELLED, deadlineMs: undefined });
         step.effects.push(cancelled(step.state, input.event.reason, context));
         step.email(EmailTemplate.ORDER_CANCELLED);
-        step.audit(from, OrderStatus.CANCELLED, `cancelled by ${input.event.requestedBy}: ${input.event.reason}`);
       }
       break;
     case "tick":

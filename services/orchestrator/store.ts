@@ -1,23 +1,21 @@
 /**
- * Where the orchestrator keeps each saga: one Redis value per order holding the saga state, the
- * event ids already applied (a redelivery changes nothing) and an outbox of effects decided but not
- * yet published. State, outbox and two indexes (orders by due time; orders with an outbox by the
- * age of its oldest entry, so the timer finds leftovers without visiting every order in flight)
- * change together in one compare-and-set script, so a decision and its effects can never come
- * apart, and two writers (the consumer and the timer) cannot overwrite each other.
+ * Where the orchestrator keeps each saga: one Redis hash per order, `saga:{order}`, holding
+ *   v          the version, bumped by every decision written (absent = no saga, version "0");
+ *   saga       the saga state, the event ids already applied (a redelivery changes nothing) and
+ *              the order's trace context, as JSON;
+ *   out:{id}   one outbox entry per effect decided and not yet carried out (outbox.ts).
+ * A decision is written by one script call that checks the version it was decided on, stores the
+ * state and the new entries and keeps two indexes right (orders by due time; orders with an outbox
+ * by the age of its oldest entry, so the timer finds leftovers without visiting every order in
+ * flight). On a version mismatch the script hands back what is stored instead, so a writer that
+ * decided on an old copy (a cache, another instance, the timer) decides again without a separate
+ * read. Carried-out entries leave by field, which commutes with decisions and needs no version;
+ * removals requested together go out in one pipeline.
  */
-import { fromBinary, toBinary, create, type DescMessage } from "@bufbuild/protobuf";
-import { createRegistry } from "@bufbuild/protobuf";
-import { file_orderflow_v1_events } from "../../gen/orderflow/v1/events_pb.ts";
-import { newEventId } from "../../lib/codec/envelope.ts";
 import { RejectedError, TransientError } from "../../lib/errors.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
-import { nextDueMs, type Compensation, type Effect, type SagaState } from "./saga.ts";
-
-/** A decided effect waiting to be carried out. Publishes keep their event id across retries. */
-export type OutboxEntry =
-  | { readonly id: string; readonly kind: "publish"; readonly topic: string; readonly key: string; readonly typeName: string; readonly value: string }
-  | { readonly id: string; readonly kind: "park"; readonly compensation: Compensation; readonly attempts: number };
+import { entryCreatedMs, type OutboxEntry } from "./outbox.ts";
+import { nextDueMs, type Compensation, type SagaState } from "./saga.ts";
 
 /** A compensation parked for an operator, as stored (hash `parked`, field = id). */
 export interface ParkedRecord {
@@ -32,101 +30,158 @@ export interface ParkedRecord {
 export interface StoredSaga {
   readonly state: SagaState;
   readonly seen: readonly string[];
-  readonly outbox: readonly OutboxEntry[];
   /** The trace context of the order (W3C headers), so timer work joins the order's trace. */
   readonly trace?: Readonly<Record<string, string>>;
 }
 
-const SEEN_KEPT = 64;
-
-/** When an outbox entry was decided: its id is a UUIDv7, whose first 48 bits are Unix milliseconds. */
-export function entryCreatedMs(entry: OutboxEntry): number {
-  return parseInt(entry.id.replaceAll("-", "").slice(0, 12), 16);
+/** A saga as read at one version; version "0" and no saga when the order has none. */
+export interface Versioned {
+  readonly version: string;
+  readonly saga: StoredSaga | undefined;
 }
+
+export const absent: Versioned = { version: "0", saga: undefined };
+
+/** What a write did: stored at a new version, or found another version (handed back) and stored nothing. */
+export type WriteResult = { readonly written: true; readonly stored: Versioned } | { readonly written: false; readonly current: Versioned };
+
+const SEEN_KEPT = 64;
 const CAS_ATTEMPTS = 20;
+const OUTBOX_FIELD = "out:";
 
-const registry = createRegistry(file_orderflow_v1_events);
-
-const casScript = `
-local current = redis.call('GET', KEYS[1])
-if (current == false and ARGV[1] ~= '') or (current ~= false and current ~= ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
+const writeScript = `
+local version = redis.call('HGET', KEYS[1], 'v') or '0'
+if version ~= ARGV[1] then return {0, version, redis.call('HGET', KEYS[1], 'saga')} end
+local next = tostring(tonumber(version) + 1)
+redis.call('HSET', KEYS[1], 'v', next, 'saga', ARGV[2])
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[4]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4]) end
-if ARGV[5] == '' then redis.call('ZREM', KEYS[3], ARGV[4]) else redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
-return 1`;
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[4]) end
+return {1, next}`;
 
-type CasRedis = Redis & {
-  sagaCas(sagaKey: string, dueKey: string, outboxKey: string, old: string, next: string, due: string, orderId: string, outboxSince: string): Promise<number>;
+/** Deletes outbox fields; re-indexes the order by its oldest remaining entry (UUIDv7 milliseconds). */
+const removeScript = `
+local removed = {}
+for i = 2, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then table.insert(removed, ARGV[i]) end
+end
+if #removed > 0 then
+  local oldest = nil
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(field, 1, 4) == 'out:' then
+      local ms = tonumber(string.sub(field, 5, 12) .. string.sub(field, 14, 17), 16)
+      if oldest == nil or ms < oldest then oldest = ms end
+    end
+  end
+  if oldest == nil then redis.call('ZREM', KEYS[2], ARGV[1]) else redis.call('ZADD', KEYS[2], oldest, ARGV[1]) end
+end
+return removed`;
+
+type SagaRedis = Redis & {
+  sagaWrite(sagaKey: string, dueKey: string, outboxKey: string, version: string, saga: string, due: string, orderId: string, outboxSince: string, ...entries: string[]): Promise<[number, string, string | null]>;
+  sagaOutboxRemove(sagaKey: string, outboxKey: string, orderId: string, ...fields: string[]): Promise<string[]>;
 };
 
-/** Turns decided effects into outbox entries (messages encoded now, so the outbox is plain JSON). */
-export function toOutbox(effects: readonly Effect[]): OutboxEntry[] {
-  return effects.map((effect) =>
-    effect.kind === "park"
-      ? { id: newEventId(), kind: "park", compensation: effect.compensation, attempts: effect.attempts }
-      : {
-          id: newEventId(),
-          kind: "publish",
-          topic: effect.topic,
-          key: effect.key,
-          typeName: effect.schema.typeName,
-          value: Buffer.from(toBinary(effect.schema, create(effect.schema, effect.message))).toString("base64"),
-        },
-  );
-}
-
-/** The message of an outbox publish, decoded again. */
-export function outboxMessage(entry: Extract<OutboxEntry, { kind: "publish" }>): { schema: DescMessage; message: ReturnType<typeof fromBinary> } {
-  const schema = registry.getMessage(entry.typeName);
-  if (schema === undefined) throw new Error(`unknown type ${entry.typeName} in the outbox`);
-  return { schema, message: fromBinary(schema, Buffer.from(entry.value, "base64")) };
+function parse(version: string | null, raw: string | null): Versioned {
+  return version === null || raw === null ? absent : { version, saga: JSON.parse(raw) as StoredSaga };
 }
 
 export class SagaStore {
-  readonly #redis: CasRedis;
+  readonly #redis: SagaRedis;
+  /** Removals requested in this turn of the event loop, sent together at its end. */
+  #removals: { orderId: string; ids: readonly string[]; resolve: (removed: ReadonlySet<string>) => void; reject: (err: unknown) => void }[] = [];
 
   constructor(
     redis: Redis,
     private readonly keys: Keys,
   ) {
-    redis.defineCommand("sagaCas", { numberOfKeys: 3, lua: casScript });
-    this.#redis = redis as CasRedis;
+    redis.defineCommand("sagaWrite", { numberOfKeys: 3, lua: writeScript });
+    redis.defineCommand("sagaOutboxRemove", { numberOfKeys: 2, lua: removeScript });
+    this.#redis = redis as SagaRedis;
   }
 
-  async load(orderId: string): Promise<{ raw: string; saga: StoredSaga | undefined }> {
-    const raw = await this.#redis.get(this.keys("saga", orderId));
-    return { raw: raw ?? "", saga: raw === null ? undefined : (JSON.parse(raw) as StoredSaga) };
+  async load(orderId: string): Promise<Versioned> {
+    const [version, raw] = await this.#redis.hmget(this.keys("saga", orderId), "v", "saga");
+    return parse(version ?? null, raw ?? null);
   }
 
-  /** Replaces `raw` with `next` if nobody changed it meanwhile; keeps the due and outbox indexes right. */
-  async compareAndSet(orderId: string, raw: string, next: StoredSaga): Promise<boolean> {
+  /** The saga's outbox, oldest decision first. */
+  async outbox(orderId: string): Promise<OutboxEntry[]> {
+    const fields = await this.#redis.hgetall(this.keys("saga", orderId));
+    return Object.entries(fields)
+      .filter(([field]) => field.startsWith(OUTBOX_FIELD))
+      .map(([, raw]) => JSON.parse(raw) as OutboxEntry)
+      .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Stores `next` and appends `entries` to the outbox if the saga is still at `version`; else
+   * stores nothing and returns what is there. One script call.
+   */
+  async write(orderId: string, version: string, next: StoredSaga, entries: readonly OutboxEntry[]): Promise<WriteResult> {
     const due = nextDueMs(next.state);
-    const oldest = next.outbox[0];
-    const done = await this.#redis.sagaCas(
+    const first = entries[0];
+    const [written, stored, raw] = await this.#redis.sagaWrite(
       this.keys("saga", orderId),
       this.keys("saga-due"),
       this.keys("saga-outbox-since"),
-      raw,
+      version,
       JSON.stringify(next),
       due === undefined ? "" : String(due),
       orderId,
-      oldest === undefined ? "" : String(entryCreatedMs(oldest)),
+      first === undefined ? "" : String(entryCreatedMs(first)),
+      ...entries.flatMap((entry) => [OUTBOX_FIELD + entry.id, JSON.stringify(entry)]),
     );
-    return done === 1;
+    return written === 1 ? { written: true, stored: { version: stored, saga: next } } : { written: false, current: parse(stored, raw) };
   }
 
   /**
    * Applies `change` to the stored saga under compare-and-set, retrying on conflict. `change`
-   * returns the next value, or undefined to leave it as it is.
+   * returns the next state, or undefined to leave it as it is. For writers outside the saga's
+   * consumer (an operator's retry of a parked compensation).
    */
   async update(orderId: string, change: (saga: StoredSaga | undefined) => StoredSaga | undefined): Promise<StoredSaga | undefined> {
+    let current = await this.load(orderId);
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt += 1) {
-      const { raw, saga } = await this.load(orderId);
-      const next = change(saga);
-      if (next === undefined) return saga;
-      if (await this.compareAndSet(orderId, raw, next)) return next;
+      const next = change(current.saga);
+      if (next === undefined) return current.saga;
+      const result = await this.write(orderId, current.version, next, []);
+      if (result.written) return next;
+      current = result.current;
     }
     throw new TransientError(`saga ${orderId} kept changing under us`);
+  }
+
+  /**
+   * Removes carried-out entries from the saga's outbox and resolves to the ids this call removed
+   * (an entry another caller removed first is not among them). Removals asked for in the same turn
+   * of the event loop — the after-commit steps of one transaction — leave in one pipeline.
+   */
+  removeFromOutbox(orderId: string, ids: readonly string[]): Promise<ReadonlySet<string>> {
+    return new Promise((resolve, reject) => {
+      if (this.#removals.length === 0) setImmediate(() => this.#sendRemovals());
+      this.#removals.push({ orderId, ids, resolve, reject });
+    });
+  }
+
+  #sendRemovals(): void {
+    const batch = this.#removals;
+    this.#removals = [];
+    const pipeline = this.#redis.pipeline();
+    // A pipeline queues a script command (defined on the connection) and answers in exec().
+    const queued = pipeline as unknown as Pick<SagaRedis, "sagaOutboxRemove">;
+    for (const { orderId, ids } of batch) {
+      void queued.sagaOutboxRemove(this.keys("saga", orderId), this.keys("saga-outbox-since"), orderId, ...ids.map((id) => OUTBOX_FIELD + id));
+    }
+    void pipeline.exec().then(
+      (replies) =>
+        batch.forEach(({ resolve, reject }, at) => {
+          const [err, removed] = replies?.[at] ?? [new Error("no reply to an outbox removal"), []];
+          if (err) reject(err);
+          else resolve(new Set((removed as string[]).map((field) => field.slice(OUTBOX_FIELD.length))));
+        }),
+      (err: unknown) => batch.forEach(({ reject }) => reject(err)),
+    );
   }
 
   /** Records that `eventId` was applied, keeping only the most recent ids. */
@@ -144,7 +199,7 @@ export class SagaStore {
     return this.#redis.zrangebyscore(this.keys("saga-outbox-since"), "-inf", decidedBeforeMs, "LIMIT", 0, limit);
   }
 
-  /** Takes the per-order flush lock for `ms`; false when another flusher holds it. */
+  /** Takes the per-order lock for carrying out a left-over outbox for `ms`; false when another holds it. */
   async lockFlush(orderId: string, ms: number): Promise<boolean> {
     return (await this.#redis.set(this.keys("saga", orderId, "flushing"), "1", "PX", ms, "NX")) === "OK";
   }
