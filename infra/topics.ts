@@ -84,7 +84,7 @@ export const sagaTopics: readonly TopicSpec[] = [
     valueTypes: [AuditRecordedSchema],
     partitions: 3,
     retentionMs: 30 * DAY_MS,
-    description: "state transitions and admin actions",
+    description: "admin actions",
   }),
   command({
     name: "payments.requested",
@@ -103,7 +103,7 @@ export const sagaTopics: readonly TopicSpec[] = [
   command({
     name: "inventory.requested",
     valueTypes: [InventoryActionRequestedSchema],
-    description: "commit or release an order's reservation",
+    description: "release an order's reservation",
   }),
   event({
     name: "inventory.released",

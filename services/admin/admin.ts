@@ -64,7 +64,7 @@ export interface AdminDeps {
 }
 
 const paymentTaken = new Set<StoredSagaState["payment"]>(["charged", "refund_requested", "refunded"]);
-const stockHeld = new Set<StoredSagaState["stock"]>(["reserved", "commit_requested", "committed", "release_requested", "released"]);
+const stockHeld = new Set<StoredSagaState["stock"]>(["reserved", "committed", "release_requested", "released"]);
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED]);
 
 /**

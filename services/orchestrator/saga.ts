@@ -37,10 +37,9 @@ import {
 export type PaymentStep = "none" | "requested" | "charged" | "declined" | "refund_requested" | "refunded";
 /**
  * Where the reservation is. "committed" once the saga completed (the inventory service commits on
- * orders.completed). "commit_requested" is never set any more; it stays in the type only while the
- * admin service still names it (services/admin/admin.ts stockHeld).
+ * orders.completed).
  */
-export type StockStep = "none" | "requested" | "reserved" | "short" | "release_requested" | "released" | "commit_requested" | "committed";
+export type StockStep = "none" | "requested" | "reserved" | "short" | "release_requested" | "released" | "committed";
 export type Compensation = "refund" | "release";
 
 /** A compensation sent and not yet confirmed. */
