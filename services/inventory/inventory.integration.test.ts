@@ -20,7 +20,9 @@ let store: StockStore;
 
 beforeAll(async () => {
   ctx = await startTestService("inventory", buildInventory, {
-    env: { RESERVATION_TTL_MS: "1500", RESERVATION_SWEEP_MS: "100" },
+    // Long enough that a reservation outlives a slow round of the settling consumer on a loaded machine
+    // (else it expires before its commit or release), short enough for the expiry test.
+    env: { RESERVATION_TTL_MS: "5000", RESERVATION_SWEEP_MS: "100" },
     watched: ["inventory.reserved", "inventory.failed", "inventory.released", "inventory.committed"],
     prepare: async (r) => {
       store = new StockStore(r.redis, r.keys);
@@ -100,7 +102,7 @@ describe("inventory service", () => {
     const orderId = randomUUID();
     await validated(orderId, 1);
     await ctx.watch.next(orderId, "inventory.reserved");
-    const released = await ctx.watch.next(orderId, "inventory.released", 15_000);
+    const released = await ctx.watch.next(orderId, "inventory.released", 20_000);
     expect((released.message as unknown as { reason: ReleaseReason }).reason).toBe(ReleaseReason.EXPIRED);
     expect(await store.checkConservation()).toEqual([]);
   });
