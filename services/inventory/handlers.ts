@@ -1,8 +1,10 @@
 /**
- * The inventory service's Kafka shell over the stock store: reserve on orders.validated, commit or
- * release on inventory.requested, and a sweeper that releases expired reservations. Every store
- * call is idempotent by order id and returns its recorded outcome on a replay, so a redelivered
- * record publishes the same answer again and changes nothing.
+ * The inventory service's Kafka shell over the stock store: reserve on orders.validated, commit on
+ * orders.completed (the order is paid and its stock is sold), release on inventory.requested (and
+ * commit on an inventory.requested COMMIT that earlier versions of the orchestrator wrote), and a
+ * sweeper that releases expired reservations. Every store call is idempotent by order id and returns
+ * its recorded outcome on a replay, so a redelivered record publishes the same answer again (its
+ * first answer may have been aborted with the transaction) and changes no stock.
  */
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import {
@@ -13,6 +15,7 @@ import {
   InventoryReservedSchema,
   ReleaseReason,
   type InventoryActionRequested,
+  type OrderCompleted,
   type OrderValidated,
 } from "../../gen/orderflow/v1/events_pb.ts";
 import type { Counter } from "prom-client";
@@ -49,6 +52,15 @@ export function createInventory(deps: InventoryDeps) {
     await out.publish("inventory.released", InventoryReleasedSchema, { orderId, reservationId, reason, lines: [...lines], releasedAt: timestampNow() }, { orderId });
   }
 
+  async function commitReservation(orderId: string, out: Sink): Promise<void> {
+    const outcome = await store.commit(orderId);
+    if (outcome.kind !== "nothing") {
+      await out.publish("inventory.committed", InventoryCommittedSchema, { orderId, reservationId: outcome.reservationId, lines: [...outcome.lines], committedAt: timestampNow() }, { orderId });
+    } else {
+      log.error({ orderId, state: outcome.state }, "commit found no live reservation");
+    }
+  }
+
   return {
     /** orders.validated → reserve every line or none. */
     async reserve(event: OrderValidated, out: Sink): Promise<void> {
@@ -71,18 +83,15 @@ export function createInventory(deps: InventoryDeps) {
       }
     },
 
-    /** inventory.requested → commit or release the order's reservation. */
+    /** orders.completed → the reservation becomes sold stock. */
+    complete(event: OrderCompleted, out: Sink): Promise<void> {
+      return commitReservation(event.orderId, out);
+    },
+
+    /** inventory.requested → release the order's reservation (or commit it, for a COMMIT of an earlier version). */
     async act(command: InventoryActionRequested, out: Sink): Promise<void> {
       const { orderId } = command;
-      if (command.action === InventoryAction.COMMIT) {
-        const outcome = await store.commit(orderId);
-        if (outcome.kind !== "nothing") {
-          await out.publish("inventory.committed", InventoryCommittedSchema, { orderId, reservationId: outcome.reservationId, lines: [...outcome.lines], committedAt: timestampNow() }, { orderId });
-        } else {
-          log.error({ orderId, state: outcome.state }, "commit found no live reservation");
-        }
-        return;
-      }
+      if (command.action === InventoryAction.COMMIT) return commitReservation(orderId, out);
       const reason = releaseReasons[command.reason as keyof typeof releaseReasons] ?? "COMPENSATION";
       const outcome = await store.release(orderId, reason);
       if (outcome.kind !== "nothing") await publishReleased(out, orderId, outcome.reservationId, outcome.lines, reasonOf(reason));

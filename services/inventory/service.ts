@@ -1,6 +1,10 @@
-/** How the inventory service is put together: reservations on orders.validated, commit/release on inventory.requested, the expiry sweeper. */
+/**
+ * How the inventory service is put together: reservations on orders.validated; commits on
+ * orders.completed and releases on inventory.requested, in one group; the expiry sweeper.
+ */
 import { integer } from "../../lib/config.ts";
-import type { InventoryActionRequested, OrderValidated } from "../../gen/orderflow/v1/events_pb.ts";
+import { topicName } from "../../lib/kafka/client.ts";
+import type { InventoryActionRequested, OrderCompleted, OrderValidated } from "../../gen/orderflow/v1/events_pb.ts";
 import { createInventory } from "./handlers.ts";
 import { createInventoryMetrics } from "./observability.ts";
 import { StockStore } from "./stock.ts";
@@ -17,7 +21,14 @@ export function buildInventory(env: Env) {
       ...createInventoryMetrics(runtime.metrics.registry),
     });
     runtime.consume({ group: "inventory", topics: ["orders.validated"], handler: (record, context) => inventory.reserve(record.message as unknown as OrderValidated, context.out) });
-    runtime.consume({ group: "inventory-actions", topics: ["inventory.requested"], handler: (record, context) => inventory.act(record.message as unknown as InventoryActionRequested, context.out) });
+    runtime.consume({
+      group: "inventory-actions",
+      topics: ["orders.completed", "inventory.requested"],
+      handler: (record, context) =>
+        context.topic === topicName(runtime.config, "orders.completed")
+          ? inventory.complete(record.message as unknown as OrderCompleted, context.out)
+          : inventory.act(record.message as unknown as InventoryActionRequested, context.out),
+    });
     let stopSweeper: () => Promise<void> = () => Promise.resolve();
     return {
       start: () => Promise.resolve(void (stopSweeper = inventory.startSweeper(integer(env, "RESERVATION_SWEEP_MS", 1000, 10)))),

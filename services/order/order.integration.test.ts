@@ -1,7 +1,8 @@
 /**
  * The order API over real HTTP, Kafka and Redis: placing (REST and Connect), idempotency keys,
  * malformed input of many kinds (400 naming the field, never 500), 404s, 503 with nothing written
- * when Kafka cannot acknowledge, and the event-sourced read model with its rebuild.
+ * when Kafka cannot acknowledge, the PENDING view written on acceptance, and the read model fed by
+ * the order lifecycle with its rebuild.
  */
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -79,6 +80,20 @@ describe("placing orders", () => {
     expect(created.payment?.cardLast4).toBe("4242");
     expect(created.payment?.token).not.toContain("4242424242424242");
     await watch.close();
+  });
+
+  it("writes the PENDING view as it accepts, under the orders.created record's event id, so the record's replay changes nothing", async () => {
+    const watch = await watchTopics(t, ["orders.created"]);
+    const { order_id: orderId } = (await (await post(validBody())).json()) as { order_id: string };
+    const order = (await (await fetch(`${base}/orders/${orderId}`)).json()) as Record<string, unknown>;
+    expect(order).toMatchObject({ status: "PENDING", customer_id: "c-1", total: "1049.99", card_last4: "4242", version: 1 });
+    const record = await watch.next(orderId, "orders.created");
+    await watch.close();
+    const { events } = (await (await fetch(`${base}/orders/${orderId}/events`)).json()) as { events: { event_id: string; topic: string; occurred_at: string }[] };
+    expect(events).toEqual([expect.objectContaining({ event_id: record.envelope.eventId, topic: "orders.created", occurred_at: order["created_at"] })]);
+    const projection = new OrderProjection(service.runtime.redis, service.runtime.keys);
+    expect(await projection.apply("orders.created", record)).toBe(false);
+    expect(((await (await fetch(`${base}/orders/${orderId}`)).json()) as { version: number }).version).toBe(1);
   });
 
   it("returns the same order for the same Idempotency-Key and body, 409 for another body", async () => {
@@ -160,10 +175,9 @@ describe("reading orders", () => {
     expect(products.find((p) => p.sku === "laptop")).toEqual({ sku: "laptop", name: "Laptop", currency: "USD", price: "999.99", available: 7 });
   });
 
-  it("derives the order from its events, over REST and Connect, and watches it to the end", async () => {
+  it("derives the order from its lifecycle events, over REST and Connect, and watches it to the end", async () => {
     const { order_id: orderId } = (await (await post(validBody())).json()) as { order_id: string };
     const client = createClient(OrderService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
-    await waitFor(async () => (await fetch(`${base}/orders/${orderId}`)).status === 200, { what: "the projected order" });
     const seen: OrderStatus[] = [];
     const watching = (async () => {
       for await (const update of client.watchOrder({ orderId })) seen.push(update.order?.status ?? OrderStatus.UNSPECIFIED);
@@ -176,31 +190,41 @@ describe("reading orders", () => {
     expect(seen.at(-1)).toBe(OrderStatus.COMPLETED);
 
     const order = (await (await fetch(`${base}/orders/${orderId}`)).json()) as { status: string; total: string; version: number };
-    expect(order).toMatchObject({ status: "COMPLETED", total: "1049.99", version: 4 });
+    expect(order).toMatchObject({ status: "COMPLETED", total: "1049.99", version: 3 });
+    // payments.completed is no longer read: the history holds the order's lifecycle only.
     const { events } = (await (await fetch(`${base}/orders/${orderId}/events`)).json()) as { events: { topic: string }[] };
-    expect(events.map((e) => e.topic).sort()).toEqual(["orders.completed", "orders.created", "orders.validated", "payments.completed"]);
+    expect(events.map((e) => e.topic)).toEqual(["orders.created", "orders.validated", "orders.completed"]);
     const viaConnect = await client.getOrder({ orderId });
     expect(viaConnect.order?.status).toBe(OrderStatus.COMPLETED);
     const listed = (await (await fetch(`${base}/orders?customer_id=c-1&status=completed&page_size=200`)).json()) as { orders: { order_id: string }[] };
     expect(listed.orders.map((o) => o.order_id)).toContain(orderId);
   });
 
-  it("rebuilds the read model from the log with an identical result", async () => {
-    const { order_id: orderId } = (await (await post(validBody())).json()) as { order_id: string };
-    await publisher.publish("orders.validated", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
-    await waitFor(async () => ((await (await fetch(`${base}/orders/${orderId}`)).json()) as { status?: string }).status === "VALIDATED", { what: "VALIDATED" });
-    const projection = new OrderProjection(service.runtime.redis, service.runtime.keys);
-    const before = { view: await projection.view(orderId), history: await projection.history(orderId) };
+  it("rebuilds the read model from orders.created and the lifecycle with the same result as live", async () => {
+    const { order_id: completed } = (await (await post(validBody())).json()) as { order_id: string };
+    const { order_id: validated } = (await (await post(validBody())).json()) as { order_id: string };
+    for (const orderId of [completed, validated]) await publisher.publish("orders.validated", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
+    await publisher.publish("orders.completed", OrderCompletedSchema, sampleOf(OrderCompletedSchema, completed), { orderId: completed });
+    const status = async (orderId: string) => ((await (await fetch(`${base}/orders/${orderId}`)).json()) as { status?: string }).status;
+    await waitFor(async () => (await status(completed)) === "COMPLETED" && (await status(validated)) === "VALIDATED", { what: "COMPLETED and VALIDATED" });
+    const live = new OrderProjection(service.runtime.redis, service.runtime.keys);
+    const stateOf = async (projection: OrderProjection, keys: (...parts: string[]) => string, redis: typeof r.redis) =>
+      Promise.all([completed, validated].map(async (orderId) => ({
+        view: await projection.view(orderId),
+        history: await projection.history(orderId),
+        listedAt: await redis.zscore(keys("orders", "customer", "c-1"), orderId),
+      })));
+    const before = await stateOf(live, service.runtime.keys, service.runtime.redis);
+    expect(before.map((o) => o.history.length)).toEqual([3, 2]);
 
     const rebuilt = await openTestRedis();
     const fresh = new OrderProjection(rebuilt.redis, rebuilt.keys);
     const result = await rebuildProjection({ admin: t.admin, config: t.config, projection: fresh });
-    expect(result.eventsApplied).toBeGreaterThanOrEqual(2);
-    expect(await fresh.view(orderId)).toEqual(before.view);
-    expect(await fresh.history(orderId)).toEqual(before.history);
+    expect(result.eventsApplied).toBeGreaterThanOrEqual(5);
+    expect(await stateOf(fresh, rebuilt.keys, rebuilt.redis)).toEqual(before);
     const again = await rebuildProjection({ admin: t.admin, config: t.config, projection: fresh });
     expect(again).toEqual(result);
-    expect(await fresh.view(orderId)).toEqual(before.view);
+    expect(await stateOf(fresh, rebuilt.keys, rebuilt.redis)).toEqual(before);
     await rebuilt.close();
   });
 });

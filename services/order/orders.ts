@@ -11,7 +11,7 @@ import { createValidator, violationsToProto } from "@bufbuild/protovalidate";
 import { ViolationsSchema, type Violations } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { type FailureReason, OrderStatus, PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
-import { OrderCancelRequestedSchema, OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import { OrderCancelRequestedSchema, OrderCreatedSchema, type OrderCreated } from "../../gen/orderflow/v1/events_pb.ts";
 import {
   OrderSchema,
   PlaceOrderRequestSchema,
@@ -21,6 +21,7 @@ import {
   type PlaceOrderRequest,
   type Product,
 } from "../../gen/orderflow/v1/order_service_pb.ts";
+import { newEventId } from "../../lib/codec/envelope.ts";
 import { TransientError, messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
@@ -172,8 +173,26 @@ export function createOrders(deps: OrdersDeps) {
     return { orderId: earlier.orderId, existing: true };
   }
 
+  /**
+   * Applies the accepted order's orders.created to the read model, with the record's event id and
+   * time, so that its replay (live or in a rebuild) changes nothing. The order is on Kafka already:
+   * if this write fails, the order's lifecycle events still make its view, so it is logged, not thrown.
+   */
+  async function projectAccepted(created: OrderCreated, accepted: { eventId: string; at: Date }): Promise<void> {
+    const envelope = { eventId: accepted.eventId, eventType: OrderCreatedSchema.typeName, orderId: created.orderId, occurredAt: accepted.at };
+    try {
+      await projection.apply("orders.created", { envelope, message: created });
+    } catch (err) {
+      log.warn({ orderId: created.orderId, err: messageOf(err) }, "the accepted order's view was not written; its lifecycle events will make it");
+    }
+  }
+
   return {
-    /** Validates, tokenizes, publishes orders.created (acked), and answers with the order id. */
+    /**
+     * Validates, tokenizes, publishes orders.created (acked), writes the order's PENDING view, and
+     * answers with the order id. Redis round trips in sequence: with an Idempotency-Key two (the
+     * claim; then the view and the key's completion, sent together), without one a single one.
+     */
     async placeOrder(request: PlaceOrderRequest): Promise<{ orderId: string; status: OrderStatus; replayed: boolean }> {
       assertRequestValid(PlaceOrderRequestSchema, request);
       const { lines, total } = priced(request);
@@ -181,9 +200,12 @@ export function createOrders(deps: OrdersDeps) {
       const fingerprint = createHash("sha256").update(toJsonString(PlaceOrderRequestSchema, request)).digest("hex");
       const { orderId, existing } = key ? await claim(key, fingerprint) : { orderId: randomUUID(), existing: false };
       if (existing) return { orderId, status: OrderStatus.PENDING, replayed: true };
+      let created: OrderCreated;
+      let accepted: { eventId: string; at: Date };
       try {
         const payment = await instrument(request);
-        await publisher.publish("orders.created", OrderCreatedSchema, {
+        accepted = { eventId: newEventId(), at: new Date() };
+        created = create(OrderCreatedSchema, {
           orderId,
           customerId: request.customerId,
           customerEmail: request.customerEmail,
@@ -192,8 +214,9 @@ export function createOrders(deps: OrdersDeps) {
           payment,
           ...(request.shippingAddress === undefined ? {} : { shippingAddress: request.shippingAddress }),
           idempotencyKey: key,
-          createdAt: timestampNow(),
-        }, { orderId });
+          createdAt: timestampFromDate(accepted.at),
+        });
+        await publisher.publish("orders.created", OrderCreatedSchema, created, { orderId, eventId: accepted.eventId });
       } catch (err) {
         if (key) await redis.del(keys("idempotency", key));
         if (err instanceof ConnectError) throw err;
@@ -203,7 +226,10 @@ export function createOrders(deps: OrdersDeps) {
         }
         throw ConnectError.from(err);
       }
-      if (key) await redis.set(keys("idempotency", key), JSON.stringify({ fingerprint, orderId, done: true }), "EX", IDEMPOTENCY_TTL_S);
+      await Promise.all([
+        projectAccepted(created, accepted),
+        key ? redis.set(keys("idempotency", key), JSON.stringify({ fingerprint, orderId, done: true }), "EX", IDEMPOTENCY_TTL_S) : undefined,
+      ]);
       log.info({ orderId, lines: lines.length }, "order accepted");
       return { orderId, status: OrderStatus.PENDING, replayed: false };
     },

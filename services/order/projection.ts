@@ -1,55 +1,41 @@
 /**
- * The order read model, derived only from events (event sourcing). Each event is applied once,
- * by its event id, in one Lua script that also appends it to the order's history. Events of one
- * order arrive on several topics, so their interleaving varies; the result does not: status only
- * moves up a fixed rank, and the history is read sorted by event time. Dropping the model and
- * replaying the log therefore gives the same orders (tested).
+ * The order read model, derived only from events (event sourcing). It is fed from the order's
+ * lifecycle, not from every service: the order service applies orders.created itself when it accepts
+ * an order (right after the broker acked it, with that record's event id and time); the live
+ * consumer reads orders.validated, orders.completed, orders.failed and orders.cancelled, plus
+ * payments.refunded (the one fact no lifecycle event can carry: a charge that landed after the order
+ * failed is refunded later). A rebuild replays orders.created and those topics.
+ *
+ * Each event is applied once, by its event id, in one Lua script that also appends it to the
+ * order's history. Arrival order varies (the accept-time write races the lifecycle); the result
+ * does not: status only moves up a fixed rank, the history is read sorted by event time, and the
+ * order's own data (lines, total, card, created_at) that lifecycle events repeat only fills a view
+ * that lacks it — orders.created, when applied, is authoritative. So a lifecycle event still makes
+ * a usable view when the accept-time write failed, and dropping the model and replaying the log
+ * gives the same orders (tested).
  *
  * Keys (under the service prefix): order:{id} hash (the view; terminal_at and terminal_status
- * remember the first terminal event), order:{id}:events zset (history, scored by time),
+ * remember the earliest terminal event), order:{id}:events zset (history, scored by time),
  * order:{id}:seen set (applied event ids), orders zset (all, by creation time),
  * orders:customer:{id} zset.
  *
  * The end-to-end latency (accepted → first terminal event) is observed once per order, by the
- * event that completes the pair — the terminal event, or orders.created when it is projected
- * after it — and only by the live consumer (a rebuild observes nothing).
+ * event after which the view first holds both a created_at and a terminal status — and only where
+ * an observer is given (the order service; a rebuild observes nothing).
  */
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { OrderStatus, FailureReason } from "../../gen/orderflow/v1/common_pb.ts";
-import {
-  EmailTemplate,
-  ReleaseReason,
-  type InventoryReleased,
-  type InventoryReservationFailed,
-  type OrderCancelled,
-  type OrderCompleted,
-  type OrderCreated,
-  type OrderFailed,
-  type PaymentCompleted,
-  type PaymentFailed,
-  type PaymentRefunded,
-  type NotificationSent,
-} from "../../gen/orderflow/v1/events_pb.ts";
-import type { DecodedRecord } from "../../lib/codec/codec.ts";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { OrderStatus, FailureReason, type LineItem, type Money } from "../../gen/orderflow/v1/common_pb.ts";
+import type { OrderCancelled, OrderCompleted, OrderCreated, OrderFailed, OrderValidated, PaymentRefunded } from "../../gen/orderflow/v1/events_pb.ts";
+import type { Envelope } from "../../lib/codec/envelope.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { formatMinor } from "./money.ts";
 
-/** The catalog topics the projection reads. */
-export const projectionTopics = [
-  "orders.created",
-  "orders.validated",
-  "orders.completed",
-  "orders.failed",
-  "orders.cancelled",
-  "payments.completed",
-  "payments.failed",
-  "payments.refunded",
-  "inventory.reserved",
-  "inventory.failed",
-  "inventory.released",
-  "inventory.committed",
-  "notifications.sent",
-] as const;
+/** The topics the live projection consumes (orders.created is applied by the order service as it accepts). */
+export const liveTopics = ["orders.validated", "orders.completed", "orders.failed", "orders.cancelled", "payments.refunded"] as const;
+
+/** The topics a rebuild replays: everything the live model was built from. */
+export const rebuildTopics = ["orders.created", ...liveTopics] as const;
 
 /** Status rank: a status only replaces one of lower rank. */
 const rank: Partial<Record<OrderStatus, number>> = {
@@ -62,72 +48,107 @@ const rank: Partial<Record<OrderStatus, number>> = {
 
 /** What one event changes in the view, and how it reads in the history. */
 export interface Change {
+  /** What the event states; written over the view. */
   readonly fields: Record<string, string>;
+  /** The order's own data as a lifecycle event repeats it; written only where the view has none. */
+  readonly fill: Record<string, string>;
   readonly status?: OrderStatus;
   readonly summary: string;
   readonly customerId?: string;
+  /** The order's acceptance time, when the event knows it: the order is listed by it. */
+  readonly createdAt?: Date;
+  /**
+   * The event's time when its message says it better than the envelope: orders.created is placed
+   * at its created_at, which the order service knows before publishing (and so can apply it with).
+   */
+  readonly occurredAt?: Date;
 }
 
-function money(m: { currencyCode: string; amountMinor: bigint } | undefined): string {
+function money(m: Money | undefined): string {
   return m === undefined ? "" : `${formatMinor(m.amountMinor, m.currencyCode)} ${m.currencyCode}`;
 }
+
+function dateOf(t: Timestamp | undefined): Date | undefined {
+  return t === undefined ? undefined : timestampDate(t);
+}
+
+/** The view's fields for an order's lines and total, the same from every event that carries them. */
+function orderData(items: readonly LineItem[], total: Money | undefined, cardLast4: string, createdAt: Date | undefined): Record<string, string> {
+  const currency = total?.currencyCode ?? "";
+  return {
+    currency,
+    total: formatMinor(total?.amountMinor ?? 0n, currency),
+    items: JSON.stringify(items.map((i) => ({ product_id: i.productId, quantity: i.quantity, price: formatMinor(i.unitPrice?.amountMinor ?? 0n, currency) }))),
+    card_last4: cardLast4,
+    ...(createdAt === undefined ? {} : { created_at: createdAt.toISOString() }),
+  };
+}
+
+const refundNote = (refunded: boolean) => (refunded ? "; the charge is being refunded" : "");
 
 /** The view change of one event; pure, so the rules are unit-tested. */
 export function changeOf(topic: string, message: unknown): Change {
   switch (topic) {
     case "orders.created": {
       const e = message as OrderCreated;
-      const currency = e.total?.currencyCode ?? "";
+      const createdAt = dateOf(e.createdAt);
       return {
         status: OrderStatus.PENDING,
         customerId: e.customerId,
-        fields: {
-          order_id: e.orderId,
-          customer_id: e.customerId,
-          currency,
-          total: formatMinor(e.total?.amountMinor ?? 0n, currency),
-          items: JSON.stringify(e.items.map((i) => ({ product_id: i.productId, quantity: i.quantity, price: formatMinor(i.unitPrice?.amountMinor ?? 0n, currency) }))),
-          card_last4: e.payment?.cardLast4 ?? "",
-          created_at: e.createdAt === undefined ? "" : timestampDate(e.createdAt).toISOString(),
-        },
+        fields: { order_id: e.orderId, customer_id: e.customerId, ...orderData(e.items, e.total, e.payment?.cardLast4 ?? "", createdAt) },
+        fill: {},
         summary: `order placed: ${e.items.length} line(s), ${money(e.total)}`,
+        ...(createdAt === undefined ? {} : { createdAt, occurredAt: createdAt }),
       };
     }
-    case "orders.validated":
-      return { status: OrderStatus.VALIDATED, fields: {}, summary: "business rules passed" };
-    case "orders.completed":
-      return { status: OrderStatus.COMPLETED, fields: { payment_id: (message as OrderCompleted).paymentId }, summary: "order completed" };
+    case "orders.validated": {
+      const e = message as OrderValidated;
+      const createdAt = dateOf(e.createdAt);
+      return {
+        status: OrderStatus.VALIDATED,
+        customerId: e.customerId,
+        fields: { order_id: e.orderId, customer_id: e.customerId },
+        fill: orderData(e.items, e.total, e.cardLast4, createdAt),
+        summary: "business rules passed",
+        ...(createdAt === undefined ? {} : { createdAt }),
+      };
+    }
+    case "orders.completed": {
+      const e = message as OrderCompleted;
+      return {
+        status: OrderStatus.COMPLETED,
+        customerId: e.customerId,
+        fields: { order_id: e.orderId, customer_id: e.customerId, payment_id: e.paymentId },
+        fill: { currency: e.total?.currencyCode ?? "", total: formatMinor(e.total?.amountMinor ?? 0n, e.total?.currencyCode ?? "") },
+        summary: `order completed: paid ${money(e.total)} (payment ${e.paymentId})`,
+      };
+    }
     case "orders.failed": {
       const e = message as OrderFailed;
+      const createdAt = dateOf(e.createdAt);
       return {
         status: OrderStatus.FAILED,
-        fields: { failure_reason: String(e.reason), failure_detail: e.detail },
-        summary: `order failed (${FailureReason[e.reason]}): ${e.detail}`,
+        customerId: e.customerId,
+        fields: { order_id: e.orderId, customer_id: e.customerId, failure_reason: String(e.reason), failure_detail: e.detail },
+        fill: createdAt === undefined ? {} : { created_at: createdAt.toISOString() },
+        summary: `order failed (${FailureReason[e.reason]}): ${e.detail}${refundNote(e.refunded)}`,
+        ...(createdAt === undefined ? {} : { createdAt }),
       };
     }
-    case "orders.cancelled":
-      return { status: OrderStatus.CANCELLED, fields: {}, summary: `order cancelled: ${(message as OrderCancelled).reason || "no reason given"}` };
-    case "payments.completed":
-      return { fields: {}, summary: `payment taken: ${money((message as PaymentCompleted).amount)}` };
-    case "payments.failed":
-      return { fields: {}, summary: `payment failed: ${(message as PaymentFailed).message}` };
+    case "orders.cancelled": {
+      const e = message as OrderCancelled;
+      return {
+        status: OrderStatus.CANCELLED,
+        customerId: e.customerId,
+        fields: { order_id: e.orderId, customer_id: e.customerId },
+        fill: {},
+        summary: `order cancelled: ${e.reason || "no reason given"}${refundNote(e.refunded)}`,
+      };
+    }
     case "payments.refunded": {
       const e = message as PaymentRefunded;
-      return { fields: { refunded: "1" }, summary: `${e.voided ? "payment voided" : "payment refunded"}: ${money(e.amount)}` };
+      return { fields: { refunded: "1" }, fill: {}, summary: `${e.voided ? "payment voided" : "payment refunded"}: ${money(e.amount)}` };
     }
-    case "inventory.reserved":
-      return { fields: {}, summary: "stock reserved" };
-    case "inventory.failed":
-      return {
-        fields: {},
-        summary: `stock short: ${(message as InventoryReservationFailed).shortages.map((s) => `${s.productId} ${s.requested}/${s.available}`).join(", ")}`,
-      };
-    case "inventory.released":
-      return { fields: {}, summary: `stock released (${ReleaseReason[(message as InventoryReleased).reason]})` };
-    case "inventory.committed":
-      return { fields: {}, summary: "stock committed" };
-    case "notifications.sent":
-      return { fields: {}, summary: `email sent: ${EmailTemplate[(message as NotificationSent).template]}` };
     default:
       throw new Error(`the projection does not read ${topic}`);
   }
@@ -137,42 +158,56 @@ export function changeOf(topic: string, message: unknown): Change {
 const TERMINAL_RANK = 3;
 
 /**
- * Returns {0} for an event applied before, {1} otherwise — plus, from the one event that completes
- * the pair (the first terminal event, or orders.created arriving after it), the order's accepted
- * time, terminal time and terminal status, for the end-to-end latency.
+ * Returns {0} for an event applied before, {1} otherwise — plus, from the one event after which
+ * the view first holds both a created_at and a terminal status, the order's accepted time,
+ * terminal time and terminal status, for the end-to-end latency. terminal_at and terminal_status
+ * are those of the earliest terminal event by time (not by arrival), so a rebuild that reads the
+ * lifecycle topics interleaved otherwise ends the same. An order is listed (orders and
+ * orders:customer zsets) by its created_at when the event knows it, else by the event's time until
+ * one that knows it comes.
  */
 const applyScript = `
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {0} end
+local terminal = tonumber(ARGV[11])
 local oldRank = tonumber(redis.call('HGET', KEYS[1], 'status_rank') or '0')
-local fields = cjson.decode(ARGV[4])
-for name, value in pairs(fields) do redis.call('HSET', KEYS[1], name, value) end
-local newRank = tonumber(ARGV[6])
+local hadCreated = (redis.call('HGET', KEYS[1], 'created_at') or '') ~= ''
+for name, value in pairs(cjson.decode(ARGV[4])) do redis.call('HSET', KEYS[1], name, value) end
+for name, value in pairs(cjson.decode(ARGV[5])) do redis.call('HSETNX', KEYS[1], name, value) end
+local newRank = tonumber(ARGV[7])
 if newRank > oldRank then
-  redis.call('HSET', KEYS[1], 'status', ARGV[5], 'status_rank', ARGV[6])
+  redis.call('HSET', KEYS[1], 'status', ARGV[6], 'status_rank', ARGV[7])
 end
-local terminal = tonumber(ARGV[10])
-local endsNow = newRank >= terminal and oldRank < terminal
-if endsNow then redis.call('HSET', KEYS[1], 'terminal_at', ARGV[7], 'terminal_status', ARGV[5]) end
+if newRank >= terminal and (redis.call('HGET', KEYS[1], 'terminal_at') or '~') > ARGV[8] then
+  redis.call('HSET', KEYS[1], 'terminal_at', ARGV[8], 'terminal_status', ARGV[6])
+end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
-if (redis.call('HGET', KEYS[1], 'updated_at') or '') < ARGV[7] then redis.call('HSET', KEYS[1], 'updated_at', ARGV[7]) end
+if (redis.call('HGET', KEYS[1], 'updated_at') or '') < ARGV[8] then redis.call('HSET', KEYS[1], 'updated_at', ARGV[8]) end
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
-if ARGV[8] ~= '' then
-  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[9])
-  redis.call('ZADD', KEYS[5], ARGV[2], ARGV[9])
+if ARGV[9] ~= '' then
+  for _, index in ipairs({KEYS[4], KEYS[5]}) do
+    if ARGV[10] == '' then redis.call('ZADD', index, 'NX', ARGV[2], ARGV[9]) else redis.call('ZADD', index, ARGV[10], ARGV[9]) end
+  end
 end
-if endsNow or (fields['created_at'] ~= nil and oldRank >= terminal) then
+local hasCreated = hadCreated or (redis.call('HGET', KEYS[1], 'created_at') or '') ~= ''
+if hasCreated and math.max(oldRank, newRank) >= terminal and not (hadCreated and oldRank >= terminal) then
   local times = redis.call('HMGET', KEYS[1], 'created_at', 'terminal_at', 'terminal_status')
-  if times[1] and times[1] ~= '' and times[2] then return {1, times[1], times[2], times[3]} end
+  return {1, times[1], times[2], times[3]}
 end
 return {1}`;
 
 type ProjectionRedis = Redis & {
   projectEvent(
     order: string, seen: string, events: string, all: string, byCustomer: string,
-    eventId: string, score: string, entry: string, fields: string, status: string, statusRank: string, updatedAt: string, customerId: string, orderId: string,
-    terminalRank: string,
+    eventId: string, score: string, entry: string, fields: string, fill: string, status: string, statusRank: string, occurredAt: string,
+    listedId: string, listedAt: string, terminalRank: string,
   ): Promise<[applied: number, acceptedAt?: string, endedAt?: string, terminalStatus?: string]>;
 };
+
+/** One event as the projection needs it: a consumed record, or the order service's own orders.created. */
+export interface ProjectedEvent {
+  readonly envelope: Pick<Envelope, "eventId" | "eventType" | "orderId" | "occurredAt">;
+  readonly message: unknown;
+}
 
 /** Where the projection reports how long orders took from acceptance to their terminal state. */
 export interface ProjectionObservers {
@@ -202,15 +237,16 @@ export class OrderProjection {
   }
 
   /** Applies one event; returns false when it was applied before. */
-  async apply(topic: string, record: DecodedRecord): Promise<boolean> {
-    const { envelope } = record;
+  async apply(topic: string, event: ProjectedEvent): Promise<boolean> {
+    const { envelope } = event;
     const orderId = envelope.orderId;
-    const change = changeOf(topic, record.message);
+    const change = changeOf(topic, event.message);
+    const occurredAt = change.occurredAt ?? envelope.occurredAt;
     const entry: HistoryEntry = {
       event_id: envelope.eventId,
       event_type: envelope.eventType,
       topic,
-      occurred_at: envelope.occurredAt.toISOString(),
+      occurred_at: occurredAt.toISOString(),
       summary: change.summary,
     };
     const customerId = change.customerId ?? "";
@@ -221,14 +257,15 @@ export class OrderProjection {
       this.keys("orders"),
       this.keys("orders", "customer", customerId),
       envelope.eventId,
-      String(envelope.occurredAt.getTime()),
+      String(occurredAt.getTime()),
       JSON.stringify(entry),
       JSON.stringify(change.fields),
+      JSON.stringify(change.fill),
       String(change.status ?? 0),
       String(change.status === undefined ? 0 : (rank[change.status] ?? 0)),
-      envelope.occurredAt.toISOString(),
-      customerId,
-      orderId,
+      occurredAt.toISOString(),
+      customerId === "" ? "" : orderId,
+      change.createdAt === undefined ? "" : String(change.createdAt.getTime()),
       String(TERMINAL_RANK),
     );
     if (acceptedAt !== undefined && endedAt !== undefined) this.#observeEndToEnd(acceptedAt, endedAt, Number(terminalStatus));

@@ -1,15 +1,17 @@
 /**
- * Rebuilds the order read model from the log: drop it, note each projection topic's end, then
- * replay every record up to there. Dropping first and noting the end
- * second means a record the live projection applies meanwhile is either replayed or kept — never
- * lost; applying twice is harmless because the projection is idempotent by event id.
+ * Rebuilds the order read model from the log: drop it, note the end of orders.created and of each
+ * topic the live projection reads, then replay every record up to there — the same events the live
+ * model was built from (orders.created as the order service applied it on accepting the order).
+ * Dropping first and noting the end second means a record the live side applies meanwhile is either
+ * replayed or kept — never lost; applying twice is harmless because the projection is idempotent by
+ * event id.
  */
 import { topicSpec } from "../../infra/topics.ts";
 import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
 import type { Config } from "../../lib/config.ts";
 import { topicName, type Admin } from "../../lib/kafka/client.ts";
 import { readToEnd } from "../../lib/kafka/read-to-end.ts";
-import { type OrderProjection, projectionTopics } from "./projection.ts";
+import { type OrderProjection, rebuildTopics } from "./projection.ts";
 
 export interface RebuildResult {
   readonly eventsApplied: number;
@@ -21,7 +23,7 @@ export async function rebuildProjection(deps: { admin: Admin; config: Config; pr
   await projection.drop();
   let eventsApplied = 0;
   const orders = new Set<string>();
-  await readToEnd(config, admin, projectionTopics.map((base) => topicName(config, base)), async (message) => {
+  await readToEnd(config, admin, rebuildTopics.map((base) => topicName(config, base)), async (message) => {
     const base = message.topic.slice(config.topicPrefix.length);
     const record = decodeUnlessPoison(message, topicSpec(base).valueTypes);
     if (record === undefined) return;

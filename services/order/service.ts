@@ -1,10 +1,14 @@
-/** How the order service is put together: the read-model projection (with the end-to-end latency metric) and the public API server. */
+/**
+ * How the order service is put together: the read-model projection over the order lifecycle (with
+ * the end-to-end latency metric) and the public API server, which applies each order's
+ * orders.created to the same projection as it accepts the order.
+ */
 import { integer } from "../../lib/config.ts";
 import { SimulatedGateway } from "../payment/simulated-gateway.ts";
 import { startApiServer, type ApiServer } from "./http.ts";
 import { createOrderMetrics } from "./observability.ts";
 import { createOrders } from "./orders.ts";
-import { OrderProjection, projectionTopics } from "./projection.ts";
+import { OrderProjection, liveTopics } from "./projection.ts";
 import type { Env } from "../../lib/config.ts";
 import type { Runtime, ServiceParts } from "../../lib/service.ts";
 
@@ -14,7 +18,7 @@ export function buildOrder(env: Env) {
     const projection = new OrderProjection(runtime.redis, runtime.keys, createOrderMetrics(runtime.metrics.registry));
     runtime.consume({
       group: "order-projection",
-      topics: projectionTopics,
+      topics: liveTopics,
       // It only writes Redis (idempotently, by event id), so nothing needs a Kafka transaction.
       delivery: "at-least-once",
       handler: async (record, context) => {
