@@ -19,6 +19,7 @@ import type { Keys, Redis } from "../../lib/redis.ts";
 import type { Sink } from "../../lib/kafka/publisher.ts";
 import { randomUUID } from "node:crypto";
 import { v5 as uuidv5 } from "uuid";
+import { mailOf } from "./smtp.ts";
 import { NOTIFICATION_HEADER, render } from "./templates.ts";
 
 export interface NotificationDeps {
@@ -92,20 +93,12 @@ export function createNotifier(deps: NotificationDeps) {
     if (status === "limited") throw new TransientError(`customer ${command.customerId} reached ${deps.ratePerMinute} emails a minute; delayed`);
     const email = render(command.template, command.orderId, command.params);
     const template = EmailTemplate[command.template] ?? "UNKNOWN";
-    let messageId: string;
+    // The same Message-ID every time this notification is sent: if we crash after the server took
+    // it and before we noted that, the resend is the same message, which mail systems collapse (the
+    // idempotency key SMTP has). Without dedup (test switch) every send is a new message.
+    const messageId = deps.dedup === false ? messageIdOf(randomUUID()) : messageIdOf(command.notificationId);
     try {
-      const info = (await mailer.sendMail({
-        from: deps.from,
-        to: command.email,
-        subject: email.subject,
-        text: email.text,
-        headers: { [NOTIFICATION_HEADER]: command.notificationId },
-        // The same Message-ID every time this notification is sent: if we crash after the server
-        // took it and before we noted that, the resend is the same message, which mail systems
-        // collapse (the idempotency key SMTP has). Without dedup (test switch) every send is new.
-        ...(deps.dedup === false ? {} : { messageId: messageIdOf(command.notificationId) }),
-      })) as { messageId?: string };
-      messageId = info.messageId ?? "";
+      await mailer.sendMail(mailOf({ from: deps.from, to: command.email, subject: email.subject, text: email.text, messageId, headers: { [NOTIFICATION_HEADER]: command.notificationId } }, new Date(now())));
       deps.emails?.inc({ template, result: "sent" });
     } catch (err) {
       deps.emails?.inc({ template, result: "failed" });
