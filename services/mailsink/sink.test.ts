@@ -1,5 +1,8 @@
-/** The mail sink keeps serving when a sender dies mid-session, and lists what it stored (also after a restart). */
-import { mkdtempSync, rmSync } from "node:fs";
+/**
+ * The mail sink keeps serving when a sender dies mid-session, and lists and serves what it stored
+ * (also after a restart, and after a crash tore its index's last line).
+ */
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -65,5 +68,24 @@ describe("mail sink", () => {
     sink = await startMailSink({ dir, smtpPort: 0, httpPort: 0 });
     await send(sink.smtpPort, "second-run");
     expect((await listing(sink.httpPort)).map((m) => m.subject)).toEqual(["first-run", "second-run"]);
+  });
+
+  it("serves each message's bytes after a restart, and cuts off an index line a crash tore", async () => {
+    dir = mkdtempSync(join(tmpdir(), "mailsink-"));
+    sink = await startMailSink({ dir, smtpPort: 0, httpPort: 0 });
+    await send(sink.smtpPort, "one");
+    await send(sink.smtpPort, "two");
+    await sink.close();
+    appendFileSync(join(dir, "messages.jsonl"), '[9999,{"id":"torn');
+    sink = await startMailSink({ dir, smtpPort: 0, httpPort: 0 });
+    await send(sink.smtpPort, "three");
+    const messages = await listing(sink.httpPort);
+    expect(messages.map((m) => m.subject)).toEqual(["one", "two", "three"]);
+    for (const message of messages) {
+      const raw = await (await fetch(`http://127.0.0.1:${sink.httpPort}/messages/${message.id}`)).text();
+      expect(raw).toMatch(new RegExp(`^Subject: ${message.subject}$`, "m"));
+      expect(Buffer.byteLength(raw)).toBe(message.sizeBytes);
+    }
+    expect((await fetch(`http://127.0.0.1:${sink.httpPort}/messages/00000000-0000-0000-0000-000000000000`)).status).toBe(404);
   });
 });

@@ -1,9 +1,16 @@
 /**
- * A real SMTP server for local use and tests: accepts every message on loopback, stores each as an
- * .eml file, and lists them over HTTP (GET /messages, GET /messages/{id}). Nothing is relayed.
+ * A real SMTP server for local use and tests: accepts every message on loopback, stores it, and
+ * lists what it stored over HTTP (GET /messages, GET /messages/{id}). Nothing is relayed.
+ *
+ * Cheap per message, as the benchmark counts its CPU: messages are appended to one data file
+ * (messages.raw) and described by one line each in an index (messages.jsonl: the message's offset
+ * in the data file and its listing entry), both through append streams whose queued writes leave
+ * together — not two files created per message. A message is acknowledged (250) once its index
+ * line is written, after its bytes; a crash before that leaves bytes no line points at, never a
+ * line without its bytes. The listing is kept in memory (read from the index at start).
  */
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, statSync, truncateSync, type WriteStream } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
@@ -24,18 +31,50 @@ export interface StoredMail {
   readonly messageId?: string;
 }
 
-function header(raw: string, name: string): string {
-  const head = raw.split(/\r?\n\r?\n/, 1)[0] ?? "";
-  const match = new RegExp(`^${name}:\\s*(.*(?:\\r?\\n[ \\t].*)*)`, "im").exec(head);
-  return (match?.[1] ?? "").replace(/\r?\n[ \t]+/g, " ").trim();
+const DATA_FILE = "messages.raw";
+const INDEX_FILE = "messages.jsonl";
+
+/** One index line: where the message's bytes start in the data file, and its listing entry. */
+type IndexEntry = [offset: number, mail: StoredMail];
+
+/** The headers the listing shows, read from the message's head in one pass (folded lines joined). */
+function listedHeaders(raw: Buffer): { subject: string; notificationId: string; messageId: string } {
+  let end = raw.indexOf("\r\n\r\n");
+  if (end < 0) end = raw.indexOf("\n\n");
+  const head = raw.toString("utf8", 0, end < 0 ? raw.length : end).replace(/\r?\n[ \t]+/g, " ");
+  const found = { subject: "", notificationId: "", messageId: "" };
+  const notificationHeader = NOTIFICATION_HEADER.toLowerCase();
+  for (const line of head.split(/\r?\n/)) {
+    const colon = line.indexOf(":");
+    if (colon < 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    if (name === "subject") found.subject = line.slice(colon + 1).trim();
+    else if (name === notificationHeader) found.notificationId = line.slice(colon + 1).trim();
+    else if (name === "message-id") found.messageId = line.slice(colon + 1).trim();
+  }
+  return found;
 }
 
-/** Reads the stored messages from disk, oldest first. */
+/**
+ * Reads the index's complete lines; a torn last line (a crash mid-write) is cut off, so that the
+ * next line appended starts on a line of its own.
+ */
+function readIndex(dir: string): IndexEntry[] {
+  const path = join(dir, INDEX_FILE);
+  if (!existsSync(path)) return [];
+  const text = readFileSync(path, "utf8");
+  const complete = text.lastIndexOf("\n") + 1;
+  if (complete < text.length) truncateSync(path, Buffer.byteLength(text.slice(0, complete)));
+  return text
+    .slice(0, complete)
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => JSON.parse(line) as IndexEntry);
+}
+
+/** Reads the stored messages' listing from disk, oldest first. */
 export function listMail(dir: string): StoredMail[] {
-  return readdirSync(dir)
-    .filter((name) => name.endsWith(".json"))
-    .sort()
-    .map((name) => JSON.parse(readFileSync(join(dir, name), "utf8")) as StoredMail);
+  return readIndex(dir).map(([, mail]) => mail);
 }
 
 export interface MailSink {
@@ -53,17 +92,35 @@ export interface MailSinkOptions {
   readonly onConnectionError?: (err: Error) => void;
 }
 
+/** Appends to `path`; resolves once the bytes are written. */
+function appender(path: string): { stream: WriteStream; append(bytes: Buffer | string): Promise<void> } {
+  const stream = createWriteStream(path, { flags: "a" });
+  return {
+    stream,
+    append: (bytes) => new Promise((resolve, reject) => stream.write(bytes, (err) => (err ? reject(err) : resolve()))),
+  };
+}
+
 /**
- * Starts the SMTP listener and the HTTP listing; ports 0 pick free ones. The listing is kept in
- * memory (read from `dir` at start), so listing many messages does not read every file again.
+ * Starts the SMTP listener and the HTTP listing; ports 0 pick free ones. Senders may keep their
+ * connections open for many messages (a pool); on close they are told to go (421) within a second.
  */
 export async function startMailSink(options: MailSinkOptions): Promise<MailSink> {
   const host = options.host ?? "127.0.0.1";
   mkdirSync(options.dir, { recursive: true });
-  const stored = listMail(options.dir);
+  const dataPath = join(options.dir, DATA_FILE);
+  const entries = readIndex(options.dir);
+  const stored = entries.map(([, mail]) => mail);
+  /** Where each message's bytes are in the data file. */
+  const places = new Map(entries.map(([offset, mail]) => [mail.id, { offset, size: mail.sizeBytes }]));
+  let dataEnd = existsSync(dataPath) ? statSync(dataPath).size : 0;
+  const data = appender(dataPath);
+  const index = appender(join(options.dir, INDEX_FILE));
   const smtp = new SMTPServer({
     authOptional: true,
     disabledCommands: ["STARTTLS"],
+    disableReverseLookup: true,
+    closeTimeout: 1000,
     logger: false,
     size: 1024 * 1024,
     onData(stream, session, callback) {
@@ -72,21 +129,30 @@ export async function startMailSink(options: MailSinkOptions): Promise<MailSink>
       stream.on("end", () => {
         const raw = Buffer.concat(chunks);
         const id = uuidv7();
-        const text = raw.toString("utf8");
-        const meta: StoredMail = {
+        const { subject, notificationId, messageId } = listedHeaders(raw);
+        const mail: StoredMail = {
           id,
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
           to: session.envelope.rcptTo.map((r) => r.address),
-          subject: header(text, "Subject"),
+          subject,
           receivedAt: new Date().toISOString(),
           sizeBytes: raw.length,
-          ...(header(text, NOTIFICATION_HEADER) === "" ? {} : { notificationId: header(text, NOTIFICATION_HEADER) }),
-          ...(header(text, "Message-ID") === "" ? {} : { messageId: header(text, "Message-ID") }),
+          ...(notificationId === "" ? {} : { notificationId }),
+          ...(messageId === "" ? {} : { messageId }),
         };
-        writeFileSync(join(options.dir, `${id}.eml`), raw);
-        writeFileSync(join(options.dir, `${id}.json`), JSON.stringify(meta));
-        stored.push(meta);
-        callback(null, `stored as ${id}`);
+        const offset = dataEnd;
+        dataEnd += raw.length;
+        data
+          .append(raw)
+          .then(() => index.append(`${JSON.stringify([offset, mail] satisfies IndexEntry)}\n`))
+          .then(
+            () => {
+              stored.push(mail);
+              places.set(id, { offset, size: raw.length });
+              callback(null, `stored as ${id}`);
+            },
+            (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
+          );
       });
     },
   });
@@ -104,15 +170,11 @@ export async function startMailSink(options: MailSinkOptions): Promise<MailSink>
       return;
     }
     const id = parts[1] ?? "";
-    if (parts[0] === "messages" && /^[0-9a-f-]{36}$/.test(id)) {
-      try {
-        const raw = readFileSync(join(options.dir, `${id}.eml`));
-        res.writeHead(200, { "content-type": "message/rfc822" });
-        res.end(raw);
-      } catch {
-        res.writeHead(404, { "content-type": "application/json" });
-        res.end(JSON.stringify({ error: "no such message" }));
-      }
+    const place = parts[0] === "messages" && parts.length === 2 ? places.get(id) : undefined;
+    if (place !== undefined) {
+      res.writeHead(200, { "content-type": "message/rfc822", "content-length": place.size });
+      if (place.size === 0) res.end();
+      else createReadStream(dataPath, { start: place.offset, end: place.offset + place.size - 1 }).pipe(res);
       return;
     }
     res.writeHead(404, { "content-type": "application/json" });
@@ -128,6 +190,7 @@ export async function startMailSink(options: MailSinkOptions): Promise<MailSink>
     async close() {
       await new Promise<void>((resolve) => smtp.close(() => resolve()));
       await new Promise<void>((resolve) => http.close(() => resolve()));
+      await Promise.all([data.stream, index.stream].map((stream) => new Promise<void>((resolve) => stream.end(resolve))));
     },
   };
 }

@@ -1,7 +1,8 @@
 /**
  * Notification against a real SMTP server (the mail sink), Redis and Kafka: one email per
  * (order, template) under redelivery and concurrency, the rate limit delays instead of dropping,
- * an unreachable SMTP server is a retriable failure, and notifications.sent is recorded.
+ * an unreachable SMTP server is a retriable failure, notifications.sent is recorded, and an email
+ * costs two Redis round trips (one for a redelivery).
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,6 +16,7 @@ import { TransientError } from "../../lib/errors.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
 import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
+import { logCommands } from "../../test/harness/redis-commands.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
 import { startService } from "../../lib/service.ts";
 import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
@@ -80,7 +82,25 @@ describe("notification", () => {
     const customer = `c-${randomUUID().slice(0, 6)}`;
     await send(command(randomUUID(), customer));
     await send(command(randomUUID(), customer));
-    await expect(send(command(randomUUID(), customer))).rejects.toBeInstanceOf(TransientError);
+    const third = command(randomUUID(), customer);
+    await expect(send(third)).rejects.toBeInstanceOf(TransientError);
+    // Delayed, not dropped: nothing counted or claimed for it, and it goes out in a later minute.
+    expect(await r.redis.get(r.keys("email-rate", customer, String(minuteStart / 60_000)))).toBe("2");
+    expect(await r.redis.exists(r.keys("email", third.notificationId))).toBe(0);
+    await notifier(2, sink.smtpPort, () => minuteStart + 60_000)(third);
+    expect(listMail(dir).filter((m) => m.notificationId === third.notificationId)).toHaveLength(1);
+  });
+
+  it("costs two Redis round trips an email (claim with rate, sent record) and one for a redelivery", async () => {
+    const commands = logCommands(r.redis);
+    const send = notifier();
+    await send(command(randomUUID())); // loads the script
+    commands.take();
+    const cmd = command(randomUUID());
+    await send(cmd);
+    expect(commands.take()).toEqual(["evalsha", "set"]);
+    await send(cmd);
+    expect(commands.take()).toEqual(["evalsha"]);
   });
 
   it("lists stored mail over HTTP and serves each message", async () => {
@@ -116,6 +136,7 @@ describe("notification", () => {
     const orderId = randomUUID();
     const cmd = command(orderId);
     for (let attempt = 0; attempt < 3; attempt += 1) await expect(notifier(1, 1)(cmd)).rejects.toBeInstanceOf(TransientError);
+    expect(await r.redis.exists(r.keys("email", cmd.notificationId))).toBe(0);
     await notifier(1)(cmd);
     expect(listMail(dir).filter((m) => m.subject.includes(orderId.slice(0, 8)))).toHaveLength(1);
   });
