@@ -121,6 +121,13 @@ export const sagaTopics: readonly TopicSpec[] = [
   event({ name: "notifications.sent", valueTypes: [NotificationSentSchema], partitions: 3, description: "email sent" }),
 ];
 
+/**
+ * Saga topics no orderflow service consumes: records for people and tools (the admin audit trail,
+ * proof of each email sent, each stock commit). Every other saga topic has a consumer, and so a DLQ
+ * that its unreadable records go to.
+ */
+export const unconsumedTopics: ReadonlySet<string> = new Set(["orders.audit", "notifications.sent", "inventory.committed"]);
+
 /** The dead-letter twin of a topic: same partitions, longer retention, original bytes. */
 export function deadLetterTopic(spec: TopicSpec): TopicSpec {
   return {

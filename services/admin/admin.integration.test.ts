@@ -163,12 +163,13 @@ describe("GetOrderDetail", () => {
     const detail = await waitFor(
       async () => {
         const answer = await client.getOrderDetail({ orderId }).catch(() => undefined);
-        return answer?.order?.status === OrderStatus.VALIDATED && answer.events.length >= 2 ? answer : undefined;
+        return answer?.order?.status === OrderStatus.VALIDATED && answer.events.length >= 1 ? answer : undefined;
       },
       { what: "the order to be VALIDATED in the read model" },
     );
     expect(detail.order?.orderId).toBe(orderId);
-    expect(detail.events.map((e) => e.topic)).toEqual(expect.arrayContaining(["orders.created", "orders.validated"]));
+    // Published straight to Kafka (no order service wrote it at acceptance): the view is built from orders.validated.
+    expect(detail.events.map((e) => e.topic)).toEqual(["orders.validated"]);
     expect(detail.saga).toMatchObject({ step: "AWAITING_PAYMENT_AND_STOCK", paymentDone: false, stockReserved: false });
     expect(detail.saga?.deadline).toBeDefined();
   });

@@ -142,6 +142,8 @@ export class StockStore {
         created += 1;
       }
     }
+    // The orchestrator caches prices and re-reads them once this moves (services/orchestrator/catalog.ts).
+    await this.#redis.incr(this.keys("catalog", "version"));
     return created;
   }
 

@@ -9,7 +9,7 @@
  * cancelled) alone; orders.audit is for operators' actions.
  */
 import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { FailureReason, OrderStatus, type PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
 import {
   EmailRequestedSchema,
@@ -58,6 +58,8 @@ export interface SagaState {
   readonly totalMinor: string;
   readonly lines: readonly { productId: string; quantity: number; unitPriceMinor: string }[];
   readonly instrument: { method: PaymentMethod; token: string; cardLast4: string };
+  /** When the order was placed (its OrderCreated.created_at), repeated on lifecycle events for the read model. */
+  readonly createdAtMs?: number;
   readonly status: OrderStatus;
   readonly payment: PaymentStep;
   readonly paymentId?: string;
@@ -244,6 +246,7 @@ class Step {
         detail,
         refunded: s.payment === "refund_requested",
         failedAt: timestampFromMs(this.context.nowMs),
+        ...(s.createdAtMs === undefined ? {} : { createdAt: timestampFromMs(s.createdAtMs) }),
       }, s.orderId),
     );
     this.email(template, { reason: detail });
@@ -284,6 +287,7 @@ function start(event: OrderCreated, context: SagaContext): Decision {
       token: event.payment?.token ?? "",
       cardLast4: event.payment?.cardLast4 ?? "",
     },
+    ...(event.createdAt === undefined ? {} : { createdAtMs: timestampDate(event.createdAt).getTime() }),
     status: OrderStatus.PENDING,
     payment: "requested",
     stock: "requested",
@@ -305,6 +309,8 @@ function start(event: OrderCreated, context: SagaContext): Decision {
       items: lineItems(state),
       total: money(state),
       validatedAt: timestampFromMs(context.nowMs),
+      cardLast4: state.instrument.cardLast4,
+      ...(event.createdAt === undefined ? {} : { createdAt: event.createdAt }),
     }, state.orderId),
     publish("payments.requested", PaymentRequestedSchema, {
       orderId: state.orderId,

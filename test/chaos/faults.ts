@@ -9,7 +9,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
-import { sagaTopics, topicSpec } from "../../infra/topics.ts";
+import { sagaTopics, topicSpec, unconsumedTopics } from "../../infra/topics.ts";
 import { OrderCancelRequestedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import { MAX_VALUE_BYTES, encodeRecord } from "../../lib/codec/codec.ts";
 import { SCHEMA_VERSION, envelopeHeaders, newEventId } from "../../lib/codec/envelope.ts";
@@ -195,7 +195,7 @@ export const poisonRecords: Fault = {
   name: "poison",
   description: "random bytes, valid protobuf of the wrong type, a valid type failing validation, an oversized value — on every consumed topic",
   async run(ctx) {
-    const consumed = sagaTopics.map((s) => s.name).filter((name) => name !== "orders.audit");
+    const consumed = sagaTopics.map((s) => s.name).filter((name) => !unconsumedTopics.has(name));
     for (const base of consumed) {
       const topic = topicName(ctx.config, base);
       const schema = topicSpec(base).valueTypes[0];

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import { sagaTopics } from "../../infra/topics.ts";
+import { sagaTopics, unconsumedTopics } from "../../infra/topics.ts";
 import { create } from "@bufbuild/protobuf";
 import { LineItemSchema } from "../../gen/orderflow/v1/common_pb.ts";
 import { OrderValidatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
@@ -144,7 +144,7 @@ describe("make demo", () => {
     }
     const { results } = JSON.parse(printed.join("")) as { results: { ok: boolean; status: string; events: { summary: string }[] }[] };
     expect(results.map((x) => [x.ok, x.status])).toEqual([[true, "COMPLETED"], [true, "FAILED"], [true, "FAILED"]]);
-    expect(results.every((x) => x.events.some((e) => e.summary.startsWith("email sent")))).toBe(true);
+    for (const x of results as unknown as { orderId: string }[]) await waitFor(async () => (await mailsFor(x.orderId)).length > 0, { what: "the scenario's email" });
   });
 });
 
@@ -255,7 +255,7 @@ describe("failures", () => {
   });
 
   it("a corrupt record on every consumed topic goes to its DLQ and the system keeps serving", async () => {
-    const consumed = sagaTopics.map((s) => s.name).filter((name) => !["orders.audit"].includes(name));
+    const consumed = sagaTopics.map((s) => s.name).filter((name) => !unconsumedTopics.has(name));
     for (const topic of consumed) {
       await publisher.send(t.topic(topic), { key: randomUUID(), value: Buffer.from([0xde, 0xad, 0xbe, 0xef]), headers: { "event-type": "orderflow.v1.Nonsense" } });
     }

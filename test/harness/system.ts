@@ -59,6 +59,9 @@ export async function watchTopics(t: TestKafka, bases: readonly string[]) {
       return Promise.resolve();
     },
   });
+  // Records published before the watcher holds its partitions were sometimes never seen: wait for them all.
+  const partitions = bases.reduce((sum, base) => sum + topicSpec(base).partitions, 0);
+  await waitFor(() => consumer.assignment().length >= partitions, { what: `the watcher of ${bases.join(", ")} to hold its partitions` });
   return {
     seen,
     /** Records of one order on one topic. */

@@ -146,7 +146,7 @@ describe("dashboard HTTP", () => {
     expect(orchestratorLag.every((l) => l.lag >= 0 && !l.topic.startsWith(t.config.topicPrefix))).toBe(true);
     const timeline = (await (await fetch(`${base}/dashboard/api/orders/${declined}`)).json()) as Timeline;
     expect(timeline.order.status).toBe("FAILED");
-    expect(timeline.events.map((e) => e.topic)).toEqual(expect.arrayContaining(["orders.created", "payments.failed", "orders.failed"]));
+    expect(timeline.events.map((e) => e.topic)).toEqual(expect.arrayContaining(["orders.created", "orders.validated", "orders.failed"]));
   });
 
   it("shows no lag once the system is idle: the commit markers ending transactional partitions are not counted", async () => {
