@@ -7,7 +7,8 @@
  * orchestrator (hops 1 and 3) and payment (hop 2) do.
  */
 import { OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
-import { encodeRecord } from "../../lib/codec/codec.ts";
+import { toBinary } from "@bufbuild/protobuf";
+import { envelopeHeaders, newEventId } from "../../lib/codec/envelope.ts";
 import { ConsumerRunner } from "../../lib/kafka/consumer-runner.ts";
 import { processTransaction, runService } from "../../lib/service.ts";
 
@@ -35,9 +36,12 @@ runService("relay", (runtime) => {
         transaction,
         subscriptions: [{ topic: from, valueTypes: [OrderCreatedSchema], trustedProducers }],
         publisher,
+        // The record passes on re-encoded with a new envelope; it was validated where it was made,
+        // so it is not validated again here (as a service does not validate what it passes on).
         handler: async (record, context) => {
           const { orderId } = record.envelope;
-          await context.out.send(to, encodeRecord(record.schema, record.message, { key: orderId, orderId, producer: config.service, encoding: config.encoding }));
+          const headers = envelopeHeaders({ ...record.envelope, eventId: newEventId(), producer: config.service, occurredAt: new Date() });
+          await context.out.send(to, { key: orderId, value: Buffer.from(toBinary(record.schema, record.message)), headers });
         },
       }),
   );
