@@ -111,6 +111,23 @@ async function warmUp(name: string, target: LoadTarget, setCurrent: (m: Measurem
   say(`${name}: warmed up with ${warmed.accepted} orders (p50 ${warmed.latencyMs.p50} ms)`);
 }
 
+/** The lowest rate a ramp steps down to when its start is not sustained. */
+const lowestRate = 5;
+
+/**
+ * A ramp from `from` up (×factor a step) to its first step that is not sustained; when the very
+ * first is not, it steps down (÷factor) until one is, so that a start above the limit still finds it.
+ */
+async function rampFrom(name: string, target: LoadTarget, setCurrent: (m: Measurement) => void, from: number): Promise<RampStep[]> {
+  const now = () => performance.now();
+  const onStep = (s: RampStep) => say(`${name} ${s.rate}/s: ${s.sustainable ? "sustained" : "NOT sustained"} — ${s.why}; ${s.result.throughput}/s ended`);
+  const steps = await runRamp(target, now, setCurrent, { ...rampOptions, startRate: from, onStep });
+  for (let rate = Math.round(from / rampOptions.factor); sustainableRate(steps) === 0 && rate >= lowestRate; rate = Math.round(rate / rampOptions.factor)) {
+    steps.push(...(await runRamp(target, now, setCurrent, { ...rampOptions, startRate: rate, maxRate: rate, onStep })));
+  }
+  return steps;
+}
+
 /**
  * `repeats` ramps (the first from `startRate`, the others a few steps below what the first
  * sustained), then the fixed rate with the CPU of every process, the broker's request counts and,
@@ -131,12 +148,7 @@ async function measure(
   for (let repeat = 1; repeat <= repeats; repeat += 1) {
     const from = repeat === 1 ? startRate : repeatStartRate(sustainableRate(ramps[0] ?? []), { startRate, factor: rampOptions.factor, stepsBelow: repeatStepsBelow });
     say(`${name}: ramp ${repeat} of ${repeats} from ${from}/s, ×${rampOptions.factor} every ${stepS} s, p99 bound ${p99BoundMs} ms`);
-    const ramp = await runRamp(target, now, setCurrent, {
-      ...rampOptions,
-      startRate: from,
-      onStep: (s) => say(`${name} ${s.rate}/s: ${s.sustainable ? "sustained" : "NOT sustained"} — ${s.why}; ${s.result.throughput}/s ended`),
-    });
-    ramps.push(ramp);
+    ramps.push(await rampFrom(name, target, setCurrent, from));
   }
   const sustainableRates = ramps.map((ramp) => sustainableRate(ramp));
   const sustainable = spreadOf(sustainableRates);
