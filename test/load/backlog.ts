@@ -6,7 +6,8 @@
  *
  * A relay is done when its consumer group has committed the whole input; then its process's CPU
  * (start-up included) and the broker's CPU since the relay started are read from /proc, the relay
- * is stopped, and its output is read back and counted: every record once, or the run failed.
+ * is stopped, and its output is read back and counted: every record once, or the run failed (as
+ * it does when the relay exits or has not committed the backlog within 10 minutes).
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -97,15 +98,19 @@ async function measureRelay(ctx: BacklogContext, relay: string, input: string, o
   let relayCpuSeconds = 0;
   let brokerCpuSeconds = 0;
   let wallSeconds = 0;
+  let unfinished = "";
   try {
     // Done when a group of this relay has committed every input record.
     await waitFor(
       async () => {
-        if (child.exitCode !== null) throw new Error(`${relay} exited with ${child.exitCode}`);
+        if (child.exitCode !== null) return `it exited with ${child.exitCode}`;
         const committed = [...(await groupsOn(ctx.admin, input))].filter(([group]) => !groupsBefore.has(group));
-        return committed.some(([, total]) => total >= ctx.records);
+        return committed.some(([, total]) => total >= ctx.records) && "done";
       },
       { timeoutMs: 600_000, intervalMs: 200, what: `${relay} to relay the backlog` },
+    ).then(
+      (outcome) => (unfinished = outcome === "done" ? "" : outcome),
+      (err: unknown) => (unfinished = err instanceof Error ? err.message : String(err)),
     );
     wallSeconds = Math.round(performance.now() - startedAt) / 1000;
     relayCpuSeconds = sampleProcess(child.pid ?? -1)?.cpuSeconds ?? 0;
@@ -134,6 +139,7 @@ async function measureRelay(ctx: BacklogContext, relay: string, input: string, o
     relayCpuSeconds: Math.round(relayCpuSeconds * 100) / 100,
     brokerCpuSeconds: Math.round(brokerCpuSeconds * 100) / 100,
     wallSeconds,
+    unfinished,
   });
   ctx.say(
     `backlog ${relay}: ${figures.records} records relayed (${figures.distinctKeys} distinct), ${figures.recordsPerSecond} records/s, ` +

@@ -52,6 +52,7 @@ describe("relayFigures", () => {
     expect(relayFigures(run({ records: 29_990, distinctKeys: 29_990 })).problem).toBe("10 records lost");
     expect(relayFigures(run({ records: 30_005, distinctKeys: 30_000 })).problem).toBe("5 records duplicated");
     expect(relayFigures(run({ records: 30_000, distinctKeys: 29_999 })).problem).toBe("1 records duplicated, 1 keys missing");
+    expect(relayFigures(run({ records: 12_000, distinctKeys: 12_000, unfinished: "it exited with 1" })).problem).toBe("it exited with 1, 18000 records lost");
   });
 
   it("divides ours by the peer's", () => {

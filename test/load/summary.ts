@@ -55,6 +55,8 @@ export interface RelayRun {
   readonly brokerCpuSeconds: number;
   /** From the relay's start until its consumer group had committed the whole backlog. */
   readonly wallSeconds: number;
+  /** Why the relay did not finish (it exited, or did not commit the backlog in time); empty when it did. */
+  readonly unfinished?: string;
 }
 
 export interface RelayFigures extends RelayRun {
@@ -68,6 +70,7 @@ export interface RelayFigures extends RelayRun {
 export function relayFigures(run: RelayRun): RelayFigures {
   const spanS = (run.lastTimestampMs - run.firstTimestampMs) / 1000;
   const problems = [
+    run.unfinished ?? "",
     run.records < run.expected ? `${run.expected - run.records} records lost` : "",
     run.records > run.distinctKeys ? `${run.records - run.distinctKeys} records duplicated` : "",
     run.distinctKeys < run.expected && run.records >= run.expected ? `${run.expected - run.distinctKeys} keys missing` : "",
