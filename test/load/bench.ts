@@ -111,18 +111,19 @@ async function warmUp(name: string, target: LoadTarget, setCurrent: (m: Measurem
   say(`${name}: warmed up with ${warmed.accepted} orders (p50 ${warmed.latencyMs.p50} ms)`);
 }
 
-/** The lowest rate a ramp steps down to when its start is not sustained. */
-const lowestRate = 5;
+/** How far a ramp steps down when its start is not sustained: to a third of it (six steps of ×1.2), not below 5/s. */
+const lowestRate = (from: number) => Math.max(5, from / 3);
 
 /**
  * A ramp from `from` up (×factor a step) to its first step that is not sustained; when the very
- * first is not, it steps down (÷factor) until one is, so that a start above the limit still finds it.
+ * first is not, it steps down (÷factor) until one is, so that a start above the limit still finds it
+ * (down to a third of the start: further would make the run too long; the ramp then says 0).
  */
 async function rampFrom(name: string, target: LoadTarget, setCurrent: (m: Measurement) => void, from: number): Promise<RampStep[]> {
   const now = () => performance.now();
   const onStep = (s: RampStep) => say(`${name} ${s.rate}/s: ${s.sustainable ? "sustained" : "NOT sustained"} — ${s.why}; ${s.result.throughput}/s ended`);
   const steps = await runRamp(target, now, setCurrent, { ...rampOptions, startRate: from, onStep });
-  for (let rate = Math.round(from / rampOptions.factor); sustainableRate(steps) === 0 && rate >= lowestRate; rate = Math.round(rate / rampOptions.factor)) {
+  for (let rate = Math.round(from / rampOptions.factor); sustainableRate(steps) === 0 && rate >= lowestRate(from); rate = Math.round(rate / rampOptions.factor)) {
     steps.push(...(await runRamp(target, now, setCurrent, { ...rampOptions, startRate: rate, maxRate: rate, onStep })));
   }
   return steps;

@@ -243,7 +243,7 @@ export function reportMarkdown(r: BenchResult, extra: { latencyChart: string; ra
     "",
     `## Ramps (${s.repeats} per pipeline, ×${s.factor} every ${s.stepS} s; sustainable = every order ended and p99 < ${s.p99BoundMs} ms)`,
     "",
-    `The first ramp starts at ${s.startRate}/s (saga) or ${s.bareStartRate}/s (bare pipeline); the others ${s.repeatStepsBelow} steps below the rate the first sustained (never lower than the first's start), so that they do not walk again through rates far below the limit. Each ramp stops at its first step that is not sustained; a ramp whose first step is not sustained steps down (÷${s.factor}) until one is.`,
+    `The first ramp starts at ${s.startRate}/s (saga) or ${s.bareStartRate}/s (bare pipeline); the others ${s.repeatStepsBelow} steps below the rate the first sustained (never lower than the first's start), so that they do not walk again through rates far below the limit. Each ramp stops at its first step that is not sustained; a ramp whose first step is not sustained steps down (÷${s.factor}) until one is, to a third of its start at most (0 when none is).`,
     "",
     ...rampsSection("Saga", "orders", r.saga),
     ...rampsSection("Bare pipeline", "records", r.bare),
