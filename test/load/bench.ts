@@ -161,7 +161,8 @@ async function measure(
   const fixedBefore = samples(pids());
   const m = new Measurement(now);
   setCurrent(m);
-  const fixed = await runOpenLoop(target, m, { rate: fixedRate, durationS: fixedS, drainMs: 30_000 });
+  // A long drain: the per-order figures (CPU, requests, record operations) hold only for orders that ended.
+  const fixed = await runOpenLoop(target, m, { rate: fixedRate, durationS: fixedS, drainMs: 120_000 });
   const fixedAfter = samples(pids());
   const requestsAfter = await observers.broker.counts();
   const orders = Object.values(fixed.ended).reduce((a, b) => a + b, 0);

@@ -64,6 +64,15 @@ describe("benchmark report", () => {
     expect(backlog[0]?.measured).toContain("1000 records lost");
   });
 
+  it("says per-order figures overstate when the saga's fixed run left orders unfinished", () => {
+    const r = result();
+    const overloaded = { ...r, saga: { ...r.saga, fixed: { ...r.saga.fixed, ended: { completed: 3000 }, unfinished: 3000 } } };
+    const cpu = targets(overloaded).find((t) => t.target.startsWith("CPU per order"));
+    expect(cpu?.met).toBe(false);
+    expect(cpu?.measured).toBe("6 ms (3000 orders unfinished: overstated)");
+    expect(reportMarkdown(overloaded, { latencyChart: "l.svg", rampChart: "r.svg", tuning: "" })).toContain("**3000 of 6000 orders had not ended when the fixed run gave up waiting**");
+  });
+
   it("renders the new sections with their figures", () => {
     const md = reportMarkdown(result(), { latencyChart: "l.svg", rampChart: "r.svg", tuning: "" });
     expect(md).toContain("this run took **29 min**");
@@ -75,5 +84,6 @@ describe("benchmark report", () => {
     expect(md).toContain("| orders.created | 6000 | 1 |");
     expect(md).toContain("**3.95 record operations per order** (target ≤ 18).");
     expect(md.match(/^Ramp \d:/gm)).toHaveLength(6);
+    expect(md).not.toContain("had not ended");
   });
 });
