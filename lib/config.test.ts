@@ -41,14 +41,38 @@ describe("loadConfig", () => {
     expect(() => loadConfig("x", { CONSUMER_MAX_ATTEMPTS: "zero" })).toThrow(/CONSUMER_MAX_ATTEMPTS/);
     expect(() => loadConfig("x", { CONSUMER_MAX_ATTEMPTS: "0" })).toThrow(/>= 1/);
     expect(() => loadConfig("x", { ORDERFLOW_ENCODING: "avro" })).toThrow(/ORDERFLOW_ENCODING/);
-    expect(() => loadConfig("x", { TRACING_SAMPLE_RATIO: "2" })).toThrow(/TRACING_SAMPLE_RATIO/);
   });
 
   it("exports traces only when an OTLP endpoint is given", () => {
-    expect(loadConfig("x", {}).tracing).toEqual({ sampleRatio: 1 });
-    expect(loadConfig("x", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", TRACING_SAMPLE_RATIO: "0.25" }).tracing).toEqual({
-      endpoint: "http://127.0.0.1:4318",
-      sampleRatio: 0.25,
-    });
+    expect(loadConfig("x", {}).tracing.endpoint).toBeUndefined();
+    expect(loadConfig("x", { OTEL_EXPORTER_OTLP_ENDPOINT: "" }).tracing.endpoint).toBeUndefined();
+    expect(loadConfig("x", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318" }).tracing.endpoint).toBe("http://127.0.0.1:4318");
+  });
+
+  it("reads the sampler from OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, keeping one trace in ten by default", () => {
+    const tracing = (env: Record<string, string>) => {
+      const { sampler, sampleRatio } = loadConfig("x", env).tracing;
+      return { sampler, sampleRatio };
+    };
+    expect(tracing({})).toEqual({ sampler: "parentbased_traceidratio", sampleRatio: 0.1 });
+    expect(tracing({ OTEL_TRACES_SAMPLER_ARG: "0.5" })).toEqual({ sampler: "parentbased_traceidratio", sampleRatio: 0.5 });
+    // Named without a ratio, a ratio sampler keeps every trace (the spec's default argument, 1.0).
+    expect(tracing({ OTEL_TRACES_SAMPLER: "traceidratio" })).toEqual({ sampler: "traceidratio", sampleRatio: 1 });
+    expect(tracing({ OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0" })).toEqual({ sampler: "parentbased_traceidratio", sampleRatio: 0 });
+    expect(tracing({ OTEL_TRACES_SAMPLER: "always_on" })).toEqual({ sampler: "always_on", sampleRatio: 1 });
+    expect(tracing({ OTEL_TRACES_SAMPLER: "parentbased_always_on", OTEL_TRACES_SAMPLER_ARG: "ignored" })).toEqual({ sampler: "parentbased_always_on", sampleRatio: 1 });
+    expect(tracing({ OTEL_TRACES_SAMPLER: "always_off" })).toEqual({ sampler: "always_off", sampleRatio: 0 });
+    expect(tracing({ OTEL_TRACES_SAMPLER: "parentbased_always_off" })).toEqual({ sampler: "parentbased_always_off", sampleRatio: 0 });
+    // TRACING_SAMPLE_RATIO, the deprecated name of the ratio, still works; the standard one wins.
+    expect(tracing({ TRACING_SAMPLE_RATIO: "0.25" })).toEqual({ sampler: "parentbased_traceidratio", sampleRatio: 0.25 });
+    expect(tracing({ TRACING_SAMPLE_RATIO: "0.25", OTEL_TRACES_SAMPLER_ARG: "0.75" })).toEqual({ sampler: "parentbased_traceidratio", sampleRatio: 0.75 });
+  });
+
+  it("refuses a sampler or ratio it cannot use, naming the variable", () => {
+    expect(() => loadConfig("x", { OTEL_TRACES_SAMPLER: "jaeger_remote" })).toThrow(/OTEL_TRACES_SAMPLER must be one of always_on, /);
+    expect(() => loadConfig("x", { OTEL_TRACES_SAMPLER_ARG: "1.5" })).toThrow(/OTEL_TRACES_SAMPLER_ARG must be a number between 0 and 1, got "1.5"/);
+    expect(() => loadConfig("x", { OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "a tenth" })).toThrow(/OTEL_TRACES_SAMPLER_ARG/);
+    expect(() => loadConfig("x", { OTEL_TRACES_SAMPLER_ARG: "-0.1" })).toThrow(ConfigError);
+    expect(() => loadConfig("x", { TRACING_SAMPLE_RATIO: "2" })).toThrow(/TRACING_SAMPLE_RATIO/);
   });
 });

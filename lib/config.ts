@@ -36,10 +36,12 @@ export interface Config {
   /** Where downloaded Kafka jars are cached (their tools read topic configs). */
   readonly cacheDir: string;
   readonly logLevel: string;
-  /** OpenTelemetry export: spans go over OTLP/HTTP to `endpoint`; none → no export (propagation stays on). */
+  /** OpenTelemetry export: spans go over OTLP/HTTP to `endpoint`; none → no spans, no export (propagation stays on). */
   readonly tracing: {
     readonly endpoint?: string;
-    /** Share of new traces kept (0..1); a record or request that arrives traced keeps its parent's decision. */
+    /** Which spans are recorded when exporting, by the OpenTelemetry spec's OTEL_TRACES_SAMPLER names. */
+    readonly sampler: (typeof traceSamplers)[number];
+    /** Share of new traces (roots) kept, 0..1: the traceidratio samplers' ratio; 1 or 0 for the others. */
     readonly sampleRatio: number;
   };
   /** Port of /health and /metrics; 0 picks a free one. */
@@ -171,13 +173,28 @@ export function unsafeDedupOff(env: Env): boolean {
   return env["UNSAFE_DISABLE_DEDUP"] === "1";
 }
 
-/** The standard OTEL_EXPORTER_OTLP_ENDPOINT (base URL; /v1/traces is added) and TRACING_SAMPLE_RATIO. */
+/** The values of OTEL_TRACES_SAMPLER we implement (the OpenTelemetry spec's built-in samplers). */
+export const traceSamplers = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"] as const;
+
+/**
+ * The standard OTEL_EXPORTER_OTLP_ENDPOINT (base URL; /v1/traces is added), OTEL_TRACES_SAMPLER and
+ * OTEL_TRACES_SAMPLER_ARG (the ratio of the traceidratio samplers; 1 when unset, as the spec says).
+ * With neither sampler variable set, one new trace in ten is kept (parentbased_traceidratio, 0.1):
+ * every hop follows the decision its trace's first span took, so kept traces are whole and the cost
+ * of spans stays a tenth of the load. TRACING_SAMPLE_RATIO is the deprecated name of the ratio.
+ */
 function tracingSettings(env: Env): Config["tracing"] {
   const endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"];
-  const rawRatio = env["TRACING_SAMPLE_RATIO"] ?? "1";
-  const sampleRatio = Number(rawRatio);
-  if (!(sampleRatio >= 0 && sampleRatio <= 1)) throw new ConfigError(`TRACING_SAMPLE_RATIO must be between 0 and 1, got ${rawRatio}`);
-  return endpoint === undefined || endpoint === "" ? { sampleRatio } : { endpoint, sampleRatio };
+  const explicit = env["OTEL_TRACES_SAMPLER"] !== undefined && env["OTEL_TRACES_SAMPLER"] !== "";
+  const sampler = oneOf(env, "OTEL_TRACES_SAMPLER", traceSamplers, "parentbased_traceidratio");
+  const ratioVariable = env["OTEL_TRACES_SAMPLER_ARG"] === undefined && env["TRACING_SAMPLE_RATIO"] !== undefined ? "TRACING_SAMPLE_RATIO" : "OTEL_TRACES_SAMPLER_ARG";
+  const rawRatio = env[ratioVariable] ?? "";
+  let sampleRatio = sampler.endsWith("always_on") ? 1 : 0;
+  if (sampler.endsWith("traceidratio")) {
+    sampleRatio = rawRatio === "" ? (explicit ? 1 : 0.1) : Number(rawRatio);
+    if (!(sampleRatio >= 0 && sampleRatio <= 1)) throw new ConfigError(`${ratioVariable} must be a number between 0 and 1, got ${JSON.stringify(rawRatio)}`);
+  }
+  return endpoint === undefined || endpoint === "" ? { sampler, sampleRatio } : { endpoint, sampler, sampleRatio };
 }
 
 /** Reads the configuration of `service` from the environment. Throws ConfigError on a bad value. */

@@ -52,6 +52,8 @@ beforeAll(async () => {
   system = await startSystem(
     serviceEnv(t, r.prefix, {
       OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318",
+      // The default keeps one new trace in ten; this test follows one order, so every trace is kept.
+      OTEL_TRACES_SAMPLER: "parentbased_always_on",
       // Spans leave each process within half a second instead of five.
       OTEL_BSP_SCHEDULE_DELAY: "500",
     }),
