@@ -6,7 +6,7 @@ REDIS := infra/redis.sh
 CLI := node services/cli/orderflow.mjs
 # `make up TRACING=1` also runs Jaeger and has every service export its spans to it.
 TRACING ?= 0
-TRACING_ENV := $(if $(filter 1,$(TRACING)),OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318,)
+TRACING_ENV := $(if $(filter 1,$(TRACING)),OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_TRACES_SAMPLER=parentbased_always_on,)
 
 .PHONY: help setup up down status demo test test-unit chaos bench lint gen check-gen breaking compose-check ci
 

@@ -9,9 +9,10 @@
  *   process's one transaction (ProcessTransaction); outputs, dead letters and consumed positions
  *   commit together on the transaction's schedule. To commit, the runner stops taking records in
  *   and lets those in hand finish, so every position it sends covers only finished records. A failed
- *   attempt that already produced, a DLQ that refuses, or an outage (Redis or a peer unreachable)
- *   dooms the transaction: it is aborted, every partition rewinds to its first record in it, and
- *   handlers — idempotent by business key — redo the same outputs with no second effect.
+ *   attempt that already produced, or a DLQ that refuses, dooms the transaction: it is aborted,
+ *   every partition rewinds to its first record in it, and handlers — idempotent by business key —
+ *   redo the same outputs with no second effect. A record that meets an outage (Redis or a peer
+ *   unreachable, a breaker open) waits it out without holding up the commits (#waitOutOutage).
  * - at-least-once (projections, which produce nothing): a partition's offset is stored once every
  *   record before it was handled or dead-lettered; an outage is waited out in place.
  *
@@ -108,7 +109,9 @@ interface PartitionProgress {
   /** Offset after the last record taken in. */
   next: number;
   /** Offsets taken in and not finished. */
-  readonly inHand: Set<number>;
+  inHand: Set<number>;
+  /** Offsets of records waiting out an outage (a subset of inHand). */
+  readonly parked: Set<number>;
   /** Last position stored (at-least-once). */
   stored: number;
 }
@@ -139,8 +142,6 @@ export class ConsumerRunner implements TransactionMember {
   #holding = 0;
   /** Set by an operator (admin "pause consumption"); partitions assigned meanwhile stay paused too. */
   #paused = false;
-  /** After an outage dooms a transaction, fetching waits until then. */
-  #backoffUntil = 0;
   #timers: NodeJS.Timeout[] = [];
 
   constructor(options: ConsumerRunnerOptions) {
@@ -285,8 +286,6 @@ export class ConsumerRunner implements TransactionMember {
     while (this.#running) {
       try {
         await this.#scheduler.room(config.consumer.concurrency * 4);
-        const wait = this.#backoffUntil - Date.now();
-        if (wait > 0) await delay(wait);
         const generation = this.#generation;
         const fetched = await consumeBatch(consumer, fetchMax);
         this.#caughtUp = fetched.length < fetchMax;
@@ -335,7 +334,7 @@ export class ConsumerRunner implements TransactionMember {
     const key = keyOfPartition(topic, partition);
     let progress = this.#progress.get(key);
     if (progress === undefined) {
-      progress = { topic, partition, first: undefined, next: offset + 1, inHand: new Set(), stored: -1 };
+      progress = { topic, partition, first: undefined, next: offset + 1, inHand: new Set(), parked: new Set(), stored: -1 };
       this.#progress.set(key, progress);
     }
     if (this.#tx !== undefined) progress.first ??= offset;
@@ -343,25 +342,47 @@ export class ConsumerRunner implements TransactionMember {
     progress.inHand.add(offset);
     const owner = progress;
     const recordKey = message.key === undefined || message.key === null ? `${key}#${offset}` : message.key.toString();
-    this.#scheduler.push(recordKey, () => this.#handleOne(message, owner));
+    this.#scheduler.push(recordKey, () => this.#handleOne(message, recordKey, owner));
   }
 
-  async #handleOne(message: Message, progress: PartitionProgress): Promise<void> {
-    let finished = true;
+  async #handleOne(message: Message, recordKey: string, progress: PartitionProgress): Promise<void> {
     try {
-      await this.#handleRecord(message);
+      await this.#handleRecord(message, recordKey, progress);
+      progress.inHand.delete(message.offset);
+      if (this.#tx === undefined) this.#storePosition(progress);
     } catch (err) {
-      // Not finished: an at-least-once runner must not store an offset past it (a transaction
-      // that could not finish a record is aborted, so its positions never commit).
-      finished = false;
+      // Not finished: no position may pass it (a transaction that could not finish a record is
+      // aborted and rewinds; a stopping runner commits up to it).
       if (!(err instanceof Abandoned)) this.#options.log.error({ err: messageOf(err), topic: message.topic, offset: message.offset }, "record not finished");
     }
-    if (this.#tx !== undefined) {
-      progress.inHand.delete(message.offset);
-      if (this.idle) this.#tx.memberIdle();
-    } else if (finished) {
-      progress.inHand.delete(message.offset);
-      this.#storePosition(progress);
+    if (this.#tx !== undefined && this.idle) this.#tx.memberIdle();
+  }
+
+  /**
+   * A transactional record waits out an outage without holding up its process's commits: its key
+   * is parked (the commit does not wait for it; the key's later records wait behind it) and its
+   * partition's position stays at it. Records after it in the partition that finish meanwhile
+   * commit with their outputs; after a crash in that window they are read again, and their
+   * handlers, idempotent by business key, have no second effect. Once the wait is over the record
+   * goes on inside the transaction open then. Throws Abandoned when stopping or revoked meanwhile.
+   */
+  async #waitOutOutage(tx: ProcessTransaction, recordKey: string, progress: PartitionProgress, offset: number): Promise<void> {
+    const partitionKey = keyOfPartition(progress.topic, progress.partition);
+    progress.parked.add(offset);
+    this.#scheduler.park(recordKey);
+    try {
+      await delay(this.#options.config.consumer.retryMaxDelayMs);
+      for (;;) {
+        if (!this.#running) throw new Abandoned("stopping");
+        if (this.#progress.get(partitionKey) !== progress) throw new Abandoned("revoked while waiting out an outage");
+        if ((await this.#beginWaiting(tx)) && !tx.closing) {
+          this.#scheduler.unpark(recordKey);
+          return;
+        }
+        await tx.closed();
+      }
+    } finally {
+      progress.parked.delete(offset);
     }
   }
 
@@ -387,7 +408,10 @@ export class ConsumerRunner implements TransactionMember {
   positions(): TopicPartitionOffset[] {
     const positions: TopicPartitionOffset[] = [];
     for (const progress of this.#progress.values()) {
-      if (progress.first !== undefined) positions.push({ topic: progress.topic, partition: progress.partition, offset: progress.next });
+      if (progress.first === undefined) continue;
+      // Only records waiting out an outage can still be in hand at a commit: the position stays at the first.
+      const offset = progress.inHand.size > 0 ? Math.min(...progress.inHand) : progress.next;
+      positions.push({ topic: progress.topic, partition: progress.partition, offset });
     }
     return positions;
   }
@@ -404,6 +428,8 @@ export class ConsumerRunner implements TransactionMember {
       this.#rewoundAt.set(key, this.#generation);
       progress.next = progress.first;
       progress.first = undefined;
+      // What was in hand is read again, except records waiting out an outage, which go on.
+      progress.inHand = new Set(progress.parked);
       try {
         this.#consumer?.seek(position, 0, (err) => {
           if (err) this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
@@ -422,15 +448,15 @@ export class ConsumerRunner implements TransactionMember {
   // --- one record ------------------------------------------------------------------------------
 
   /** Decodes and handles one record; dead-letters what cannot be handled. */
-  #handleRecord(message: Message): Promise<Outcome> {
+  #handleRecord(message: Message, recordKey: string, progress: PartitionProgress): Promise<Outcome> {
     const headers = headersOf(message.headers);
     const key = typeof message.key === "string" ? Buffer.from(message.key) : (message.key ?? null);
     const traced = { topic: message.topic, partition: message.partition, offset: String(message.offset), group: this.#options.groupId, headers, key };
-    return traceProcess(traced, (span) => this.#handleTraced(message, headers, key, span));
+    return traceProcess(traced, (span) => this.#handleTraced(message, headers, key, span, () => this.#waitOutOutage(this.#tx as ProcessTransaction, recordKey, progress, message.offset)));
   }
 
   /** #handleRecord inside the record's process span, which it tags with attempts and outcome. */
-  async #handleTraced(message: Message, headers: ReturnType<typeof headersOf>, key: Buffer | null, span: Span): Promise<Outcome> {
+  async #handleTraced(message: Message, headers: ReturnType<typeof headersOf>, key: Buffer | null, span: Span, waitOutOutage: () => Promise<void>): Promise<Outcome> {
     const { handler, config, log, onOutcome } = this.#options;
     const tx = this.#tx;
     const { topic, partition } = message;
@@ -490,12 +516,8 @@ export class ConsumerRunner implements TransactionMember {
           if (!isOutage(error)) throw error;
           if (!this.#running) throw new Abandoned("stopping");
           logOfOrder().warn({ err: messageOf(error), attempts }, "waiting out an outage");
-          if (tx !== undefined) {
-            // The transaction cannot wait for it: it aborts, and the records come again later.
-            this.#backoffUntil = Date.now() + config.consumer.retryMaxDelayMs;
-            redo("an outage", error);
-          }
-          await delay(config.consumer.retryMaxDelayMs);
+          if (tx === undefined) await delay(config.consumer.retryMaxDelayMs);
+          else await waitOutOutage();
         }
       }
       for (const effect of effects) tx?.afterCommit(effect);

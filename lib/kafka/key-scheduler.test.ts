@@ -88,3 +88,37 @@ describe("KeyedScheduler", () => {
     expect(() => new KeyedScheduler(0)).toThrow(/positive integer/);
   });
 });
+
+describe("KeyedScheduler, parked keys", () => {
+  it("settles without a parked key's tasks, which run in order once it goes on", async () => {
+    const log: string[] = [];
+    const scheduler = new KeyedScheduler(4);
+    const slow = gated(log, "slow");
+    const after = gated(log, "after");
+    const other = gated(log, "other");
+    scheduler.push("k", () => {
+      scheduler.park("k");
+      return slow.task();
+    });
+    scheduler.push("k", after.task);
+    scheduler.push("j", other.task);
+    let settled = false;
+    const settling = scheduler.settled().then(() => (settled = true));
+    await turn();
+    expect(settled).toBe(false);
+    other.release();
+    await settling;
+    expect(settled).toBe(true);
+    expect(log).toEqual(["start slow", "start other", "end other"]);
+    scheduler.unpark("k");
+    let again = false;
+    const settlingAgain = scheduler.settled().then(() => (again = true));
+    slow.release();
+    await turn();
+    expect(log.slice(-2)).toEqual(["end slow", "start after"]);
+    expect(again).toBe(false);
+    after.release();
+    await settlingAgain;
+    expect(scheduler.pending).toBe(0);
+  });
+});

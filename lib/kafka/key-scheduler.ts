@@ -3,6 +3,8 @@
  * time, up to a limit; tasks of one key run one after another, in the order they were pushed. A
  * partition's records of different orders are thus handled in parallel while one order's records
  * keep their order (the key is the order id for order-keyed topics, the customer id for emails).
+ * A running task may park its key while it waits for something slow (an outage): `settled()` then
+ * no longer waits for that key's tasks, which still run in order once the task goes on.
  */
 
 type Task = () => Promise<void>;
@@ -16,6 +18,8 @@ export class KeyedScheduler {
   #readyHead = 0;
   #running = 0;
   #pending = 0;
+  /** Keys whose running task is parked. */
+  readonly #parked = new Set<string>();
   #settled: (() => void)[] = [];
   #room: { below: number; resolve: () => void }[] = [];
 
@@ -48,10 +52,27 @@ export class KeyedScheduler {
     this.#pump();
   }
 
-  /** Resolves once no task is running or waiting. */
+  /** Resolves once no task is running or waiting, except the tasks of parked keys. */
   settled(): Promise<void> {
-    if (this.#pending === 0) return Promise.resolve();
+    if (this.#isSettled()) return Promise.resolve();
     return new Promise((resolve) => this.#settled.push(resolve));
+  }
+
+  /** Called by the running task of `key`: it waits for something slow; settled() stops waiting for the key. */
+  park(key: string): void {
+    this.#parked.add(key);
+    this.#notify();
+  }
+
+  /** The parked task of `key` goes on: settled() waits for it again. */
+  unpark(key: string): void {
+    this.#parked.delete(key);
+  }
+
+  #isSettled(): boolean {
+    let held = 0;
+    for (const key of this.#parked) held += this.#queues.get(key)?.length ?? 0;
+    return this.#pending === held;
   }
 
   /** Resolves once fewer than `below` tasks are pending. */
@@ -82,6 +103,7 @@ export class KeyedScheduler {
       this.#running -= 1;
       this.#pending -= 1;
       queue.shift();
+      this.#parked.delete(key);
       if (queue.length === 0) this.#queues.delete(key);
       else this.#ready.push(key);
       this.#notify();
@@ -97,7 +119,7 @@ export class KeyedScheduler {
   }
 
   #notify(): void {
-    if (this.#pending === 0) for (const resolve of this.#settled.splice(0)) resolve();
+    if (this.#settled.length > 0 && this.#isSettled()) for (const resolve of this.#settled.splice(0)) resolve();
     if (this.#room.length > 0) {
       const waiting = this.#room;
       this.#room = [];
