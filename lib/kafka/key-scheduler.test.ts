@@ -122,3 +122,28 @@ describe("KeyedScheduler, parked keys", () => {
     expect(scheduler.pending).toBe(0);
   });
 });
+
+describe("KeyedScheduler, parked keys and slots", () => {
+  it("gives a parked task's slot to another key, so settling never waits on a full house of parked tasks", async () => {
+    const log: string[] = [];
+    const scheduler = new KeyedScheduler(1);
+    const parked = gated(log, "parked");
+    const other = gated(log, "other");
+    scheduler.push("p", () => {
+      scheduler.park("p");
+      return parked.task();
+    });
+    scheduler.push("o", other.task);
+    expect(log).toEqual(["start parked", "start other"]);
+    const settling = scheduler.settled();
+    other.release();
+    await settling;
+    expect(scheduler.running).toBe(0);
+    scheduler.unpark("p");
+    expect(scheduler.running).toBe(1);
+    parked.release();
+    await scheduler.settled();
+    expect(scheduler.running).toBe(0);
+    expect(scheduler.pending).toBe(0);
+  });
+});

@@ -58,15 +58,23 @@ export class KeyedScheduler {
     return new Promise((resolve) => this.#settled.push(resolve));
   }
 
-  /** Called by the running task of `key`: it waits for something slow; settled() stops waiting for the key. */
+  /**
+   * Called by the running task of `key`: it waits for something slow. It gives up its slot (other
+   * keys may run; a parked task must never hold up the tasks settled() waits for) and settled() no
+   * longer waits for the key.
+   */
   park(key: string): void {
+    if (this.#parked.has(key) || !this.#queues.has(key)) return;
     this.#parked.add(key);
+    this.#running -= 1;
     this.#notify();
+    this.#pump();
   }
 
-  /** The parked task of `key` goes on: settled() waits for it again. */
+  /** The parked task of `key` goes on, in a slot again (even beyond the limit, briefly): settled() waits for it. */
   unpark(key: string): void {
-    this.#parked.delete(key);
+    if (!this.#parked.delete(key)) return;
+    this.#running += 1;
   }
 
   #isSettled(): boolean {
@@ -100,10 +108,10 @@ export class KeyedScheduler {
     if (queue === undefined || task === undefined) return;
     this.#running += 1;
     const finished = () => {
-      this.#running -= 1;
+      // A task that ends while parked gave its slot up already.
+      if (!this.#parked.delete(key)) this.#running -= 1;
       this.#pending -= 1;
       queue.shift();
-      this.#parked.delete(key);
       if (queue.length === 0) this.#queues.delete(key);
       else this.#ready.push(key);
       this.#notify();

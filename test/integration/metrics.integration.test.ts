@@ -133,7 +133,7 @@ describe("metrics under traffic", () => {
     expect(await value("order", "orderflow_order_e2e_seconds_bucket", { le: "60" })).toBe(2);
 
     // Still 2 a while later: the projection's and the orchestrator's redeliveries add nothing.
-    await waitFor(async () => (await value("inventory", "orderflow_records_produced_total", { topic: topic("inventory.committed") })) >= 1, { what: "the stock commit" });
+    await waitFor(async () => (await value("inventory", "orderflow_records_produced_total", { topic: "inventory.committed" })) >= 1, { what: "the stock commit" });
     expect(await value("orchestrator", "orderflow_saga_outcomes_total")).toBe(2);
   });
 
