@@ -7,10 +7,6 @@
  * idempotency key (order + action) covers a crash between its answer and our record: the retry gets
  * the same charge back.
  *
- * Two Redis round trips per command: one script returns the recorded outcome or takes the claim
- * (claim-or-outcome), and after the gateway call one script writes the outcome while the claim is
- * still ours and releases it. A replayed command costs the first alone.
- *
  * A declined card, or a processor that keeps failing after the retries, is recorded as failed and
  * the order fails cleanly. A gateway call that timed out is different — the charge may have gone
  * through — so nothing is recorded and the command is tried again later under the same key; an open
@@ -48,21 +44,6 @@ export interface ProcessorDeps {
   readonly dedup?: boolean;
 }
 
-/**
- * One round trip before the gateway call: the recorded outcome when the order's state is one of
- * ARGV[3..] (the states that answer this action), else the claim (token ARGV[1] for ARGV[2] ms)
- * with the record as it is — or "busy" while another holder has it.
- */
-const claimOrOutcomeScript = `
-local state = redis.call('HGET', KEYS[1], 'state')
-if state then
-  for i = 3, #ARGV do
-    if ARGV[i] == state then return {'recorded', redis.call('HGETALL', KEYS[1])} end
-  end
-end
-if not redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then return {'busy', {}} end
-return {'claimed', redis.call('HGETALL', KEYS[1])}`;
-
 /** Writes the outcome fields only while `token` still holds the claim; releases the claim. */
 const writeOwnedScript = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
@@ -70,37 +51,21 @@ for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('DEL', KEYS[2])
 return 1`;
 
-/** Releases the claim if `token` still holds it (the call failed and nothing is recorded). */
-const releaseScript = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
-
-type ProcessorRedis = Redis & {
-  paymentClaimOrOutcome(record: string, claim: string, token: string, claimMs: number, ...answeringStates: string[]): Promise<[status: "recorded" | "claimed" | "busy", fields: string[]]>;
-  paymentWriteOwned(record: string, claim: string, token: string, ...fields: string[]): Promise<number>;
-  paymentRelease(claim: string, token: string): Promise<number>;
-};
+type ProcessorRedis = Redis & { paymentWriteOwned(record: string, claim: string, token: string, ...fields: string[]): Promise<number> };
 
 const masked = (token: string) => `${token.slice(0, 8)}…`;
 
-/** The states of the record that answer a charge command, and those that answer a refund. */
-const chargeAnsweredBy = ["charged", "refunded", "failed", "cancelled"];
-const refundAnsweredBy = ["refunded", "failed", "cancelled"];
-
-/** A claim this instance holds on one order's payment, with the record as it was when taken. */
+/** A claim this instance holds on one order's payment. */
 interface Claim {
-  readonly record: Record<string, string>;
-  /** Writes `fields` to the order's record if the claim is still ours, releasing it. */
-  readonly write: (fields: Record<string, string | number>) => Promise<void>;
+  /** Writes `fields` to the order's record if the claim is still ours. */
+  write(fields: Record<string, string | number>): Promise<void>;
 }
 
 export class PaymentProcessor {
   readonly #redis: ProcessorRedis;
 
   constructor(private readonly deps: ProcessorDeps) {
-    deps.redis.defineCommand("paymentClaimOrOutcome", { numberOfKeys: 2, lua: claimOrOutcomeScript });
     deps.redis.defineCommand("paymentWriteOwned", { numberOfKeys: 2, lua: writeOwnedScript });
-    deps.redis.defineCommand("paymentRelease", { numberOfKeys: 1, lua: releaseScript });
     this.#redis = deps.redis as ProcessorRedis;
   }
 
@@ -108,24 +73,22 @@ export class PaymentProcessor {
     return this.deps.dedup ?? true;
   }
 
-  /**
-   * Answers from the record when one of `answeredBy` is recorded; otherwise runs `work` holding the
-   * order's claim, taken in the same script call. Another holder makes this a retriable error.
-   */
-  async #recordedOrClaimed<T>(orderId: string, answeredBy: readonly string[], answer: (record: Record<string, string>) => T, work: (claim: Claim) => Promise<T>): Promise<T> {
-    const recordKey = this.deps.keys("payment", orderId);
+  #record(orderId: string): Promise<Record<string, string>> {
+    return this.deps.redis.hgetall(this.deps.keys("payment", orderId));
+  }
+
+  /** Runs `work` holding the order's claim; another holder makes this a retriable error. */
+  async #claimed<T>(orderId: string, work: (claim: Claim) => Promise<T>): Promise<T> {
     const claimKey = this.deps.keys("payment", orderId, "claim");
     const token = randomUUID();
-    const [status, fields] = await this.#redis.paymentClaimOrOutcome(recordKey, claimKey, token, this.deps.claimMs ?? 30_000, ...answeredBy);
-    if (status === "busy") throw new TransientError(`payment of order ${orderId} is being handled by another instance`);
-    const record = recordOf(fields);
-    if (status === "recorded") return answer(record);
+    if ((await this.deps.redis.set(claimKey, token, "PX", this.deps.claimMs ?? 30_000, "NX")) !== "OK") {
+      throw new TransientError(`payment of order ${orderId} is being handled by another instance`);
+    }
     let written = false;
     const claim: Claim = {
-      record,
-      write: async (outcome) => {
-        const flat = Object.entries(outcome).flatMap(([name, value]) => [name, String(value)]);
-        if ((await this.#redis.paymentWriteOwned(recordKey, claimKey, token, ...flat)) !== 1) {
+      write: async (fields) => {
+        const flat = Object.entries(fields).flatMap(([name, value]) => [name, String(value)]);
+        if ((await this.#redis.paymentWriteOwned(this.deps.keys("payment", orderId), claimKey, token, ...flat)) !== 1) {
           throw new TransientError(`the claim on order ${orderId}'s payment lapsed before its outcome was written`);
         }
         written = true;
@@ -134,59 +97,73 @@ export class PaymentProcessor {
     try {
       return await work(claim);
     } finally {
-      if (!written) await this.#redis.paymentRelease(claimKey, token);
+      if (!written) await this.#redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, claimKey, token);
     }
   }
 
-  #asCharge(record: Record<string, string>, replayed: boolean): ChargeOutcome {
+  #asCharge(record: Record<string, string>, replayed: boolean): ChargeOutcome | undefined {
     if (record["state"] === "charged" || record["state"] === "refunded") {
       return { kind: "charged", paymentId: record["payment_id"] ?? "", processorReference: record["processor_ref"] ?? "", amountMinor: BigInt(record["amount_minor"] ?? "0"), replayed };
     }
-    return { kind: "failed", code: (record["code"] ?? "DECLINED") as PaymentFailureCodeName, message: record["message"] ?? "", attempts: Number(record["attempts"] ?? "0"), replayed };
+    if (record["state"] === "failed" || record["state"] === "cancelled") {
+      return { kind: "failed", code: (record["code"] ?? "DECLINED") as PaymentFailureCodeName, message: record["message"] ?? "", attempts: Number(record["attempts"] ?? "0"), replayed };
+    }
+    return undefined;
   }
 
   /** Charges the order once; a repeated call returns the first outcome. */
   async charge(request: { orderId: string; token: string; amountMinor: bigint; currency: string }): Promise<ChargeOutcome> {
     const { orderId } = request;
-    if (!this.#dedup) {
-      return this.#charge(request, `${orderId}:charge:${randomUUID()}`, (fields) => this.deps.redis.hset(this.deps.keys("payment", orderId), fields).then(() => undefined));
+    if (this.#dedup) {
+      const earlier = this.#asCharge(await this.#record(orderId), true);
+      if (earlier !== undefined) return earlier;
     }
-    return this.#recordedOrClaimed(orderId, chargeAnsweredBy, (record) => this.#asCharge(record, true), (claim) => this.#charge(request, `${orderId}:charge`, claim.write));
-  }
-
-  /** Calls the gateway under `idempotencyKey` and records the outcome with `write`. */
-  async #charge(request: { orderId: string; token: string; amountMinor: bigint; currency: string }, idempotencyKey: string, write: Claim["write"]): Promise<ChargeOutcome> {
-    const { orderId } = request;
-    let attempts = 0;
-    let charge: { chargeId: string; processorReference: string };
-    try {
-      charge = await this.deps.policy.execute(() => {
-        attempts += 1;
-        return this.deps.gateway.charge({ idempotencyKey, orderId, token: request.token, amountMinor: request.amountMinor, currency: request.currency });
-      });
-    } catch (err) {
-      if (isUnknownOutcome(err)) throw new TransientError(`the charge of order ${orderId} timed out; its outcome is unknown and it will be retried under the same key`, { cause: err });
-      if (err instanceof BreakerOpenError || !(err instanceof PaymentRefusedError || err instanceof TransientError)) throw err;
-      const code: PaymentFailureCodeName = err instanceof PaymentRefusedError ? err.code : "PROCESSOR_UNAVAILABLE";
-      await write({ state: "failed", code, message: messageOf(err), attempts, amount_minor: request.amountMinor.toString(), currency: request.currency });
-      this.deps.log.info({ orderId, code, attempts }, "charge failed");
-      return { kind: "failed", code, message: messageOf(err), attempts, replayed: false };
-    }
-    await write({ state: "charged", payment_id: charge.chargeId, processor_ref: charge.processorReference, amount_minor: request.amountMinor.toString(), currency: request.currency, attempts });
-    this.deps.log.info({ orderId, token: masked(request.token), attempts }, "charged");
-    return { kind: "charged", paymentId: charge.chargeId, processorReference: charge.processorReference, amountMinor: request.amountMinor, replayed: false };
+    const work = async (claim: Claim | undefined) => {
+      if (this.#dedup) {
+        const raced = this.#asCharge(await this.#record(orderId), true);
+        if (raced !== undefined) return raced;
+      }
+      const idempotencyKey = this.#dedup ? `${orderId}:charge` : `${orderId}:charge:${randomUUID()}`;
+      const write = (fields: Record<string, string | number>) => (claim === undefined ? this.deps.redis.hset(this.deps.keys("payment", orderId), fields).then(() => undefined) : claim.write(fields));
+      let attempts = 0;
+      let charge: { chargeId: string; processorReference: string };
+      try {
+        charge = await this.deps.policy.execute(() => {
+          attempts += 1;
+          return this.deps.gateway.charge({ idempotencyKey, orderId, token: request.token, amountMinor: request.amountMinor, currency: request.currency });
+        });
+      } catch (err) {
+        if (isUnknownOutcome(err)) throw new TransientError(`the charge of order ${orderId} timed out; its outcome is unknown and it will be retried under the same key`, { cause: err });
+        if (err instanceof BreakerOpenError || !(err instanceof PaymentRefusedError || err instanceof TransientError)) throw err;
+        const code: PaymentFailureCodeName = err instanceof PaymentRefusedError ? err.code : "PROCESSOR_UNAVAILABLE";
+        await write({ state: "failed", code, message: messageOf(err), attempts, amount_minor: request.amountMinor.toString(), currency: request.currency });
+        this.deps.log.info({ orderId, code, attempts }, "charge failed");
+        return { kind: "failed", code, message: messageOf(err), attempts, replayed: false } as const;
+      }
+      await write({ state: "charged", payment_id: charge.chargeId, processor_ref: charge.processorReference, amount_minor: request.amountMinor.toString(), currency: request.currency, attempts });
+      this.deps.log.info({ orderId, token: masked(request.token), attempts }, "charged");
+      return { kind: "charged", paymentId: charge.chargeId, processorReference: charge.processorReference, amountMinor: request.amountMinor, replayed: false } as const;
+    };
+    return this.#dedup ? this.#claimed(orderId, work) : work(undefined);
   }
 
   /** Refunds the order's charge once; with no charge, refuses any later charge of the order. */
   async refund(request: { orderId: string; amountMinor: bigint; currency: string }): Promise<RefundOutcome> {
     const { orderId } = request;
-    const answer = (record: Record<string, string>): RefundOutcome =>
+    const asRefund = (record: Record<string, string>, replayed: boolean): RefundOutcome | undefined =>
       record["state"] === "refunded"
-        ? { kind: "refunded", paymentId: record["payment_id"] ?? "", refundId: record["refund_id"] ?? "", voided: false, amountMinor: BigInt(record["amount_minor"] ?? "0"), replayed: true }
-        : { kind: "nothing", reason: `the charge ${record["state"]}` };
-    return this.#recordedOrClaimed(orderId, refundAnsweredBy, answer, async ({ record, write }) => {
+        ? { kind: "refunded", paymentId: record["payment_id"] ?? "", refundId: record["refund_id"] ?? "", voided: false, amountMinor: BigInt(record["amount_minor"] ?? "0"), replayed }
+        : record["state"] === "charged" || record["state"] === undefined
+          ? undefined
+          : { kind: "nothing", reason: `the charge ${record["state"]}` };
+    const earlier = asRefund(await this.#record(orderId), true);
+    if (earlier !== undefined) return earlier;
+    return this.#claimed(orderId, async (claim) => {
+      const record = await this.#record(orderId);
+      const raced = asRefund(record, true);
+      if (raced !== undefined) return raced;
       if (record["state"] === undefined) {
-        await write({ state: "cancelled", code: "CANCELLED", message: "the order was compensated before it was charged", attempts: 0 });
+        await claim.write({ state: "cancelled", code: "CANCELLED", message: "the order was compensated before it was charged", attempts: 0 });
         return { kind: "nothing", reason: "no charge recorded" };
       }
       const paymentId = record["payment_id"] ?? "";
@@ -196,18 +173,11 @@ export class PaymentProcessor {
       ).catch((err: unknown) => {
         throw isUnknownOutcome(err) ? new TransientError(`the refund of order ${orderId} timed out; it will be retried under the same key`, { cause: err }) : err;
       });
-      await write({ state: "refunded", refund_id: refund.refundId });
+      await claim.write({ state: "refunded", refund_id: refund.refundId });
       this.deps.log.info({ orderId }, "refunded");
       return { kind: "refunded", paymentId, refundId: refund.refundId, voided: false, amountMinor, replayed: false };
     });
   }
-}
-
-/** A hash as HGETALL's flat reply (name, value, name, value…). */
-function recordOf(fields: readonly string[]): Record<string, string> {
-  const record: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) record[fields[i] ?? ""] = fields[i + 1] ?? "";
-  return record;
 }
 
 /** A call that timed out: the processor may or may not have acted on it. */

@@ -31,6 +31,7 @@ export interface LedgerEntry {
 export interface GatewayLedger {
   /** The entry booked under `idempotencyKey`, booking `entry` first if there is none. */
   book(idempotencyKey: string, entry: LedgerEntry): Promise<LedgerEntry>;
+  earlier(idempotencyKey: string): Promise<LedgerEntry | undefined>;
   entries(): Promise<LedgerEntry[]>;
 }
 
@@ -43,6 +44,10 @@ export class MemoryLedger implements GatewayLedger {
     if (earlier !== undefined) return Promise.resolve(earlier);
     this.#byKey.set(idempotencyKey, entry);
     return Promise.resolve(entry);
+  }
+
+  earlier(idempotencyKey: string): Promise<LedgerEntry | undefined> {
+    return Promise.resolve(this.#byKey.get(idempotencyKey));
   }
 
   entries(): Promise<LedgerEntry[]> {
@@ -73,6 +78,11 @@ export class RedisLedger implements GatewayLedger {
 
   async book(idempotencyKey: string, entry: LedgerEntry): Promise<LedgerEntry> {
     return JSON.parse(await this.#redis.gatewayBook(this.keys("gateway", "keys"), this.keys("gateway", "entries"), idempotencyKey, JSON.stringify(entry))) as LedgerEntry;
+  }
+
+  async earlier(idempotencyKey: string): Promise<LedgerEntry | undefined> {
+    const raw = await this.#redis.hget(this.keys("gateway", "keys"), idempotencyKey);
+    return raw === null ? undefined : (JSON.parse(raw) as LedgerEntry);
   }
 
   async entries(): Promise<LedgerEntry[]> {
@@ -126,25 +136,29 @@ export class SimulatedGateway implements PaymentGateway {
     return Promise.resolve({ token: `tok_${behaviour}_${randomBytes(8).toString("hex")}`, last4: digits.slice(-4), brand: digits.startsWith("4") ? "visa" : "card" });
   }
 
-  /** Books the charge, or answers with the one booked earlier under the same key (one ledger call). */
   async charge(request: { idempotencyKey: string; orderId: string; token: string; amountMinor: bigint; currency: string }) {
     this.calls.charge += 1;
-    await this.#work();
-    const behaviour = /^tok_(ok|declined|nofunds|flaky)_[0-9a-f]+$/.exec(request.token)?.[1] as Behaviour | undefined;
-    if (behaviour === undefined) throw new InvalidInstrumentError("unknown token");
-    if (behaviour === "declined") throw new CardDeclinedError("card declined");
-    if (behaviour === "nofunds") throw new InsufficientFundsError("insufficient funds");
-    if (behaviour === "flaky") throw new GatewayUnavailableError("processor error, try again");
-    const booked = await this.#ledger.book(request.idempotencyKey, { kind: "charge", id: `ch_${randomBytes(8).toString("hex")}`, orderId: request.orderId, amountMinor: request.amountMinor.toString() });
+    const earlier = await this.#ledger.earlier(request.idempotencyKey);
+    if (earlier === undefined) {
+      await this.#work();
+      const behaviour = /^tok_(ok|declined|nofunds|flaky)_[0-9a-f]+$/.exec(request.token)?.[1] as Behaviour | undefined;
+      if (behaviour === undefined) throw new InvalidInstrumentError("unknown token");
+      if (behaviour === "declined") throw new CardDeclinedError("card declined");
+      if (behaviour === "nofunds") throw new InsufficientFundsError("insufficient funds");
+      if (behaviour === "flaky") throw new GatewayUnavailableError("processor error, try again");
+    }
+    const booked = earlier ?? (await this.#ledger.book(request.idempotencyKey, { kind: "charge", id: `ch_${randomBytes(8).toString("hex")}`, orderId: request.orderId, amountMinor: request.amountMinor.toString() }));
     return { chargeId: booked.id, processorReference: `sim_${booked.id.slice(3)}` };
   }
 
-  /** Books the refund, or answers with the one booked earlier under the same key (one ledger call). */
   async refund(request: { idempotencyKey: string; orderId: string; chargeId: string; amountMinor: bigint; currency: string }) {
     this.calls.refund += 1;
-    await this.#work();
-    if (!request.chargeId.startsWith("ch_")) throw new InvalidInstrumentError(`unknown charge ${request.chargeId}`);
-    const booked = await this.#ledger.book(request.idempotencyKey, { kind: "refund", id: `re_${randomBytes(8).toString("hex")}`, orderId: request.orderId, chargeId: request.chargeId, amountMinor: request.amountMinor.toString() });
+    const earlier = await this.#ledger.earlier(request.idempotencyKey);
+    if (earlier === undefined) {
+      await this.#work();
+      if (!request.chargeId.startsWith("ch_")) throw new InvalidInstrumentError(`unknown charge ${request.chargeId}`);
+    }
+    const booked = earlier ?? (await this.#ledger.book(request.idempotencyKey, { kind: "refund", id: `re_${randomBytes(8).toString("hex")}`, orderId: request.orderId, chargeId: request.chargeId, amountMinor: request.amountMinor.toString() }));
     return { refundId: booked.id };
   }
 
