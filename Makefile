@@ -46,7 +46,7 @@ test: setup ## the whole suite (unit + integration on the real broker and Redis)
 chaos: setup ## the whole fault-injection suite (every fault, 20,000+ orders at 20/s; ~40 min); report in docs/reports/chaos.md
 	@npx tsx test/chaos/main.ts $(CHAOS_ARGS)
 
-bench: setup ## the saga against the bare pipeline: ramp, 100 orders/s for 60 s, CPU and memory, profiles (~10 min); report in bench/results/
+bench: setup ## the saga against the bare pipeline (three ramps, 100 orders/s for 60 s), a backlog relay against Kafka Streams, CPU, memory, record operations, broker request rates, profiles (~30 min; needs a JDK and Maven); report in bench/results/
 	@npx tsx test/load/bench.ts $(BENCH_ARGS)
 
 test-unit: ## unit tests only, no broker needed
