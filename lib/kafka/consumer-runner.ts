@@ -441,10 +441,6 @@ export class ConsumerRunner implements TransactionMember {
     }
   }
 
-  resume(): void {
-    // Nothing to do: the fetch loop waits on the transaction's closed() and takes records in again.
-  }
-
   // --- one record ------------------------------------------------------------------------------
 
   /** Decodes and handles one record; dead-letters what cannot be handled. */

@@ -75,8 +75,6 @@ export interface TransactionMember {
   committed(): void;
   /** The transaction was aborted: go back to the first record of each partition it covered. */
   rewind(): void;
-  /** Take records in again. */
-  resume(): void;
 }
 
 /** What the commits did, for metrics. */
@@ -129,11 +127,7 @@ export class ProcessTransaction {
     this.sink = sinkOf(options.config, (topic, record) => this.#produce(topic, record));
   }
 
-  get settings(): TransactionSettings {
-    return this.#options.settings;
-  }
-
-  /** True while a commit or abort is under way: members hold fetched records until it is done. */
+  /** True while a commit or abort is under way: members hold fetched records until it is done (closed()). */
   get closing(): boolean {
     return this.#closing !== undefined;
   }
@@ -259,10 +253,8 @@ export class ProcessTransaction {
    */
   commit(): Promise<void> {
     if (this.#closing !== undefined) return this.#closing.then(() => (this.#open ? this.commit() : undefined));
-    this.#closing = this.#close().finally(() => {
-      this.#closing = undefined;
-      for (const member of this.#members) member.resume();
-    });
+    // Members wait on closed() before they take records in again.
+    this.#closing = this.#close().finally(() => (this.#closing = undefined));
     return this.#closing;
   }
 

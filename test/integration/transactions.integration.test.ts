@@ -162,7 +162,6 @@ describe("the process transaction", () => {
       positions: () => [{ topic: input, partition: 0, offset: 42 }],
       committed: () => rewound.push("committed"),
       rewind: () => rewound.push("rewound"),
-      resume: () => undefined,
     };
     try {
       const [lost, kept] = [randomUUID(), randomUUID()];
