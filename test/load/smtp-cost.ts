@@ -4,7 +4,7 @@
  * as its own process, and prints CPU milliseconds per email for each. The notifier's answer
  * (notifications.sent) goes to a sink that drops it, so Kafka is left out of the figure.
  *
- *   REDIS_URL=redis://127.0.0.1:6379 node --import tsx services/notification/smtp-cost.ts [N] [in flight]
+ *   REDIS_URL=redis://127.0.0.1:6379 node --import tsx test/load/smtp-cost.ts [N] [in flight]
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -17,8 +17,8 @@ import { EmailRequestedSchema, EmailTemplate } from "../../gen/orderflow/v1/even
 import type { Sink } from "../../lib/kafka/publisher.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createRedis, keyspace } from "../../lib/redis.ts";
-import { createNotifier } from "./handlers.ts";
-import { createMailer } from "./smtp.ts";
+import { createNotifier } from "../../services/notification/handlers.ts";
+import { createMailer } from "../../services/notification/smtp.ts";
 
 const total = Number(process.argv[2] ?? 2000);
 const inFlight = Number(process.argv[3] ?? 32);
