@@ -11,8 +11,11 @@
  *   and lets those in hand finish, so every position it sends covers only finished records. A failed
  *   attempt that already produced, or a DLQ that refuses, dooms the transaction: it is aborted,
  *   every partition rewinds to its first record in it, and handlers — idempotent by business key —
- *   redo the same outputs with no second effect. A record that meets an outage (Redis or a peer
- *   unreachable, a breaker open) waits it out without holding up the commits (#waitOutOutage).
+ *   redo the same outputs with no second effect. Each redo of a record waits longer (exponential
+ *   backoff, without holding up the commits); a record whose handler fails after producing
+ *   CONSUMER_MAX_ATTEMPTS times is dead-lettered, so one bad record cannot keep aborting the
+ *   process's transaction. A record that meets an outage (Redis or a peer unreachable, a breaker
+ *   open) waits it out the same way (#waitOutOutage).
  * - at-least-once (projections, which produce nothing): a partition's offset is stored once every
  *   record before it was handled or dead-lettered; an outage is waited out in place.
  *
@@ -22,7 +25,7 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import type { Span } from "@opentelemetry/api";
 import { ExponentialBackoff, handleWhen, retry, type RetryPolicy } from "cockatiel";
 import type { Config } from "../config.ts";
-import { OrderflowError, PoisonRecordError, errorClassOf, isOutage, isRetriable, messageOf } from "../errors.ts";
+import { OrderflowError, PoisonRecordError, RejectedError, errorClassOf, isOutage, isRetriable, messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { decodeRecord, type DecodedRecord } from "../codec/codec.ts";
 import { MessagingAttributes, OrderflowAttributes, traceProcess } from "../tracing.ts";
@@ -112,12 +115,27 @@ interface PartitionProgress {
   inHand: Set<number>;
   /** Offsets of records waiting out an outage (a subset of inHand). */
   readonly parked: Set<number>;
+  /**
+   * Records that went on in the open transaction after waiting (an outage, a redo's backoff). Later
+   * records of the partition may have committed meanwhile, so an abort does not read them again
+   * from the broker: it hands these to the handler again itself.
+   */
+  readonly resumed: Map<number, Message>;
   /** Last position stored (at-least-once). */
   stored: number;
 }
 
+/** Why a record's handling doomed a transaction: its handler failed after producing, or the DLQ refused it. */
+interface Redone {
+  readonly count: number;
+  readonly cause: unknown;
+  /** True when the handler failed: past the attempt bound the record is dead-lettered instead. */
+  readonly handlerFailed: boolean;
+}
+
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const keyOfPartition = (topic: string, partition: number) => `${topic}/${partition}`;
+const keyOfRecord = (topic: string, partition: number, offset: number) => `${topic}/${partition}@${offset}`;
 
 /** Runs one consumer group member until stopped. */
 export class ConsumerRunner implements TransactionMember {
@@ -131,6 +149,8 @@ export class ConsumerRunner implements TransactionMember {
   readonly #progress = new Map<string, PartitionProgress>();
   /** Per partition, the rewind (or revocation) generation: records fetched before it are dropped. */
   readonly #rewoundAt = new Map<string, number>();
+  /** Records that doomed a transaction and are read again, by keyOfRecord; forgotten once finished or revoked. */
+  readonly #redone = new Map<string, Redone>();
   #generation = 0;
   #consumer: NativeConsumer | undefined;
   #assigned = 0;
@@ -230,6 +250,7 @@ export class ConsumerRunner implements TransactionMember {
           const key = keyOfPartition(topic, partition);
           this.#progress.delete(key);
           this.#rewoundAt.set(key, this.#generation);
+          for (const record of this.#redone.keys()) if (record.startsWith(`${key}@`)) this.#redone.delete(record);
         }
         try {
           if (consumer.isConnected()) consumer.incrementalUnassign(partitions);
@@ -334,20 +355,29 @@ export class ConsumerRunner implements TransactionMember {
     const key = keyOfPartition(topic, partition);
     let progress = this.#progress.get(key);
     if (progress === undefined) {
-      progress = { topic, partition, first: undefined, next: offset + 1, inHand: new Set(), parked: new Set(), stored: -1 };
+      progress = { topic, partition, first: undefined, next: offset + 1, inHand: new Set(), parked: new Set(), resumed: new Map(), stored: -1 };
       this.#progress.set(key, progress);
     }
+    // Read again by a rewind while it is still in hand (waiting out an outage, or handed back): it goes on once.
+    if (progress.inHand.has(offset)) return;
     if (this.#tx !== undefined) progress.first ??= offset;
     progress.next = offset + 1;
     progress.inHand.add(offset);
     const owner = progress;
-    const recordKey = message.key === undefined || message.key === null ? `${key}#${offset}` : message.key.toString();
+    const recordKey = this.#recordKeyOf(message, key);
     this.#scheduler.push(recordKey, () => this.#handleOne(message, recordKey, owner));
   }
 
-  async #handleOne(message: Message, recordKey: string, progress: PartitionProgress): Promise<void> {
+  /** The scheduler's key of a record: its own key, or (keyless) its place in the partition. */
+  #recordKeyOf(message: Message, partitionKey: string): string {
+    return message.key === undefined || message.key === null ? `${partitionKey}#${message.offset}` : message.key.toString();
+  }
+
+  /** `again`: a resumed record handed back after an abort; it waits for the next transaction first. */
+  async #handleOne(message: Message, recordKey: string, progress: PartitionProgress, again = false): Promise<void> {
     try {
-      await this.#handleRecord(message, recordKey, progress);
+      await this.#handleRecord(message, recordKey, progress, again);
+      this.#redone.delete(keyOfRecord(message.topic, message.partition, message.offset));
       progress.inHand.delete(message.offset);
       if (this.#tx === undefined) this.#storePosition(progress);
     } catch (err) {
@@ -366,16 +396,18 @@ export class ConsumerRunner implements TransactionMember {
    * handlers, idempotent by business key, have no second effect. Once the wait is over the record
    * goes on inside the transaction open then. Throws Abandoned when stopping or revoked meanwhile.
    */
-  async #waitOutOutage(tx: ProcessTransaction, recordKey: string, progress: PartitionProgress, offset: number): Promise<void> {
+  async #waitOutOutage(tx: ProcessTransaction, recordKey: string, progress: PartitionProgress, message: Message, delayMs: number): Promise<void> {
+    const { offset } = message;
     const partitionKey = keyOfPartition(progress.topic, progress.partition);
     progress.parked.add(offset);
     this.#scheduler.park(recordKey);
     try {
-      await delay(this.#options.config.consumer.retryMaxDelayMs);
+      await delay(delayMs);
       for (;;) {
         if (!this.#running) throw new Abandoned("stopping");
         if (this.#progress.get(partitionKey) !== progress) throw new Abandoned("revoked while waiting out an outage");
         if ((await this.#beginWaiting(tx)) && !tx.closing) {
+          progress.resumed.set(offset, message);
           this.#scheduler.unpark(recordKey);
           return;
         }
@@ -417,42 +449,64 @@ export class ConsumerRunner implements TransactionMember {
   }
 
   committed(): void {
-    for (const progress of this.#progress.values()) progress.first = undefined;
+    for (const progress of this.#progress.values()) {
+      progress.first = undefined;
+      progress.resumed.clear();
+    }
   }
 
   rewind(): void {
     this.#generation += 1;
     for (const [key, progress] of this.#progress) {
-      if (progress.first === undefined) continue;
-      const position = { topic: progress.topic, partition: progress.partition, offset: progress.first };
-      this.#rewoundAt.set(key, this.#generation);
-      progress.next = progress.first;
-      progress.first = undefined;
-      // What was in hand is read again, except records waiting out an outage, which go on.
-      progress.inHand = new Set(progress.parked);
-      try {
-        this.#consumer?.seek(position, 0, (err) => {
-          if (err) this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
-        });
-      } catch (err) {
-        // Not ours any more (revoked): its next owner reads from the last committed offset.
-        this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
+      const again = [...progress.resumed.values()];
+      progress.resumed.clear();
+      this.#rewindPartition(key, progress);
+      for (const message of again) {
+        progress.inHand.add(message.offset);
+        const recordKey = this.#recordKeyOf(message, key);
+        this.#scheduler.push(recordKey, () => this.#handleOne(message, recordKey, progress, true));
       }
+    }
+  }
+
+  /** Reads the partition again from the first record the aborted transaction took from it. */
+  #rewindPartition(key: string, progress: PartitionProgress): void {
+    if (progress.first === undefined) return;
+    const position = { topic: progress.topic, partition: progress.partition, offset: progress.first };
+    this.#rewoundAt.set(key, this.#generation);
+    progress.next = progress.first;
+    progress.first = undefined;
+    // What was in hand is read again, except records waiting (which go on, and are not taken in twice).
+    progress.inHand = new Set(progress.parked);
+    try {
+      this.#consumer?.seek(position, 0, (err) => {
+        if (err) this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
+      });
+    } catch (err) {
+      // Not ours any more (revoked): its next owner reads from the last committed offset.
+      this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
     }
   }
 
   // --- one record ------------------------------------------------------------------------------
 
   /** Decodes and handles one record; dead-letters what cannot be handled. */
-  #handleRecord(message: Message, recordKey: string, progress: PartitionProgress): Promise<Outcome> {
+  #handleRecord(message: Message, recordKey: string, progress: PartitionProgress, again: boolean): Promise<Outcome> {
     const headers = headersOf(message.headers);
     const key = typeof message.key === "string" ? Buffer.from(message.key) : (message.key ?? null);
     const traced = { topic: message.topic, partition: message.partition, offset: String(message.offset), group: this.#options.groupId, headers, key };
-    return traceProcess(traced, (span) => this.#handleTraced(message, headers, key, span, () => this.#waitOutOutage(this.#tx as ProcessTransaction, recordKey, progress, message.offset)));
+    const wait = (delayMs: number) => this.#waitOutOutage(this.#tx as ProcessTransaction, recordKey, progress, message, delayMs);
+    return traceProcess(traced, (span) => this.#handleTraced(message, headers, key, span, wait, again));
+  }
+
+  /** How long a record waits before its `count`-th redo: exponential from the retry's initial delay, capped. */
+  #redoDelayMs(count: number): number {
+    const { retryInitialDelayMs, retryMaxDelayMs } = this.#options.config.consumer;
+    return Math.min(retryMaxDelayMs, retryInitialDelayMs * 2 ** Math.min(count - 1, 20));
   }
 
   /** #handleRecord inside the record's process span, which it tags with attempts and outcome. */
-  async #handleTraced(message: Message, headers: ReturnType<typeof headersOf>, key: Buffer | null, span: Span, waitOutOutage: () => Promise<void>): Promise<Outcome> {
+  async #handleTraced(message: Message, headers: ReturnType<typeof headersOf>, key: Buffer | null, span: Span, wait: (delayMs: number) => Promise<void>, again: boolean): Promise<Outcome> {
     const { handler, config, log, onOutcome } = this.#options;
     const tx = this.#tx;
     const { topic, partition } = message;
@@ -474,11 +528,22 @@ export class ConsumerRunner implements TransactionMember {
       tx === undefined
         ? (effect: () => Promise<void>) => void effect().catch((err: unknown) => log.warn({ err: messageOf(err) }, "after-handling step failed"))
         : (effect: () => Promise<void>) => void effects.push(effect);
-    const redo = (why: string, cause?: unknown): never => {
+    const recordId = keyOfRecord(topic, partition, message.offset);
+    const redone = tx === undefined ? undefined : this.#redone.get(recordId);
+    const redo = (why: string, cause: unknown, handlerFailed: boolean): never => {
+      this.#redone.set(recordId, { count: (redone?.count ?? 0) + 1, cause, handlerFailed });
       tx?.doom(new Redo(why, { cause }));
       throw new Abandoned(why);
     };
     try {
+      // Read again after it doomed a transaction, or handed back after an abort: the next transaction first.
+      if (redone !== undefined || again) await wait(redone === undefined ? 0 : this.#redoDelayMs(redone.count));
+      if (redone !== undefined) {
+        if (redone.handlerFailed && redone.count >= config.consumer.maxAttempts) {
+          attempts = redone.count;
+          throw new RejectedError(`the handler failed after producing outputs, ${redone.count} times: ${messageOf(redone.cause)}`, { cause: redone.cause });
+        }
+      }
       const subscription = this.#accepted.get(topic);
       const decoded = decodeRecord({ value: message.value, headers }, subscription?.valueTypes ?? [], subscription?.trustedProducers);
       // A child logger costs (its bindings go through redaction), and most records log nothing:
@@ -496,7 +561,7 @@ export class ConsumerRunner implements TransactionMember {
       });
       const attempt = () =>
         this.#retry.execute(({ attempt: retryIndex }) => {
-          if (outputs > 0) redo("a failed attempt left outputs behind");
+          if (outputs > 0) redo("a failed attempt left outputs behind", undefined, true);
           attempts += 1;
           if (retryIndex > 0) {
             logOfOrder().warn({ attempt: attempts }, "retrying");
@@ -513,7 +578,7 @@ export class ConsumerRunner implements TransactionMember {
           if (!this.#running) throw new Abandoned("stopping");
           logOfOrder().warn({ err: messageOf(error), attempts }, "waiting out an outage");
           if (tx === undefined) await delay(config.consumer.retryMaxDelayMs);
-          else await waitOutOutage();
+          else await wait(config.consumer.retryMaxDelayMs);
         }
       }
       for (const effect of effects) tx?.afterCommit(effect);
@@ -524,7 +589,7 @@ export class ConsumerRunner implements TransactionMember {
       return "handled";
     } catch (error) {
       if (error instanceof Abandoned) throw error;
-      if (outputs > 0) redo("a failed attempt left outputs behind", error);
+      if (outputs > 0) redo("a failed attempt left outputs behind", error, true);
       attempts = Math.max(attempts, 1);
       const level = error instanceof PoisonRecordError ? "warn" : "error";
       log[level]({ ...where, errorClass: errorClassOf(error), err: messageOf(error), attempts }, "dead-lettering record");
@@ -539,7 +604,7 @@ export class ConsumerRunner implements TransactionMember {
       } catch (dlqError) {
         // The DLQ cannot take it either: the record is read again.
         if (tx === undefined) throw dlqError;
-        redo("the DLQ refused the record", dlqError);
+        redo("the DLQ refused the record", dlqError, false);
       }
       tx?.handled(this.#options.groupId);
       this.#watchdog.progressed();

@@ -16,13 +16,15 @@ import {
   PaymentFailedSchema,
   PaymentRefundedSchema,
   ReleaseReason,
+  ShortageSchema,
   type EmailRequested,
   type InventoryActionRequested,
   type OrderFailed,
   type PaymentRequested,
 } from "../../gen/orderflow/v1/events_pb.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
-import { decide, nextDueMs, type Effect, type SagaContext, type SagaInput, type SagaState } from "./saga.ts";
+import { toOutbox } from "./outbox.ts";
+import { FAILURE_DETAIL_MAX, decide, nextDueMs, type Effect, type SagaContext, type SagaInput, type SagaState } from "./saga.ts";
 
 const context: SagaContext = {
   nowMs: 1_000_000,
@@ -154,6 +156,17 @@ describe("saga: outcomes", () => {
     expect(paymentActions(effects)).toEqual([PaymentAction.CHARGE, PaymentAction.REFUND]);
     expect(emails(effects)).toEqual([EmailTemplate.OUT_OF_STOCK]);
     expect(messagesOn<OrderFailed>(effects, "orders.failed")[0]?.refunded).toBe(true);
+  });
+
+  it("a shortage over more lines than OrderFailed.detail holds still fails the order, with the detail cut to fit", () => {
+    const lines = Array.from({ length: 120 }, (_, i) => create(ShortageSchema, { productId: `sku-with-a-long-name-${i}`, requested: 5, available: 0 }));
+    const manyShort: SagaInput = { kind: "stock-short", event: create(InventoryReservationFailedSchema, { ...sampleOf(InventoryReservationFailedSchema, orderId), shortages: lines }) };
+    const { state, effects } = run([created(), paid, manyShort]);
+    expect(state?.failure?.reason).toBe(FailureReason.INVENTORY);
+    expect(Array.from(state?.failure?.detail ?? "")).toHaveLength(FAILURE_DETAIL_MAX);
+    // The outbox validates every decided record before it is stored: it must take this decision.
+    const entries = toOutbox(effects, { encoding: "binary", state: state as SagaState });
+    expect(entries.filter((e) => e.kind === "publish" && e.topic === "orders.failed")).toHaveLength(1);
   });
 
   it("stock short before the charge: the late charge is refunded", () => {

@@ -130,6 +130,15 @@ export interface Decision {
 
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED]);
 
+/** OrderFailed.detail's max_len (events.proto): a longer detail (a shortage over many lines) is cut to fit. */
+export const FAILURE_DETAIL_MAX = 1000;
+
+/** `detail` within FAILURE_DETAIL_MAX characters, cut at a code point and marked when cut. */
+function boundedDetail(detail: string): string {
+  const chars = Array.from(detail);
+  return chars.length <= FAILURE_DETAIL_MAX ? detail : `${chars.slice(0, FAILURE_DETAIL_MAX - 1).join("")}…`;
+}
+
 function publish<Desc extends DescMessage>(topic: string, schema: Desc, message: MessageInitShape<Desc>, key: string): Publish {
   return { kind: "publish", topic, schema, message, key };
 }
@@ -234,7 +243,8 @@ class Step {
     if (this.state.stock === "reserved") this.requestRelease(releaseReason);
   }
 
-  fail(reason: FailureReason, detail: string, template: EmailTemplate): void {
+  fail(reason: FailureReason, fullDetail: string, template: EmailTemplate): void {
+    const detail = boundedDetail(fullDetail);
     this.compensate(ReleaseReason.COMPENSATION);
     this.set({ status: OrderStatus.FAILED, failure: { reason, detail }, deadlineMs: undefined });
     const s = this.state;

@@ -99,6 +99,47 @@ describe("the process transaction", () => {
     }
   });
 
+  it("dead-letters a record whose handler keeps failing after producing, waiting longer before each redo, while the others commit once", async () => {
+    const [input, output] = [t.topic("tx.wedge.in"), t.topic("tx.wedge.out")];
+    await createTopics(t.admin, [input, `${input}.dlq`, output], 1);
+    const orderIds = Array.from({ length: 20 }, () => randomUUID());
+    const bad = orderIds[3] as string;
+    const badAttemptsAt: number[] = [];
+    const config = { ...t.config, consumer: { ...t.config.consumer, maxAttempts: 3, retryInitialDelayMs: 50, retryMaxDelayMs: 1000 } };
+    const tx = transaction();
+    const runner = testRunner(t, publisher, {
+      config,
+      topic: input,
+      valueTypes: [OrderCreatedSchema],
+      transaction: tx,
+      handler: async (created, context) => {
+        const { orderId } = created.envelope;
+        await context.out.publish("tx.wedge.out", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
+        if (orderId === bad) {
+          badAttemptsAt.push(performance.now());
+          throw new RejectedError("fails after producing, every time");
+        }
+      },
+    });
+    await runner.start();
+    try {
+      for (const orderId of orderIds) await publisher.send(input, record(orderId));
+      const [deadLetter] = await readRecords(t, `${input}.dlq`, 1);
+      expect(headerValue(deadLetter?.headers ?? {}, Headers.orderId)).toBe(bad);
+      const good = orderIds.filter((id) => id !== bad);
+      const outputs = (await readRecords(t, output, good.length)).map((r) => headerValue(r.headers, Headers.orderId));
+      expect(outputs.toSorted()).toEqual(good.toSorted());
+      // The handler ran maxAttempts times; each redo waited at least twice as long as the one before.
+      expect(badAttemptsAt).toHaveLength(3);
+      const gaps = badAttemptsAt.slice(1).map((at, i) => at - (badAttemptsAt[i]));
+      expect(gaps[0]).toBeGreaterThanOrEqual(50);
+      expect(gaps[1]).toBeGreaterThanOrEqual(100);
+    } finally {
+      await runner.stop();
+      await tx.close();
+    }
+  });
+
   it("handles different keys of one partition at once and keeps each key's records in order", async () => {
     const input = t.topic("tx.keys.in");
     const output = t.topic("tx.keys.out");
