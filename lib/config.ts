@@ -28,6 +28,8 @@ export interface Config {
   /** Prepended to every topic name; lets tests and tenants share a cluster. Empty by default. */
   readonly topicPrefix: string;
   readonly redisUrl: string;
+  /** A Redis command not answered within this long fails as an outage (a stalled Redis must not hang handlers). */
+  readonly redisCommandTimeoutMs: number;
   /** First part of every Redis key we write, so that installations and tests can share a Redis. */
   readonly redisKeyPrefix: string;
   /** How produced values are encoded; consumers read either, by header. */
@@ -218,6 +220,7 @@ export function loadConfig(service: string, env: Env = process.env): Config {
     },
     topicPrefix: env["TOPIC_PREFIX"] ?? "",
     redisUrl: env["REDIS_URL"] ?? "redis://127.0.0.1:6379",
+    redisCommandTimeoutMs: integer(env, "REDIS_COMMAND_TIMEOUT_MS", 2000, 1),
     redisKeyPrefix: env["REDIS_KEY_PREFIX"] ?? "of",
     encoding: oneOf(env, "ORDERFLOW_ENCODING", ["binary", "json"], "binary"),
     topicProfile: oneOf(env, "TOPIC_PROFILE", ["local", "cluster"], "local"),

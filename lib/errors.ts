@@ -69,7 +69,7 @@ export function isOutage(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && connectionCodes.has(code)) return true;
-  return err.name === "MaxRetriesPerRequestError" || /Connection is closed|Stream isn't writeable|connect ECONNREFUSED/.test(err.message);
+  return err.name === "MaxRetriesPerRequestError" || /Connection is closed|Stream isn't writeable|connect ECONNREFUSED|Command timed out/.test(err.message);
 }
 
 /** A stable class name for an error, for DLQ headers and metric labels. */
