@@ -65,10 +65,11 @@ describe("watchPauses", () => {
 });
 
 describe("a service started while paused", () => {
-  it("consumes nothing until resumed, and its readiness says why", async () => {
+  it("consumes nothing and runs no timer until resumed, and its readiness says why", async () => {
     const prefix = `ctl-${randomUUID().slice(0, 6)}`;
     const env = serviceEnv(t, prefix);
     const handled: string[] = [];
+    const timerPauses: boolean[] = [];
     const keys = keyspace(prefix);
     await setConsumptionPaused(r.redis, keys, "projector", true);
     const service = await startService("projector", (runtime) => {
@@ -81,7 +82,8 @@ describe("a service started while paused", () => {
           return Promise.resolve();
         },
       });
-      return {};
+      // Its timers hear of the pause too (the orchestrator's saga timer stops on it).
+      return { setPaused: (paused) => void timerPauses.push(paused) };
     }, env);
     const control = await watchTopics(t, ["orders.created"]);
     try {
@@ -96,9 +98,11 @@ describe("a service started while paused", () => {
       await publisher.publish("orders.created", OrderCreatedSchema, sampleOf(OrderCreatedSchema, second), { orderId: second });
       await control.next(second, "orders.created");
       expect(handled).toEqual([]);
+      expect(timerPauses).toEqual([true]);
 
       await setConsumptionPaused(r.redis, keys, "projector", false);
       await waitFor(() => handled.includes(first) && handled.includes(second), { what: "both records handled after resume" });
+      expect(timerPauses).toEqual([true, false]);
       expect((await ready()).checks["control"]).toEqual({ status: "ok" });
     } finally {
       await control.close();

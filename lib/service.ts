@@ -72,6 +72,8 @@ export interface ServiceParts {
   readonly start?: () => Promise<void>;
   /** Stops it; runs after the consumers drained. */
   readonly stop?: () => Promise<void>;
+  /** An operator paused or resumed the service: its timers stop changing state too, not only its consumers. */
+  readonly setPaused?: (paused: boolean) => void;
 }
 
 /** A running service, for tests that run one in-process. */
@@ -187,6 +189,7 @@ export async function startService(
   const pauses = runners.length === 0 ? undefined : await watchPauses({ config, redis, log }, name, (paused) => {
     log.warn({ paused }, paused ? "consumption paused by an operator" : "consumption resumed by an operator");
     for (const runner of runners) runner.setPaused(paused);
+    parts.setPaused?.(paused);
   });
   for (const runner of runners) await runner.start();
   await parts.start?.();

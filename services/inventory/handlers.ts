@@ -1,8 +1,10 @@
 /**
  * The inventory service's Kafka shell over the stock store: reserve on orders.validated, commit on
  * orders.completed (the order is paid and its stock is sold), release on inventory.requested (and
- * commit on an inventory.requested COMMIT that earlier versions of the orchestrator wrote), and a
- * sweeper that releases expired reservations. Every store call is idempotent by order id and returns
+ * commit on an inventory.requested COMMIT that earlier versions of the orchestrator wrote). A
+ * reservation expires when the saga says so (an EXPIRED release, sent at its expires_at if the order
+ * has not completed): the saga decides completion and expiry in one place, so stock is never put
+ * back on sale under an order that completes. Every store call is idempotent by order id and returns
  * its recorded outcome on a replay, so a redelivered record publishes the same answer again (its
  * first answer may have been aborted with the transaction) and changes no stock.
  */
@@ -19,20 +21,17 @@ import {
   type OrderValidated,
 } from "../../gen/orderflow/v1/events_pb.ts";
 import type { Counter } from "prom-client";
-import { every } from "../../lib/every.ts";
 import type { Logger } from "../../lib/log.ts";
-import type { Publisher, Sink } from "../../lib/kafka/publisher.ts";
+import type { Sink } from "../../lib/kafka/publisher.ts";
 import type { StockStore } from "./stock.ts";
 
 export interface InventoryDeps {
   readonly store: StockStore;
-  /** Publishes what the expiry sweeper releases (consumed records answer through their own sink). */
-  readonly publisher: Publisher;
   readonly log: Logger;
-  /** How long a reservation holds stock before it expires. */
+  /** How long a reservation holds stock (its expires_at, which the saga acts on). */
   readonly reservationTtlMs: number;
   readonly now?: () => number;
-  /** Counts the reservations expire() released (observability.ts). */
+  /** Counts reservations released because they expired (observability.ts). */
   readonly reservationsExpired?: Pick<Counter, "inc">;
 }
 
@@ -45,7 +44,7 @@ const releaseReasons = {
 const reasonOf = (name: "COMPENSATION" | "EXPIRED" | "CANCELLED") => ReleaseReason[name];
 
 export function createInventory(deps: InventoryDeps) {
-  const { store, publisher, log } = deps;
+  const { store, log } = deps;
   const now = deps.now ?? Date.now;
 
   async function publishReleased(out: Sink, orderId: string, reservationId: string, lines: readonly { productId: string; quantity: number }[], reason: ReleaseReason) {
@@ -57,6 +56,8 @@ export function createInventory(deps: InventoryDeps) {
     if (outcome.kind !== "nothing") {
       await out.publish("inventory.committed", InventoryCommittedSchema, { orderId, reservationId: outcome.reservationId, lines: [...outcome.lines], committedAt: timestampNow() }, { orderId });
     } else {
+      // The saga completes an order only on a live reservation it has not asked to release, so this
+      // means units sold twice: the checker's rule "completed ⇒ committed" reports it.
       log.error({ orderId, state: outcome.state }, "commit found no live reservation");
     }
   }
@@ -89,26 +90,18 @@ export function createInventory(deps: InventoryDeps) {
     },
 
     /** inventory.requested → release the order's reservation (or commit it, for a COMMIT of an earlier version). */
-    async act(command: InventoryActionRequested, out: Sink): Promise<void> {
+    async act(command: InventoryActionRequested, out: Sink, afterCommit: (effect: () => Promise<void>) => void): Promise<void> {
       const { orderId } = command;
       if (command.action === InventoryAction.COMMIT) return commitReservation(orderId, out);
       const reason = releaseReasons[command.reason as keyof typeof releaseReasons] ?? "COMPENSATION";
       const outcome = await store.release(orderId, reason);
-      if (outcome.kind !== "nothing") await publishReleased(out, orderId, outcome.reservationId, outcome.lines, reasonOf(reason));
-      else log.warn({ orderId, state: outcome.state }, "release found nothing to release");
-    },
-
-    /** Releases reservations past their expiry and says so on inventory.released. */
-    async expire(limit = 100): Promise<number> {
-      const released = await store.expireDue(now(), limit);
-      if (released.length > 0) deps.reservationsExpired?.inc(released.length);
-      for (const r of released) if (r.kind === "released") await publishReleased(publisher, r.orderId, r.reservationId, r.lines, ReleaseReason.EXPIRED);
-      return released.length;
-    },
-
-    /** Runs expire() every `intervalMs` until the returned stop function is called. */
-    startSweeper(intervalMs: number): () => Promise<void> {
-      return every(intervalMs, () => this.expire(), log, "expiry sweep");
+      if (outcome.kind === "nothing") {
+        log.warn({ orderId, state: outcome.state }, "release found nothing to release");
+        return;
+      }
+      // Counted after the commit, once: a redelivery answers from the recorded release (replayed).
+      if (reason === "EXPIRED" && !outcome.replayed) afterCommit(() => Promise.resolve(deps.reservationsExpired?.inc()));
+      await publishReleased(out, orderId, outcome.reservationId, outcome.lines, reasonOf(reason));
     },
   };
 }

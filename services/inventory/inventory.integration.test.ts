@@ -1,14 +1,14 @@
 /**
  * The inventory service in-process on the real broker and Redis: reserve on orders.validated,
  * reject what is short, commit on orders.completed (a duplicate commits nothing more and is answered
- * the same), release on command, commit on a COMMIT command of an earlier version, and the sweeper
- * expiring an abandoned reservation.
+ * the same), release on command, commit on a COMMIT command of an earlier version, and a
+ * reservation's expiry: announced with it, acted on when the saga's EXPIRED release arrives.
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LineItemSchema } from "../../gen/orderflow/v1/common_pb.ts";
-import { InventoryAction, InventoryActionRequestedSchema, OrderCompletedSchema, OrderValidatedSchema, ReleaseReason, type InventoryCommitted } from "../../gen/orderflow/v1/events_pb.ts";
+import { InventoryAction, InventoryActionRequestedSchema, OrderCompletedSchema, OrderValidatedSchema, ReleaseReason, type InventoryCommitted, type InventoryReserved } from "../../gen/orderflow/v1/events_pb.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
 import { startTestService, type TestService } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
@@ -20,9 +20,7 @@ let store: StockStore;
 
 beforeAll(async () => {
   ctx = await startTestService("inventory", buildInventory, {
-    // Long enough that a reservation outlives a slow round of the settling consumer on a loaded machine
-    // (else it expires before its commit or release), short enough for the expiry test.
-    env: { RESERVATION_TTL_MS: "5000", RESERVATION_SWEEP_MS: "100" },
+    env: { RESERVATION_TTL_MS: "5000" },
     watched: ["inventory.reserved", "inventory.failed", "inventory.released", "inventory.committed"],
     prepare: async (r) => {
       store = new StockStore(r.redis, r.keys);
@@ -98,12 +96,18 @@ describe("inventory service", () => {
     await command(randomUUID(), InventoryAction.COMMIT);
   });
 
-  it("expires a reservation nobody settles", async () => {
+  it("says when a reservation expires, and releases it on the saga's EXPIRED release", async () => {
     const orderId = randomUUID();
+    const before = Date.now();
+    const stockBefore = (await store.getStock("lamp"))!;
     await validated(orderId, 1);
-    await ctx.watch.next(orderId, "inventory.reserved");
-    const released = await ctx.watch.next(orderId, "inventory.released", 20_000);
+    const reserved = await ctx.watch.next(orderId, "inventory.reserved");
+    const expiresAt = Number((reserved.message as unknown as InventoryReserved).expiresAt?.seconds ?? 0n) * 1000;
+    expect(expiresAt).toBeGreaterThanOrEqual(Math.floor((before + 5000) / 1000) * 1000);
+    await command(orderId, InventoryAction.RELEASE, ReleaseReason.EXPIRED);
+    const released = await ctx.watch.next(orderId, "inventory.released");
     expect((released.message as unknown as { reason: ReleaseReason }).reason).toBe(ReleaseReason.EXPIRED);
+    expect(await store.getStock("lamp")).toEqual(stockBefore);
     expect(await store.checkConservation()).toEqual([]);
   });
 

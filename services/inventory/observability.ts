@@ -1,8 +1,8 @@
-/** What the inventory service adds to its metrics: reservations the expiry sweeper released. */
+/** What the inventory service adds to its metrics: reservations released because they expired. */
 import { Counter, type Registry } from "prom-client";
 
 export interface InventoryMetrics {
-  /** Reservations released because they expired; each counted once, by the sweeper that released it. */
+  /** Reservations released because they expired (the saga's EXPIRED release); each counted once, after its commit. */
   readonly reservationsExpired: Counter;
 }
 

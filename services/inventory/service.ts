@@ -1,6 +1,7 @@
 /**
  * How the inventory service is put together: reservations on orders.validated; commits on
- * orders.completed and releases on inventory.requested, in one group; the expiry sweeper.
+ * orders.completed and releases on inventory.requested, in one group. Reservations expire when the
+ * saga sends their EXPIRED release (handlers.ts), so there is no sweeper of its own.
  */
 import { integer } from "../../lib/config.ts";
 import { topicName } from "../../lib/kafka/client.ts";
@@ -27,12 +28,8 @@ export function buildInventory(env: Env) {
       handler: (record, context) =>
         context.topic === topicName(runtime.config, "orders.completed")
           ? inventory.complete(record.message as unknown as OrderCompleted, context.out)
-          : inventory.act(record.message as unknown as InventoryActionRequested, context.out),
+          : inventory.act(record.message as unknown as InventoryActionRequested, context.out, (effect) => context.afterCommit(effect)),
     });
-    let stopSweeper: () => Promise<void> = () => Promise.resolve();
-    return {
-      start: () => Promise.resolve(void (stopSweeper = inventory.startSweeper(integer(env, "RESERVATION_SWEEP_MS", 1000, 10)))),
-      stop: () => stopSweeper(),
-    };
+    return { start: () => Promise.resolve(), stop: () => Promise.resolve() };
   };
 }

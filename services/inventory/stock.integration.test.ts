@@ -63,13 +63,13 @@ describe("stock store", () => {
     expect(await store.getStock("mouse")).toEqual({ sku: "mouse", available: 9, reserved: 0, committed: 1, onHand: 10 });
   });
 
-  it("expires abandoned reservations once, returning their stock", async () => {
+  it("releases an expired reservation once, returning its stock; a commit after it finds nothing to sell", async () => {
     const orderId = randomUUID();
     await store.reserve(orderId, [{ productId: "laptop", quantity: 2 }], 1000, 0);
-    expect(await store.expireDue(999, 10)).toEqual([]);
-    const [released] = await store.expireDue(1000, 10);
-    expect(released).toMatchObject({ kind: "released", orderId, lines: [{ productId: "laptop", quantity: 2 }] });
-    expect(await store.expireDue(5000, 10)).toEqual([]);
+    const released = await store.release(orderId, "EXPIRED");
+    expect(released).toMatchObject({ kind: "released", orderId, lines: [{ productId: "laptop", quantity: 2 }], replayed: false });
+    expect(await store.release(orderId, "EXPIRED")).toMatchObject({ kind: "released", replayed: true });
+    expect(await store.commit(orderId)).toEqual({ kind: "nothing", state: "released" });
     expect((await store.getStock("laptop"))?.available).toBe(5);
   });
 
@@ -122,21 +122,20 @@ describe("stock store", () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant("reserve" as const), order: fc.integer({ min: 0, max: 5 }), lines: fc.array(fc.record({ productId: fc.constantFrom(...skus), quantity: fc.integer({ min: 1, max: 4 }) }), { minLength: 1, maxLength: 3 }) }),
       fc.record({ kind: fc.constantFrom("release" as const, "commit" as const), order: fc.integer({ min: 0, max: 5 }) }),
-      fc.record({ kind: fc.constant("expire" as const), advance: fc.integer({ min: 0, max: 3000 }) }),
+      fc.record({ kind: fc.constant("expire" as const), order: fc.integer({ min: 0, max: 5 }) }),
       fc.record({ kind: fc.constant("adjust" as const), sku: fc.constantFrom(...skus), delta: fc.integer({ min: -3, max: 5 }) }),
     );
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 25 }), async (ops) => {
         const run = randomUUID().slice(0, 8);
         const orders = Array.from({ length: 6 }, (_, i) => `${run}-${i}`);
-        let now = 0;
         const onHand = async () => Object.fromEntries(await Promise.all(skus.map(async (s) => [s, (await store.getStock(s))!.onHand] as const)));
         let expected = await onHand();
         for (const o of ops) {
-          if (o.kind === "reserve") await store.reserve(orders[o.order], o.lines, 1000, now);
+          if (o.kind === "reserve") await store.reserve(orders[o.order], o.lines, 1000, 0);
           else if (o.kind === "release") await store.release(orders[o.order], "COMPENSATION");
           else if (o.kind === "commit") await store.commit(orders[o.order]);
-          else if (o.kind === "expire") await store.expireDue((now += o.advance), 100);
+          else if (o.kind === "expire") await store.release(orders[o.order], "EXPIRED");
           else if (o.kind === "adjust") {
             const before = (await store.getStock(o.sku))!.available;
             if (before + o.delta >= 0) {

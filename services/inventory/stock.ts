@@ -5,8 +5,8 @@
  * recorded with the reservation and a replay returns it unchanged.
  *
  * Keys: product:{sku} {name, currency, price_minor}; products (set of SKUs); stock:{sku}
- * {available, reserved, committed}; reservation:{order} {state, outcome, lines, reason};
- * reservations:expiring (zset of order ids by expiry). Scripts derive stock keys from the prefix,
+ * {available, reserved, committed}; reservation:{order} {state, outcome, lines, reason}. A
+ * reservation's expires_at is in its outcome: the saga acts on it (no sweeper here). Scripts derive stock keys from the prefix,
  * so this layout assumes one Redis node (not Redis Cluster).
  */
 import { RejectedError } from "../../lib/errors.ts";
@@ -52,10 +52,10 @@ export interface CatalogEntry {
 const reserveScript = `
 local recorded = redis.call('HGET', KEYS[1], 'outcome')
 if recorded then return '1' .. recorded end
-local prefix = ARGV[4]
+local prefix = ARGV[3]
 local shortages = {}
 local lines = {}
-for i = 5, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local sku, want = ARGV[i], tonumber(ARGV[i + 1])
   local available = tonumber(redis.call('HGET', prefix .. sku, 'available') or '0')
   if available < want then table.insert(shortages, {productId = sku, requested = want, available = available}) end
@@ -72,7 +72,6 @@ else
   end
   outcome = cjson.encode({kind = 'reserved', reservationId = ARGV[1], lines = lines, expiresAtMs = tonumber(ARGV[2])})
   redis.call('HSET', KEYS[1], 'state', 'reserved', 'outcome', outcome, 'lines', cjson.encode(lines), 'reservation_id', ARGV[1])
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 end
 return '0' .. outcome`;
 
@@ -90,7 +89,6 @@ for _, line in ipairs(lines) do
   redis.call('HINCRBY', ARGV[3] .. line.productId, target_field, line.quantity)
 end
 redis.call('HSET', KEYS[1], 'state', target_state, 'reason', ARGV[4])
-redis.call('ZREM', KEYS[2], ARGV[5])
 return cjson.encode({kind = target_state, reservationId = redis.call('HGET', KEYS[1], 'reservation_id'), lines = lines, replayed = false})`;
 
 const adjustScript = `
@@ -102,8 +100,8 @@ redis.call('HSET', KEYS[1], 'available', next)
 return next`;
 
 type StockRedis = Redis & {
-  stockReserve(reservation: string, expiring: string, ...args: string[]): Promise<string>;
-  stockSettle(reservation: string, expiring: string, state: string, field: string, prefix: string, reason: string, orderId: string): Promise<string>;
+  stockReserve(reservation: string, ...args: string[]): Promise<string>;
+  stockSettle(reservation: string, state: string, field: string, prefix: string, reason: string): Promise<string>;
   stockAdjust(stock: string, mode: "set" | "add", amount: string): Promise<number>;
 };
 
@@ -124,8 +122,8 @@ export class StockStore {
     redis: Redis,
     private readonly keys: Keys,
   ) {
-    redis.defineCommand("stockReserve", { numberOfKeys: 2, lua: reserveScript });
-    redis.defineCommand("stockSettle", { numberOfKeys: 2, lua: settleScript });
+    redis.defineCommand("stockReserve", { numberOfKeys: 1, lua: reserveScript });
+    redis.defineCommand("stockSettle", { numberOfKeys: 1, lua: settleScript });
     redis.defineCommand("stockAdjust", { numberOfKeys: 1, lua: adjustScript });
     this.#redis = redis as StockRedis;
   }
@@ -184,10 +182,8 @@ export class StockStore {
     const args = merged(lines).flatMap((line) => [line.productId, String(line.quantity)]);
     const raw = await this.#redis.stockReserve(
       this.keys("reservation", orderId),
-      this.keys("reservations", "expiring"),
       `res-${orderId}`,
       String(nowMs + ttlMs),
-      orderId,
       this.keys("stock", ""),
       ...args,
     );
@@ -206,20 +202,9 @@ export class StockStore {
   }
 
   async #settle(orderId: string, state: "released" | "committed", field: string, reason: string): Promise<SettleOutcome> {
-    const raw = await this.#redis.stockSettle(this.keys("reservation", orderId), this.keys("reservations", "expiring"), state, field, this.keys("stock", ""), reason, orderId);
+    const raw = await this.#redis.stockSettle(this.keys("reservation", orderId), state, field, this.keys("stock", ""), reason);
     const outcome = JSON.parse(raw) as SettleOutcome;
     return outcome.kind === "nothing" ? outcome : { ...outcome, orderId };
-  }
-
-  /** Releases reservations whose expiry passed; safe when several sweepers run. Returns what it released. */
-  async expireDue(nowMs: number, limit: number): Promise<SettleOutcome[]> {
-    const due = await this.#redis.zrangebyscore(this.keys("reservations", "expiring"), "-inf", nowMs, "LIMIT", 0, limit);
-    const released: SettleOutcome[] = [];
-    for (const orderId of due) {
-      const outcome = await this.release(orderId, "EXPIRED");
-      if (outcome.kind === "released" && !outcome.replayed) released.push(outcome);
-    }
-    return released;
   }
 
   /**

@@ -203,6 +203,9 @@ export function createOrchestrator(deps: OrchestratorDeps) {
    * One timer round: fire due sagas, finish outboxes a crash left behind. Each order is on its
    * own: one that fails is logged and retried next round without holding up the others.
    */
+  /** Set while an operator has the service paused: timer rounds then change nothing. */
+  let timerPaused = false;
+
   async function tick(): Promise<void> {
     const each = async (orderIds: readonly string[], work: (orderId: string) => Promise<unknown>) => {
       for (const orderId of orderIds) {
@@ -237,8 +240,13 @@ export function createOrchestrator(deps: OrchestratorDeps) {
       });
     },
     /** Runs tick() every settings.tickMs and the catalog check every settings.catalogCheckMs, until the returned function is called. */
+    /** While paused (an operator's pause of the service), timer rounds do nothing. */
+    setPaused(paused: boolean): void {
+      timerPaused = paused;
+    },
     startTimer(): () => Promise<void> {
-      const stops = [every(settings.tickMs, tick, log, "saga timer round"), every(settings.catalogCheckMs, () => catalog.check(), log, "catalog version check")];
+      const round = () => (timerPaused ? Promise.resolve() : tick());
+      const stops = [every(settings.tickMs, round, log, "saga timer round"), every(settings.catalogCheckMs, () => catalog.check(), log, "catalog version check")];
       return async () => {
         await Promise.all(stops.map((stop) => stop()));
       };

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FailureReason, OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
@@ -183,6 +184,43 @@ describe("saga: outcomes", () => {
     const { state, effects } = decide(before.state, { kind: "tick" }, late);
     expect(state?.failure).toEqual({ reason: FailureReason.TIMEOUT, detail: "payment did not answer in time" });
     expect(inventoryActions(effects)).toEqual([InventoryAction.RELEASE]);
+  });
+
+  describe("the reservation's expiry, decided by the saga alone", () => {
+    const expiresAtMs = context.nowMs + 5_000;
+    const reservedUntil: SagaInput = {
+      kind: "stock-reserved",
+      event: create(InventoryReservedSchema, { ...sampleOf(InventoryReservedSchema, orderId), expiresAt: timestampFromMs(expiresAtMs) }),
+    };
+    const at = (nowMs: number): SagaContext => ({ ...context, nowMs });
+    const releases = (effects: readonly Effect[]) => messagesOn<InventoryActionRequested>(effects, "inventory.requested").map((i) => [i.action, i.reason]);
+
+    it("the saga is due at the expiry, and a tick then fails the order and asks for an EXPIRED release", () => {
+      const before = run([created(), reservedUntil]);
+      expect(nextDueMs(before.state as SagaState)).toBe(expiresAtMs);
+      expect(decide(before.state, { kind: "tick" }, at(expiresAtMs - 1)).effects).toEqual([]);
+      const { state, effects } = decide(before.state, { kind: "tick" }, at(expiresAtMs));
+      expect(state?.status).toBe(OrderStatus.FAILED);
+      expect(state?.failure?.reason).toBe(FailureReason.TIMEOUT);
+      expect(releases(effects)).toEqual([[InventoryAction.RELEASE, ReleaseReason.EXPIRED]]);
+      expect(terminalTopics(effects)).toEqual(["orders.failed"]);
+    });
+
+    it("a charge that arrives after the expiry never completes the order: it fails, the charge is refunded, the units released", () => {
+      const before = run([created(), reservedUntil]);
+      const { state, effects } = decide(before.state, paid, at(expiresAtMs + 1));
+      expect(state?.status).toBe(OrderStatus.FAILED);
+      expect(terminalTopics(effects)).toEqual(["orders.failed"]);
+      expect(paymentActions(effects)).toEqual([PaymentAction.REFUND]);
+      expect(releases(effects)).toEqual([[InventoryAction.RELEASE, ReleaseReason.EXPIRED]]);
+    });
+
+    it("a charge before the expiry completes the order, and a later tick changes nothing", () => {
+      const { state } = run([created(), reservedUntil, paid]);
+      expect(state?.status).toBe(OrderStatus.COMPLETED);
+      expect(nextDueMs(state as SagaState)).toBeUndefined();
+      expect(decide(state, { kind: "tick" }, at(expiresAtMs + 1)).effects).toEqual([]);
+    });
   });
 
   it("a reservation that expires before payment finishes fails the order and refunds a late charge", () => {

@@ -5,6 +5,9 @@
  * validation; whichever way the saga ends, every step that was taken is undone or confirmed, also
  * when its answer arrives after the end. Completion confirms the reservation by itself: the
  * inventory service commits it when it reads orders.completed, so no commit command is sent.
+ * The saga alone decides when a reservation expires (at its expires_at, if the order has not
+ * completed by then: it fails and asks for the release), so completion and expiry are decided in
+ * one place, under one compare-and-set, and an order never completes on units back on sale.
  * Status changes are announced by the lifecycle records (orders.validated, completed, failed,
  * cancelled) alone; orders.audit is for operators' actions.
  */
@@ -65,6 +68,8 @@ export interface SagaState {
   readonly paymentId?: string;
   readonly stock: StockStep;
   readonly reservationId?: string;
+  /** When the reservation expires (InventoryReserved.expires_at): the order must complete before it. */
+  readonly reservationExpiresAtMs?: number;
   readonly failure?: { reason: FailureReason; detail: string };
   /** When the running steps must have answered; undefined once the saga no longer waits on them. */
   readonly deadlineMs?: number;
@@ -243,9 +248,9 @@ class Step {
     if (this.state.stock === "reserved") this.requestRelease(releaseReason);
   }
 
-  fail(reason: FailureReason, fullDetail: string, template: EmailTemplate): void {
+  fail(reason: FailureReason, fullDetail: string, template: EmailTemplate, releaseReason = ReleaseReason.COMPENSATION): void {
     const detail = boundedDetail(fullDetail);
-    this.compensate(ReleaseReason.COMPENSATION);
+    this.compensate(releaseReason);
     this.set({ status: OrderStatus.FAILED, failure: { reason, detail }, deadlineMs: undefined });
     const s = this.state;
     this.effects.push(
@@ -262,9 +267,23 @@ class Step {
     this.email(template, { reason: detail });
   }
 
+  /** True once the reservation's expiry has come (it is then released, never completed on). */
+  reservationExpired(): boolean {
+    const expiresAt = this.state.reservationExpiresAtMs;
+    return this.state.stock === "reserved" && expiresAt !== undefined && this.context.nowMs >= expiresAt;
+  }
+
+  expire(): void {
+    this.fail(FailureReason.TIMEOUT, "the reservation expired before payment finished", EmailTemplate.ORDER_FAILED, ReleaseReason.EXPIRED);
+  }
+
   completeIfReady(): void {
     const s = this.state;
     if (s.status !== OrderStatus.VALIDATED || s.payment !== "charged" || s.stock !== "reserved") return;
+    if (this.reservationExpired()) {
+      this.expire();
+      return;
+    }
     this.set({ status: OrderStatus.COMPLETED, stock: "committed", deadlineMs: undefined });
     this.effects.push(
       publish("orders.completed", OrderCompletedSchema, {
@@ -336,6 +355,10 @@ function start(event: OrderCreated, context: SagaContext): Decision {
 
 function onTick(step: Step): void {
   const { state, context } = step;
+  if (state.status === OrderStatus.VALIDATED && step.reservationExpired()) {
+    step.expire();
+    return;
+  }
   if (state.status === OrderStatus.VALIDATED && state.deadlineMs !== undefined && context.nowMs >= state.deadlineMs) {
     const waiting = [state.payment === "requested" ? "payment" : "", state.stock === "requested" ? "reservation" : ""].filter(Boolean).join(" and ");
     step.fail(FailureReason.TIMEOUT, `${waiting || "a step"} did not answer in time`, EmailTemplate.ORDER_FAILED);
@@ -382,7 +405,11 @@ export function decide(state: SagaState | undefined, input: SagaInput, context: 
       break;
     case "stock-reserved":
       if (state.stock !== "requested") break;
-      step.set({ stock: "reserved", reservationId: input.event.reservationId });
+      step.set({
+        stock: "reserved",
+        reservationId: input.event.reservationId,
+        ...(input.event.expiresAt === undefined ? {} : { reservationExpiresAtMs: timestampDate(input.event.expiresAt).getTime() }),
+      });
       if (isTerminal) step.requestRelease(state.status === OrderStatus.CANCELLED ? ReleaseReason.CANCELLED : ReleaseReason.COMPENSATION);
       else step.completeIfReady();
       break;
@@ -434,6 +461,7 @@ function cancelled(state: SagaState, reason: string, context: SagaContext): Publ
 
 /** The earliest time a tick could change this saga, or undefined when it waits on nothing. */
 export function nextDueMs(state: SagaState): number | undefined {
-  const times = [state.deadlineMs, state.pending.refund?.dueMs, state.pending.release?.dueMs].filter((t): t is number => t !== undefined);
+  const expiry = state.status === OrderStatus.VALIDATED && state.stock === "reserved" ? state.reservationExpiresAtMs : undefined;
+  const times = [state.deadlineMs, expiry, state.pending.refund?.dueMs, state.pending.release?.dueMs].filter((t): t is number => t !== undefined);
   return times.length === 0 ? undefined : Math.min(...times);
 }

@@ -1,4 +1,8 @@
-/** How the orchestrator is put together: the saga consumer, its timer, and the saga outcome metric. */
+/**
+ * How the orchestrator is put together: the saga consumer, its timer (which stops with the
+ * consumers when an operator pauses the service: deadlines and expiries wait too), and the saga
+ * outcome metric.
+ */
 import { createOrchestrator, orchestratorTopics } from "./handlers.ts";
 import { createOrchestratorMetrics } from "./observability.ts";
 import { loadSettings } from "./settings.ts";
@@ -17,6 +21,7 @@ export function buildOrchestrator(env: Env) {
         return Promise.resolve();
       },
       stop: () => stopTimer(),
+      setPaused: (paused) => orchestrator.setPaused(paused),
     };
   };
 }

@@ -7,9 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import { sagaTopics, unconsumedTopics } from "../../infra/topics.ts";
-import { create } from "@bufbuild/protobuf";
-import { LineItemSchema } from "../../gen/orderflow/v1/common_pb.ts";
-import { OrderValidatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import { ReleaseReason, type InventoryReleased } from "../../gen/orderflow/v1/events_pb.ts";
 import { encodeRecord } from "../../lib/codec/codec.ts";
 import { DlqHeaders } from "../../lib/kafka/dlq.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
@@ -19,7 +17,6 @@ import { StockStore } from "../../services/inventory/stock.ts";
 import { openTestKafka, readRecords, type TestKafka } from "../harness/kafka.ts";
 import { startSystem, type RunningSystem } from "../harness/processes.ts";
 import { openTestRedis, type TestRedis } from "../harness/redis.ts";
-import { sampleOf } from "../harness/samples.ts";
 import { createCatalogTopics, serviceEnv, watchTopics } from "../harness/system.ts";
 import { waitFor } from "../harness/wait.ts";
 
@@ -56,8 +53,8 @@ beforeAll(async () => {
       GATEWAY_LATENCY_MS: "150",
       SAGA_STEP_TIMEOUT_MS: "4000",
       SAGA_TICK_MS: "100",
-      RESERVATION_TTL_MS: "5000",
-      RESERVATION_SWEEP_MS: "200",
+      // Shorter than the step timeout, so that a payment that does not answer meets the expiry first.
+      RESERVATION_TTL_MS: "3000",
       KAFKA_CONSUMER_SESSION_TIMEOUT_MS: "6000",
     }),
   );
@@ -239,18 +236,25 @@ describe("failures", () => {
     expect((await terminal(next)).status).toBe("COMPLETED");
   });
 
-  it("a reservation left alone expires and returns its stock", async () => {
+  it("a reservation whose payment does not answer expires: the order fails, its units go back on sale, the late charge is refunded", async () => {
     const before = await available("cable");
-    const orphan = randomUUID();
-    const watch = await watchTopics(t, ["inventory.reserved", "inventory.released"]);
-    const validated = create(OrderValidatedSchema, sampleOf(OrderValidatedSchema, orphan));
-    validated.items = [create(LineItemSchema, { productId: "cable", quantity: 4, unitPrice: { currencyCode: "USD", amountMinor: 500n } })];
-    await publisher.publish("orders.validated", OrderValidatedSchema, validated, { orderId: orphan });
-    await watch.next(orphan, "inventory.reserved");
-    expect((await available("cable")).reserved).toBe(before.reserved + 4);
-    const released = await watch.next(orphan, "inventory.released", 20_000);
-    expect((released.message as unknown as { reason: number }).reason).toBe(2);
-    expect((await available("cable")).available).toBe(before.available);
+    const watch = await watchTopics(t, ["inventory.reserved", "inventory.released", "payments.refunded"]);
+    expect(await system.stopService("payment")).toBe(0);
+    let id: string;
+    try {
+      id = await place(body([{ product_id: "cable", quantity: 4, price: "5.00" }]));
+      await watch.next(id, "inventory.reserved");
+      expect((await available("cable")).reserved).toBe(before.reserved + 4);
+      const released = await watch.next(id, "inventory.released", 20_000);
+      expect((released.message as unknown as InventoryReleased).reason).toBe(ReleaseReason.EXPIRED);
+      const ended = await terminal(id);
+      expect([ended.status, ended.failure_reason]).toEqual(["FAILED", "TIMEOUT"]);
+      expect(await available("cable")).toEqual(before);
+    } finally {
+      await system.startService("payment");
+    }
+    // The charge request waited for the payment service; charged now, it is refunded: the order failed.
+    await watch.next(id, "payments.refunded", 40_000);
     await watch.close();
   });
 
