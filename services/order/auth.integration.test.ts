@@ -15,6 +15,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { OrderService } from "../../gen/orderflow/v1/order_service_pb.ts";
+import { createLogger } from "../../lib/log.ts";
+import { createRedis, keyspace } from "../../lib/redis.ts";
 import { startService, type RunningService } from "../../lib/service.ts";
 import { testAuth } from "../../test/harness/auth.ts";
 import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
@@ -23,6 +25,7 @@ import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
 import { runCli } from "../cli/main.ts";
 import { bearer, ensureSigningKeyPair, signToken } from "../cli/tokens.ts";
+import { createPlaceLimiter } from "./rate-limit.ts";
 import { buildOrder } from "./service.ts";
 
 const LIMIT = 3;
@@ -223,5 +226,20 @@ describe("rate limiting", () => {
     expect(viaConnect).toMatchObject({ code: Code.ResourceExhausted });
     expect((viaConnect as ConnectError).metadata.get("retry-after")).toMatch(/^\d+$/);
     expect((await post(await as("c-calm"), orderOf("c-calm"))).status).toBe(202);
+  });
+
+  it("lets orders through, with a warning each, while Redis cannot count", async () => {
+    const unreachable = createRedis({ redisUrl: "redis://127.0.0.1:1" }, createLogger("test", "silent"));
+    const log = createLogger("test", "silent");
+    const warn = vi.spyOn(log, "warn");
+    try {
+      const limiter = createPlaceLimiter(unreachable, keyspace("unused"), { orders: 1, windowMs: 60_000 }, log);
+      await limiter.take("c-x");
+      await limiter.take("c-x");
+      expect(warn).toHaveBeenCalledTimes(2);
+      expect(warn.mock.calls[0]?.[1]).toContain("let through");
+    } finally {
+      unreachable.disconnect();
+    }
   });
 });
