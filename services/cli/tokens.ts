@@ -53,7 +53,10 @@ export interface TokenClaims {
 
 /** A token signed with the PEM private key: `sub`, `iss`, `aud`, `iat`, `exp`, and the operator scope if asked. */
 export async function signToken(privateKeyPem: string, claims: TokenClaims): Promise<string> {
-  const key = await importPKCS8(privateKeyPem, SIGNING_ALGORITHM);
+  return signWith(await importPKCS8(privateKeyPem, SIGNING_ALGORITHM), claims);
+}
+
+async function signWith(key: Awaited<ReturnType<typeof importPKCS8>>, claims: TokenClaims): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT(claims.operator === true ? { scope: orderApiAuthDefaults.operatorScope } : {})
     .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: "JWT" })
@@ -80,12 +83,14 @@ const RENEW_BEFORE_MS = 5 * 60 * 1000;
 
 /** Credentials that sign tokens with a private key, each kept until shortly before it expires. */
 export function signingCredentials(privateKeyPem: string, options: { issuer?: string; audience?: string } = {}): OrderApiCredentials {
+  // Imported once, when the first token is asked for.
+  let key: ReturnType<typeof importPKCS8> | undefined;
   const cache = new Map<string, { token: Promise<string>; renewAt: number }>();
   const get = (subject: string, operator: boolean): Promise<string> => {
     const id = `${operator ? "operator" : "customer"}:${subject}`;
     const cached = cache.get(id);
     if (cached !== undefined && cached.renewAt > Date.now()) return cached.token;
-    const token = signToken(privateKeyPem, { ...options, subject, operator, ttlSeconds: TOKEN_TTL_S });
+    const token = (key ??= importPKCS8(privateKeyPem, SIGNING_ALGORITHM)).then((imported) => signWith(imported, { ...options, subject, operator, ttlSeconds: TOKEN_TTL_S }));
     cache.set(id, { token, renewAt: Date.now() + TOKEN_TTL_S * 1000 - RENEW_BEFORE_MS });
     return token;
   };
