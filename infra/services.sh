@@ -2,7 +2,10 @@
 # Runs orderflow's processes in the background for `make up`: the mail sink, the five services and
 # the admin service, each with a pid file and a log under .run/, and waits until every one reports
 # ready. The admin service gets ADMIN_TOKEN from the environment, or else a random token made once
-# into .run/admin-token (mode 600, reused later; the CLI reads it from there too).
+# into .run/admin-token (mode 600, reused later; the CLI reads it from there too). The order API
+# verifies bearer tokens with ORDER_AUTH_JWKS_URL or ORDER_AUTH_PUBLIC_KEY_FILE when one is set,
+# or else with the public half of a development key pair made once under .run/auth/ (the private
+# key, mode 600, is what `npx orderflow token` signs with).
 #   services.sh start | stop | status
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,26 +33,34 @@ admin_token() {
   chmod 600 "$file"
   cat "$file"
 }
+# The order API's key source: the caller's, or the development key pair, made on first use.
+order_auth_env() {
+  if [[ -n ${ORDER_AUTH_JWKS_URL:-} || -n ${ORDER_AUTH_PUBLIC_KEY_FILE:-} ]]; then return; fi
+  printf 'ORDER_AUTH_PUBLIC_KEY_FILE=%s' "$(node --import tsx "$root/infra/dev-signing-key.ts" "$state/auth")"
+}
 ready_url() { if [[ $1 == mailsink ]]; then echo "http://127.0.0.1:$2/messages"; else echo "http://127.0.0.1:$2/health/ready"; fi; }
 
 # Starts one process in the background with its pid file.
 launch() {
-  local name=$1 entry=$2 port=$3 extra=$4 token=$5
-  # Only the admin service sees the token (in its environment, not on a command line).
-  # shellcheck disable=SC2086 # $extra holds NAME=value words
+  local name=$1 entry=$2 port=$3 extra=$4 token=$5 auth=$6
+  # Only the admin service sees the token (in its environment, not on a command line); only the
+  # order service gets the key to verify its callers' tokens with.
+  [[ $name == order ]] || auth=""
+  # shellcheck disable=SC2086 # $extra and $auth hold NAME=value words
   OPS_PORT="$port" MAILSINK_DIR="$state/mail" ADMIN_TOKEN="$([[ $name == admin ]] && printf '%s' "$token")" \
-    nohup env $extra node --import tsx "$root/$entry" >>"$state/logs/$name.log" 2>&1 &
+    nohup env $extra $auth node --import tsx "$root/$entry" >>"$state/logs/$name.log" 2>&1 &
   echo $! >"$state/pids/$name.pid"
 }
 
 start() {
-  local line name entry port extra token deadline
+  local line name entry port extra token auth deadline
   local -A restarted=()
   token="$(admin_token)"
+  auth="$(order_auth_env)"
   for line in "${services[@]}"; do
     read -r name entry port extra <<<"$line"
     if alive "$name"; then continue; fi
-    launch "$name" "$entry" "$port" "$extra" "$token"
+    launch "$name" "$entry" "$port" "$extra" "$token" "$auth"
   done
   deadline=$((SECONDS + ${SERVICES_READY_TIMEOUT:-90}))
   for line in "${services[@]}"; do
@@ -63,7 +74,7 @@ start() {
           restarted[$name]=1
           echo "services: $name exited while starting; starting it once more (log: $state/logs/$name.log)" >&2
           read -r _ entry port extra <<<"$line"
-          launch "$name" "$entry" "$port" "$extra" "$token"
+          launch "$name" "$entry" "$port" "$extra" "$token" "$auth"
           continue
         fi
         echo "services: $name exited; last lines of $state/logs/$name.log:" >&2
@@ -74,7 +85,7 @@ start() {
       sleep 0.2
     done
   done
-  echo "services: all ready — API http://127.0.0.1:8080, admin http://127.0.0.1:8081 (dashboard /dashboard; token: \$ADMIN_TOKEN or $state/admin-token), mail http://127.0.0.1:8025/messages, logs $state/logs/"
+  echo "services: all ready — API http://127.0.0.1:8080, admin http://127.0.0.1:8081 (dashboard /dashboard; token: \$ADMIN_TOKEN or $state/admin-token; API tokens: npx orderflow token --customer c-1), mail http://127.0.0.1:8025/messages, logs $state/logs/"
 }
 
 stop() {

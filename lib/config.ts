@@ -247,3 +247,57 @@ export function loadConfig(service: string, env: Env = process.env): Config {
     },
   };
 }
+
+/** Defaults of the order API's token checks; `make up`'s development tokens are issued with these. */
+export const orderApiAuthDefaults = {
+  issuer: "orderflow-local",
+  audience: "orderflow-order-api",
+  operatorScope: "orders:operator",
+} as const;
+
+/**
+ * Who may call the order API: bearer JWTs from `issuer` for `audience`, verified with the keys of a
+ * JWKS URL (ORDER_AUTH_JWKS_URL, an identity provider) or a local public key in PEM
+ * (ORDER_AUTH_PUBLIC_KEY_FILE, as `make up` makes one) — exactly one of them, never neither — and
+ * the per-client limit on placing orders, counted in Redis so that every order instance shares it.
+ */
+export interface OrderApiAuthConfig {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly keys: { readonly jwksUrl: URL } | { readonly publicKeyFile: string };
+  /** A token whose `scope` claim holds this word is an operator's: every order, any customer. */
+  readonly operatorScope: string;
+  /** Clock difference tolerated on `exp` and `nbf`. */
+  readonly clockToleranceS: number;
+  /** POST /orders (and PlaceOrder) per token subject in each fixed window. */
+  readonly placeLimit: { readonly orders: number; readonly windowMs: number };
+}
+
+/** Reads the order API's auth settings; a missing or doubled key source is a ConfigError. */
+export function loadOrderApiAuth(env: Env): OrderApiAuthConfig {
+  const jwksUrl = env["ORDER_AUTH_JWKS_URL"] ?? "";
+  const publicKeyFile = env["ORDER_AUTH_PUBLIC_KEY_FILE"] ?? "";
+  if (jwksUrl === "" && publicKeyFile === "") {
+    throw new ConfigError("the order API needs a key to verify tokens with: set ORDER_AUTH_JWKS_URL or ORDER_AUTH_PUBLIC_KEY_FILE (make up makes a local one)");
+  }
+  if (jwksUrl !== "" && publicKeyFile !== "") throw new ConfigError("set only one of ORDER_AUTH_JWKS_URL and ORDER_AUTH_PUBLIC_KEY_FILE");
+  let keys: OrderApiAuthConfig["keys"] = { publicKeyFile };
+  if (jwksUrl !== "") {
+    try {
+      keys = { jwksUrl: new URL(jwksUrl) };
+    } catch {
+      throw new ConfigError(`ORDER_AUTH_JWKS_URL must be a URL, got ${JSON.stringify(jwksUrl)}`);
+    }
+  }
+  return {
+    issuer: env["ORDER_AUTH_ISSUER"] || orderApiAuthDefaults.issuer,
+    audience: env["ORDER_AUTH_AUDIENCE"] || orderApiAuthDefaults.audience,
+    keys,
+    operatorScope: env["ORDER_AUTH_OPERATOR_SCOPE"] || orderApiAuthDefaults.operatorScope,
+    clockToleranceS: integer(env, "ORDER_AUTH_CLOCK_TOLERANCE_S", 30, 0),
+    placeLimit: {
+      orders: integer(env, "ORDER_RATE_LIMIT_ORDERS", 300, 1),
+      windowMs: integer(env, "ORDER_RATE_LIMIT_WINDOW_S", 60, 1) * 1000,
+    },
+  };
+}

@@ -1,6 +1,6 @@
 /**
  * What every CLI command gets — parsed config, the CLI's own settings (API addresses, where the
- * admin token lives), a logger, a Kafka client and the output mode — and the two error kinds the
+ * admin token and the order API's credentials come from), a logger, a Kafka client and the output mode — and the two error kinds the
  * entry maps to exit codes: a UsageError exits 2, anything else 1.
  */
 import { dirname, join } from "node:path";
@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { ConfigError, type Config, type Env } from "../../lib/config.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Kafka } from "../../lib/kafka/client.ts";
+import { fixedCredentials, keyFileCredentials, signingKeyFiles, type OrderApiCredentials } from "./tokens.ts";
 
 /** The repository root: `.run/` (written by `make up`) lives here. */
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -22,6 +23,28 @@ export interface CliSettings {
   readonly adminToken?: string;
   /** Where `make up` writes the admin token, read when ADMIN_TOKEN is unset: ADMIN_TOKEN_FILE. */
   readonly adminTokenFile: string;
+  /** A bearer token for every order API call, if set: ORDER_API_TOKEN. */
+  readonly orderApiToken?: string;
+  /**
+   * When ORDER_API_TOKEN is unset, tokens are signed with this private key (ORDER_API_SIGNING_KEY_FILE,
+   * default the one `make up` makes under .run/auth/): a customer's token for each order placed, an
+   * operator's for reading.
+   */
+  readonly signingKeyFile: string;
+}
+
+/** The order API as a client reaches it: its base URL and the tokens to send. */
+export interface OrderApi {
+  readonly baseUrl: string;
+  readonly credentials: OrderApiCredentials;
+}
+
+/** The order API of these settings. */
+export function orderApiOf(settings: CliSettings): OrderApi {
+  return {
+    baseUrl: settings.orderApiUrl,
+    credentials: settings.orderApiToken === undefined ? keyFileCredentials(settings.signingKeyFile) : fixedCredentials(settings.orderApiToken),
+  };
 }
 
 export interface CliContext {
@@ -52,11 +75,14 @@ function url(env: Env, name: string, fallback: string): string {
 /** Reads the CLI's settings; throws ConfigError naming a variable that holds no URL. */
 export function cliSettings(env: Env): CliSettings {
   const token = env["ADMIN_TOKEN"];
+  const orderApiToken = env["ORDER_API_TOKEN"];
   return {
     orderApiUrl: url(env, "ORDER_API_URL", "http://127.0.0.1:8080"),
     adminUrl: url(env, "ADMIN_URL", "http://127.0.0.1:8081"),
     ...(token === undefined || token === "" ? {} : { adminToken: token }),
     adminTokenFile: env["ADMIN_TOKEN_FILE"] ?? join(repoRoot, ".run", "admin-token"),
+    ...(orderApiToken === undefined || orderApiToken === "" ? {} : { orderApiToken }),
+    signingKeyFile: env["ORDER_API_SIGNING_KEY_FILE"] ?? signingKeyFiles(join(repoRoot, ".run", "auth")).privateKeyFile,
   };
 }
 

@@ -1,12 +1,14 @@
 /**
  * `orderflow demo` — the seed's three scenarios against a running system (`make up`): a happy
  * order of two items, a declined card, and an out-of-stock order. Prints each order's timeline and
- * exits 1 if an order does not end the way its scenario says.
+ * exits 1 if an order does not end the way its scenario says. Each order is placed and followed with
+ * its customer's token, as the shop's front end would.
  */
 import { randomUUID } from "node:crypto";
 import { Command } from "commander";
-import { output, type ContextFactory } from "./context.ts";
+import { orderApiOf, output, type ContextFactory, type OrderApi } from "./context.ts";
 import { orderBody, testCards, type OrderBody, type OrderLineBody } from "./samples.ts";
+import { bearer } from "./tokens.ts";
 
 interface Scenario {
   readonly title: string;
@@ -41,15 +43,16 @@ interface Timeline {
   readonly events: { occurred_at: string; summary: string }[];
 }
 
-async function run(api: string, scenario: Scenario, timeoutMs: number): Promise<Timeline> {
-  const res = await fetch(`${api}/orders`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(scenario.order) });
+async function run({ baseUrl: api, credentials }: OrderApi, scenario: Scenario, timeoutMs: number): Promise<Timeline> {
+  const auth = bearer(await credentials.forCustomer(scenario.order.customer_id));
+  const res = await fetch(`${api}/orders`, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(scenario.order) });
   if (res.status !== 202) throw new Error(`${scenario.title}: POST /orders answered ${res.status}: ${await res.text()}`);
   const { order_id: orderId } = (await res.json()) as { order_id: string };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const view = await fetch(`${api}/orders/${orderId}`);
+    const view = await fetch(`${api}/orders/${orderId}`, { headers: auth });
     const body = view.status === 200 ? ((await view.json()) as { status: string; failure_reason?: string; refunded: boolean }) : undefined;
-    const history = await fetch(`${api}/orders/${orderId}/events`);
+    const history = await fetch(`${api}/orders/${orderId}/events`, { headers: auth });
     const events = history.status === 200 ? ((await history.json()) as Timeline).events : [];
     const ended = body !== undefined && ["COMPLETED", "FAILED", "CANCELLED"].includes(body.status);
     const refundedIfNeeded = body?.failure_reason !== "INVENTORY" || body.refunded;
@@ -67,7 +70,7 @@ export function demoCommand(context: ContextFactory): Command {
     .option("--timeout <ms>", "how long each order may take", "30000")
     .action(async (options: { api?: string; timeout: string }) => {
       const ctx = context();
-      const api = options.api ?? ctx.settings.orderApiUrl;
+      const api = orderApiOf({ ...ctx.settings, orderApiUrl: options.api ?? ctx.settings.orderApiUrl });
       const results = [];
       const lines: string[] = [];
       for (const scenario of scenarios) {

@@ -15,7 +15,7 @@ import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
 import { topicName } from "../../lib/kafka/client.ts";
 import { tailTopics, type Tail } from "../../lib/kafka/tail.ts";
 import type { ReadRecord } from "../../lib/kafka/read-to-end.ts";
-import { fractionOption, output, positiveNumberOption, UsageError, wholeNumberOption, type CliContext, type ContextFactory } from "./context.ts";
+import { fractionOption, orderApiOf, output, positiveNumberOption, UsageError, wholeNumberOption, type CliContext, type ContextFactory } from "./context.ts";
 import { Measurement, runClosedLoop, runOpenLoop, runRamp, sustainableRate, type End, type LoadTarget, type RampStep, type RunResult } from "./loadgen.ts";
 import { listProducts, postOrder } from "./order-api.ts";
 import { mathRandomInt, sampleOrder, testCards, type SampleMix } from "./samples.ts";
@@ -97,11 +97,12 @@ export async function loadMix(ctx: CliContext, options: Pick<LoadOptions, "skus"
   };
 }
 
-/** Sends orders of `mix` to the order API; an order that is not accepted is an error of the run. */
+/** Sends orders of `mix` to the order API, each with its customer's token; an order that is not accepted is an error of the run. */
 export function orderApiTarget(ctx: CliContext, mix: SampleMix): LoadTarget {
+  const api = orderApiOf(ctx.settings);
   return {
     async send() {
-      const placed = await postOrder(ctx.settings.orderApiUrl, sampleOrder(mix, mathRandomInt));
+      const placed = await postOrder(api, sampleOrder(mix, mathRandomInt));
       if (!placed.accepted) throw new Error(`HTTP ${placed.status}`);
       return placed.orderId;
     },

@@ -19,6 +19,7 @@ import { monitorCommand } from "./monitor.ts";
 import { ordersCommand } from "./orders.ts";
 import { resetCommand } from "./reset.ts";
 import { stockCommand } from "./stock.ts";
+import { tokenCommand } from "./token.ts";
 import { topicsCommand } from "./topics.ts";
 
 /** Commands added with addCommand do not inherit exitOverride: set it on the whole tree. */
@@ -36,7 +37,8 @@ export function buildProgram(env: Env): Command {
       "after",
       `
 Exit codes: 0 ok, 1 failure, 2 usage error.
-Environment: ORDER_API_URL (default http://127.0.0.1:8080), ADMIN_URL (default http://127.0.0.1:8081),
+Environment: ORDER_API_URL (default http://127.0.0.1:8080), ORDER_API_TOKEN (else tokens are signed with
+ORDER_API_SIGNING_KEY_FILE, default .run/auth/order-api-signing-key.pem, made by make up), ADMIN_URL (default http://127.0.0.1:8081),
 ADMIN_TOKEN (else read from ADMIN_TOKEN_FILE, default .run/admin-token, written by make up),
 KAFKA_BROKERS, TOPIC_PREFIX, REDIS_URL, REDIS_KEY_PREFIX, LOG_LEVEL.`,
     );
@@ -56,6 +58,7 @@ KAFKA_BROKERS, TOPIC_PREFIX, REDIS_URL, REDIS_KEY_PREFIX, LOG_LEVEL.`,
   program.addCommand(resetCommand(context));
   program.addCommand(demoCommand(context));
   program.addCommand(checkCommand(context));
+  program.addCommand(tokenCommand(context));
   exitOverrideEverywhere(program);
   return program;
 }

@@ -16,6 +16,7 @@ import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
 import { freePort } from "../../test/harness/processes.ts";
 import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
+import { testAuth } from "../../test/harness/auth.ts";
 import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
 import { buildAdmin } from "../admin/service.ts";
@@ -65,6 +66,7 @@ beforeAll(async () => {
     ORDER_API_URL: `http://127.0.0.1:${apiPort}`,
     ADMIN_URL: `http://127.0.0.1:${adminPort}`,
     ADMIN_TOKEN_FILE: `/nonexistent/${randomUUID()}`,
+    ORDER_API_SIGNING_KEY_FILE: testAuth().privateKeyFile,
   };
 }, 180_000);
 

@@ -1,15 +1,19 @@
 /**
  * The order API as the CLI calls it: the REST routes (place, read, history, catalog) and the
- * Connect OrderService's WatchOrder stream, at ORDER_API_URL. Failures become errors that say what
- * to do — the service is not running, the order does not exist, the request was refused and why.
+ * Connect OrderService's WatchOrder stream, at ORDER_API_URL. Every order call carries a bearer
+ * token: the customer's when placing an order, an operator's when reading one (the catalog is
+ * public). Failures become errors that say what to do — the service is not running, the order does
+ * not exist, the request was refused and why.
  */
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { OrderService } from "../../gen/orderflow/v1/order_service_pb.ts";
 import { messageOf } from "../../lib/errors.ts";
 import type { restOrder } from "../order/http.ts";
+import type { OrderApi } from "./context.ts";
 import type { OrderBody } from "./samples.ts";
+import { bearer } from "./tokens.ts";
 
 /** An order as GET /orders/{id} returns it. */
 export type RestOrder = ReturnType<typeof restOrder>;
@@ -76,8 +80,8 @@ async function errorOf(response: Response, what: string): Promise<ApiError> {
   return new ApiError(response.status, `${what}: the order API answered ${response.status}: ${detail}`);
 }
 
-async function json<T>(baseUrl: string, path: string, what: string): Promise<T> {
-  const response = await call(baseUrl, path);
+async function json<T>(baseUrl: string, path: string, what: string, headers: Record<string, string> = {}): Promise<T> {
+  const response = await call(baseUrl, path, { headers });
   if (!response.ok) throw await errorOf(response, what);
   return (await response.json()) as T;
 }
@@ -85,11 +89,12 @@ async function json<T>(baseUrl: string, path: string, what: string): Promise<T> 
 /** The outcome of one POST /orders: accepted with its id, or refused with the status and reason. */
 export type PlaceResult = { readonly accepted: true; readonly orderId: string; readonly replayed: boolean } | { readonly accepted: false; readonly status: number; readonly error: string };
 
-/** POST /orders with an Idempotency-Key; a refusal is a result, an unreachable API throws. */
-export async function postOrder(baseUrl: string, body: OrderBody, idempotencyKey: string = randomUUID()): Promise<PlaceResult> {
-  const response = await call(baseUrl, "/orders", {
+/** POST /orders with an Idempotency-Key, as the order's customer; a refusal is a result, an unreachable API throws. */
+export async function postOrder(api: OrderApi, body: OrderBody, idempotencyKey: string = randomUUID()): Promise<PlaceResult> {
+  const token = await api.credentials.forCustomer(body.customer_id);
+  const response = await call(api.baseUrl, "/orders", {
     method: "POST",
-    headers: { "content-type": "application/json", "idempotency-key": idempotencyKey },
+    headers: { "content-type": "application/json", "idempotency-key": idempotencyKey, ...bearer(token) },
     body: JSON.stringify(body),
   });
   if (response.status === 202 || response.status === 200) {
@@ -101,13 +106,14 @@ export async function postOrder(baseUrl: string, body: OrderBody, idempotencyKey
 }
 
 /** The order's current view; a 404 says the order is unknown. */
-export function getOrder(baseUrl: string, orderId: string): Promise<RestOrder> {
-  return json<RestOrder>(baseUrl, `/orders/${encodeURIComponent(orderId)}`, `order ${orderId}`);
+export async function getOrder(api: OrderApi, orderId: string): Promise<RestOrder> {
+  return json<RestOrder>(api.baseUrl, `/orders/${encodeURIComponent(orderId)}`, `order ${orderId}`, bearer(await api.credentials.operator()));
 }
 
 /** The order's history, oldest first. */
-export async function orderEvents(baseUrl: string, orderId: string): Promise<RestOrderEvent[]> {
-  return (await json<{ events: RestOrderEvent[] }>(baseUrl, `/orders/${encodeURIComponent(orderId)}/events`, `events of order ${orderId}`)).events;
+export async function orderEvents(api: OrderApi, orderId: string): Promise<RestOrderEvent[]> {
+  const token = await api.credentials.operator();
+  return (await json<{ events: RestOrderEvent[] }>(api.baseUrl, `/orders/${encodeURIComponent(orderId)}/events`, `events of order ${orderId}`, bearer(token))).events;
 }
 
 /** The catalog with live availability. */
@@ -115,9 +121,13 @@ export async function listProducts(baseUrl: string): Promise<RestProduct[]> {
   return (await json<{ products: RestProduct[] }>(baseUrl, "/products", "catalog")).products;
 }
 
-/** The Connect OrderService client over HTTP/1.1 (the order API serves both on one port). */
-export function orderServiceClient(baseUrl: string): Client<typeof OrderService> {
-  return createClient(OrderService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
+/** The Connect OrderService client over HTTP/1.1 (the order API serves both on one port), calling as an operator. */
+export function orderServiceClient(api: OrderApi): Client<typeof OrderService> {
+  const asOperator: Interceptor = (next) => async (req) => {
+    req.header.set("authorization", bearer(await api.credentials.operator()).authorization);
+    return next(req);
+  };
+  return createClient(OrderService, createConnectTransport({ baseUrl: api.baseUrl, httpVersion: "1.1", interceptors: [asOperator] }));
 }
 
 /** A ConnectError from the order API in an operator's words. */

@@ -10,7 +10,7 @@ import { FailureReason, OrderStatus } from "../../gen/orderflow/v1/common_pb.ts"
 import { createRedis, keyspace } from "../../lib/redis.ts";
 import { OrderProjection } from "../order/projection.ts";
 import { rebuildProjection } from "../order/rebuild.ts";
-import { emit, output, positiveNumberOption, UsageError, type CliContext, type ContextFactory } from "./context.ts";
+import { emit, orderApiOf, output, positiveNumberOption, UsageError, type CliContext, type ContextFactory } from "./context.ts";
 import { getOrder, listProducts, orderEvents, orderServiceClient, orderServiceError, postOrder, terminalStatuses, type RestOrder, type RestOrderEvent } from "./order-api.ts";
 import { orderBody, testCards, type OrderLineBody } from "./samples.ts";
 
@@ -74,8 +74,9 @@ export interface WatchResult {
  * is waited for `notFoundGraceMs` (all of the timeout for an order just placed), then reported.
  */
 export async function watchOrder(ctx: CliContext, orderId: string, timeoutMs: number, notFoundGraceMs = NOT_FOUND_GRACE_MS): Promise<WatchResult> {
-  const base = ctx.settings.orderApiUrl;
-  const client = orderServiceClient(base);
+  const api = orderApiOf(ctx.settings);
+  const base = api.baseUrl;
+  const client = orderServiceClient(api);
   const signal = AbortSignal.timeout(timeoutMs);
   const notFoundUntil = Date.now() + Math.min(notFoundGraceMs, timeoutMs);
   const seenEvents = new Set<string>();
@@ -89,7 +90,7 @@ export async function watchOrder(ctx: CliContext, orderId: string, timeoutMs: nu
         status = OrderStatus[order.status];
         const failure = order.status === OrderStatus.FAILED ? { failure_reason: FailureReason[order.failureReason], failure_detail: order.failureDetail } : {};
         emit(ctx, { type: "status", order_id: orderId, status, ...failure, version: Number(order.version) }, statusLine({ order_id: orderId, status, ...failure }));
-        for (const event of await orderEvents(base, orderId)) {
+        for (const event of await orderEvents(api, orderId)) {
           if (seenEvents.has(event.event_id)) continue;
           seenEvents.add(event.event_id);
           emit(ctx, { type: "event", order_id: orderId, ...event }, eventLine(event));
@@ -136,7 +137,7 @@ export function ordersCommand(context: ContextFactory): Command {
       const ctx = context();
       const items = await priced(ctx, options.item.length > 0 ? options.item : [{ sku: "laptop", quantity: 1 }], options.currency);
       const body = orderBody({ customerId: options.customer, email: options.email, currency: options.currency, items, card: options.card });
-      const placed = await postOrder(ctx.settings.orderApiUrl, body, options.idempotencyKey);
+      const placed = await postOrder(orderApiOf(ctx.settings), body, options.idempotencyKey);
       if (!placed.accepted) throw new Error(placed.error);
       emit(ctx, { order_id: placed.orderId, status: "PENDING", replayed: placed.replayed }, placed.orderId);
       if (options.watch) concludeWatch(await watchOrder(ctx, placed.orderId, options.timeout * 1000, options.timeout * 1000), options.timeout);
@@ -147,8 +148,9 @@ export function ordersCommand(context: ContextFactory): Command {
     .description("an order's current view and its event history")
     .action(async (orderId: string) => {
       const ctx = context();
-      const order = await getOrder(ctx.settings.orderApiUrl, orderId);
-      const events = await orderEvents(ctx.settings.orderApiUrl, orderId);
+      const api = orderApiOf(ctx.settings);
+      const order = await getOrder(api, orderId);
+      const events = await orderEvents(api, orderId);
       output(ctx, { order, events }, describeOrder(order, events));
     });
 

@@ -3,20 +3,26 @@
  * strings, short enum names) and the Connect service `orderflow.v1.OrderService` (Connect, gRPC and
  * gRPC-Web). Both call the same core; errors are ConnectErrors mapped to HTTP statuses here. No
  * request can crash the process: bodies are bounded, parsing and validation failures are 400s.
+ * Every order route needs a bearer token (auth.ts) checked before any body is read, and acts for
+ * its caller (access.ts); the catalog is public. REST bodies are JSON only (415 otherwise), which
+ * also turns away the form posts a browser sends cross-site.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { FailureReason, OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { OrderService, PlaceOrderRequestSchema, type Order, type Product } from "../../gen/orderflow/v1/order_service_pb.ts";
 import { messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
 import { traceRequest } from "../../lib/tracing.ts";
+import { scopedOrders, type ScopedOrders } from "./access.ts";
+import type { Authenticator, Caller } from "./auth.ts";
 import { parseAmount } from "./money.ts";
 import { violationsOf, type FieldViolation, type Orders } from "./orders.ts";
+import type { PlaceLimiter } from "./rate-limit.ts";
 
 /** Largest request body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -24,13 +30,18 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const httpStatus: Partial<Record<Code, number>> = {
   [Code.InvalidArgument]: 400,
+  [Code.Unauthenticated]: 401,
+  [Code.PermissionDenied]: 403,
   [Code.NotFound]: 404,
   [Code.AlreadyExists]: 409,
   [Code.Aborted]: 409,
   [Code.FailedPrecondition]: 409,
   [Code.Unavailable]: 503,
-  [Code.ResourceExhausted]: 413,
+  [Code.ResourceExhausted]: 429,
 };
+
+/** Response headers a ConnectError carries for the client (the bearer challenge, Retry-After). */
+const forwardedErrorHeaders = ["www-authenticate", "retry-after"];
 
 /** The REST shape of an order. */
 export function restOrder(order: Order) {
@@ -75,6 +86,21 @@ async function readBody(req: IncomingMessage): Promise<string> {
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString("utf8");
+}
+
+/**
+ * Refuses a body that is not declared JSON (`application/json`, parameters such as charset
+ * allowed) with 415. A request without Content-Type may only come without a body (a cancel
+ * without a reason).
+ */
+function assertJsonBody(req: IncomingMessage, required: boolean): void {
+  const declared = req.headers["content-type"];
+  const hasBody = Number(req.headers["content-length"] ?? "0") > 0 || req.headers["transfer-encoding"] !== undefined;
+  if (declared === undefined && !required && !hasBody) return;
+  const mediaType = (declared ?? "").split(";")[0]?.trim().toLowerCase();
+  if (mediaType !== "application/json") {
+    throw new HttpError(415, `the body must be JSON sent with Content-Type: application/json (got ${declared === undefined ? "no Content-Type" : JSON.stringify(declared.slice(0, 100))})`);
+  }
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
@@ -149,7 +175,12 @@ function sendError(res: ServerResponse, err: unknown, log: Logger): void {
     send(res, 500, { error: "internal error" });
     return;
   }
-  send(res, status, { error: connect.rawMessage }, status === 503 ? { "retry-after": "1" } : {});
+  const headers: Record<string, string> = status === 503 ? { "retry-after": "1" } : {};
+  for (const name of forwardedErrorHeaders) {
+    const value = connect.metadata.get(name);
+    if (value !== null) headers[name] = value;
+  }
+  send(res, status, { error: connect.rawMessage }, headers);
 }
 
 function uuidParam(value: string, field: string): string {
@@ -157,16 +188,25 @@ function uuidParam(value: string, field: string): string {
   return value;
 }
 
+/** The transports' view of the service: the core, the caller-scoped operations, who is calling. */
+interface ApiDeps {
+  readonly orders: Orders;
+  readonly scoped: ScopedOrders;
+  readonly authenticator: Authenticator;
+}
+
 /** The REST routes. Returns false when no route matched. */
-async function rest(orders: Orders, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+async function rest({ orders, scoped, authenticator }: ApiDeps, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
   const url = new URL(req.url ?? "/", "http://localhost");
   const parts = url.pathname.split("/").filter(Boolean);
   const method = req.method ?? "GET";
   if (parts[0] === "orders") {
+    const caller = await authenticator.authenticate(req.headers.authorization);
     if (parts.length === 1 && method === "POST") {
+      assertJsonBody(req, true);
       const key = req.headers["idempotency-key"];
       const request = placeOrderRequestOf(await readJson(req), Array.isArray(key) ? key[0] : key);
-      const placed = await orders.placeOrder(request);
+      const placed = await scoped.placeOrder(caller, request);
       send(res, 202, { order_id: placed.orderId, status: "PENDING" }, placed.replayed ? { "idempotent-replayed": "true" } : {});
       return true;
     }
@@ -176,26 +216,27 @@ async function rest(orders: Orders, req: IncomingMessage, res: ServerResponse): 
       if (status === undefined) throw new HttpError(400, "invalid request", [{ field: "status", message: "unknown status" }]);
       const pageSize = Number(url.searchParams.get("page_size") ?? "50");
       if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 200) throw new HttpError(400, "invalid request", [{ field: "page_size", message: "must be 1 to 200" }]);
-      const page = await orders.listOrders({ customerId: url.searchParams.get("customer_id") ?? "", status, pageSize, pageToken: url.searchParams.get("page_token") ?? "" });
+      const page = await scoped.listOrders(caller, { customerId: url.searchParams.get("customer_id") ?? "", status, pageSize, pageToken: url.searchParams.get("page_token") ?? "" });
       send(res, 200, { orders: page.orders.map(restOrder), next_page_token: page.nextPageToken });
       return true;
     }
     const orderId = parts[1] === undefined ? "" : uuidParam(parts[1], "order_id");
     if (parts.length === 2 && method === "GET") {
-      send(res, 200, restOrder(await orders.getOrder(orderId)));
+      send(res, 200, restOrder(await scoped.getOrder(caller, orderId)));
       return true;
     }
     if (parts.length === 3 && parts[2] === "events" && method === "GET") {
-      const events = await orders.listOrderEvents(orderId);
+      const events = await scoped.listOrderEvents(caller, orderId);
       send(res, 200, {
         events: events.map((e) => ({ event_id: e.eventId, event_type: e.eventType, topic: e.topic, occurred_at: e.occurredAt ? timestampDate(e.occurredAt).toISOString() : null, summary: e.summary })),
       });
       return true;
     }
     if (parts.length === 3 && parts[2] === "cancel" && method === "POST") {
+      assertJsonBody(req, false);
       const body = (await readJson(req)) as { reason?: unknown };
       const reason = typeof body.reason === "string" ? body.reason.slice(0, 500) : "";
-      const order = await orders.cancelOrder(orderId, reason, "customer");
+      const order = await scoped.cancelOrder(caller, orderId, reason);
       send(res, 202, { order_id: order.orderId, status: OrderStatus[order.status], cancellation: "requested" });
       return true;
     }
@@ -213,29 +254,49 @@ async function rest(orders: Orders, req: IncomingMessage, res: ServerResponse): 
   return false;
 }
 
+/** The caller the authentication interceptor found, for the handlers. */
+const callerKey = createContextKey<Caller | undefined>(undefined);
+
+/** OrderService methods anyone may call: the catalog. */
+const publicMethods: ReadonlySet<string> = new Set([OrderService.method.listProducts.name, OrderService.method.getProduct.name]);
+
+/** Authenticates every Connect call but the catalog's before its handler runs. */
+function authenticating(authenticator: Authenticator): Interceptor {
+  return (next) => async (req) => {
+    if (!publicMethods.has(req.method.name)) req.contextValues.set(callerKey, await authenticator.authenticate(req.header.get("authorization")));
+    return next(req);
+  };
+}
+
+function callerOf(context: HandlerContext): Caller {
+  const caller = context.values.get(callerKey);
+  if (caller === undefined) throw new ConnectError("no authenticated caller", Code.Unauthenticated);
+  return caller;
+}
+
 /** The Connect implementation of OrderService over the same core. */
-export function orderRoutes(orders: Orders) {
+export function orderRoutes({ orders, scoped }: Pick<ApiDeps, "orders" | "scoped">) {
   return (router: ConnectRouter) =>
     router.service(OrderService, {
-      async placeOrder(request) {
-        const placed = await orders.placeOrder(request);
+      async placeOrder(request, context) {
+        const placed = await scoped.placeOrder(callerOf(context), request);
         return { orderId: placed.orderId, status: placed.status };
       },
-      async getOrder(request) {
-        return { order: await orders.getOrder(request.orderId) };
+      async getOrder(request, context) {
+        return { order: await scoped.getOrder(callerOf(context), request.orderId) };
       },
-      async listOrders(request) {
-        return orders.listOrders(request);
+      async listOrders(request, context) {
+        return scoped.listOrders(callerOf(context), request);
       },
-      async cancelOrder(request) {
-        const order = await orders.cancelOrder(request.orderId, request.reason, "customer");
+      async cancelOrder(request, context) {
+        const order = await scoped.cancelOrder(callerOf(context), request.orderId, request.reason);
         return { orderId: order.orderId, status: order.status };
       },
-      async listOrderEvents(request) {
-        return { events: await orders.listOrderEvents(request.orderId) };
+      async listOrderEvents(request, context) {
+        return { events: await scoped.listOrderEvents(callerOf(context), request.orderId) };
       },
       async *watchOrder(request, context) {
-        for await (const order of orders.watchOrder(request.orderId, context.signal)) yield { order };
+        for await (const order of scoped.watchOrder(callerOf(context), request.orderId, context.signal)) yield { order };
       },
       async listProducts() {
         return { products: await orders.listProducts() };
@@ -260,16 +321,23 @@ export function routeOf(url: string): string {
     .replace(/^\/products\/[^/]+/, "/products/{sku}");
 }
 
+/** Who may call: the token verifier and the per-client limit on placing orders. */
+export interface ApiGuard {
+  readonly authenticator: Authenticator;
+  readonly limiter: PlaceLimiter;
+}
+
 /** Serves REST and Connect on host:port (0 = any free port); each request is a SERVER span. */
-export async function startApiServer(orders: Orders, log: Logger, port: number, host = "127.0.0.1"): Promise<ApiServer> {
-  const connect = connectNodeAdapter({ routes: orderRoutes(orders) });
+export async function startApiServer(orders: Orders, guard: ApiGuard, log: Logger, port: number, host = "127.0.0.1"): Promise<ApiServer> {
+  const deps: ApiDeps = { orders, scoped: scopedOrders(orders, guard.limiter), authenticator: guard.authenticator };
+  const connect = connectNodeAdapter({ routes: orderRoutes(deps), interceptors: [authenticating(guard.authenticator)] });
   const server = createServer((req, res) => {
     const method = req.method ?? "GET";
     const route = routeOf(req.url ?? "/");
     const attributes = { "http.request.method": method, "http.route": route, "url.path": (req.url ?? "/").split("?")[0] ?? "/" };
     void traceRequest(`${method} ${route}`, "server", req.headers, attributes, async (span) => {
       const finished = new Promise<void>((resolve) => res.once("close", resolve));
-      await rest(orders, req, res)
+      await rest(deps, req, res)
         .then((handled) => {
           if (!handled) connect(req, res);
         })

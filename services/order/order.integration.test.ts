@@ -5,7 +5,7 @@
  * the order lifecycle with its rebuild.
  */
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +20,8 @@ import { sampleOf } from "../../test/harness/samples.ts";
 import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
 import { freePort } from "../../test/harness/processes.ts";
+import { testAuth } from "../../test/harness/auth.ts";
+import { bearer } from "../cli/tokens.ts";
 import { OrderProjection } from "./projection.ts";
 import { buildOrder } from "./service.ts";
 import { rebuildProjection } from "./rebuild.ts";
@@ -29,6 +31,10 @@ let r: TestRedis;
 let service: RunningService;
 let base: string;
 let publisher: Publisher;
+/** Customer c-1's Authorization header: validBody() orders are c-1's. */
+let asC1: Record<string, string>;
+/** A Connect transport calling as c-1. */
+let c1Transport: ReturnType<typeof createConnectTransport>;
 
 async function startOrderService(env: Record<string, string>) {
   const port = await freePort();
@@ -48,6 +54,13 @@ beforeAll(async () => {
   service = started.running;
   base = `http://127.0.0.1:${started.port}`;
   publisher = await createPublisher(t.kafka, t.config);
+  asC1 = bearer(await testAuth().credentials.forCustomer("c-1"));
+  const authorization = asC1["authorization"] ?? "";
+  const asCustomer: Interceptor = (next) => (req) => {
+    req.header.set("authorization", authorization);
+    return next(req);
+  };
+  c1Transport = createConnectTransport({ baseUrl: base, httpVersion: "1.1", interceptors: [asCustomer] });
 });
 
 afterAll(async () => {
@@ -66,7 +79,7 @@ const validBody = () => ({
 });
 
 const post = (body: unknown, headers: Record<string, string> = {}) =>
-  fetch(`${base}/orders`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+  fetch(`${base}/orders`, { method: "POST", headers: { "content-type": "application/json", ...asC1, ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
 
 describe("placing orders", () => {
   it("accepts a valid order with 202 once orders.created is acknowledged, with the card tokenized", async () => {
@@ -85,15 +98,15 @@ describe("placing orders", () => {
   it("writes the PENDING view as it accepts, under the orders.created record's event id, so the record's replay changes nothing", async () => {
     const watch = await watchTopics(t, ["orders.created"]);
     const { order_id: orderId } = (await (await post(validBody())).json()) as { order_id: string };
-    const order = (await (await fetch(`${base}/orders/${orderId}`)).json()) as Record<string, unknown>;
+    const order = (await (await fetch(`${base}/orders/${orderId}`, { headers: asC1 })).json()) as Record<string, unknown>;
     expect(order).toMatchObject({ status: "PENDING", customer_id: "c-1", total: "1049.99", card_last4: "4242", version: 1 });
     const record = await watch.next(orderId, "orders.created");
     await watch.close();
-    const { events } = (await (await fetch(`${base}/orders/${orderId}/events`)).json()) as { events: { event_id: string; topic: string; occurred_at: string }[] };
+    const { events } = (await (await fetch(`${base}/orders/${orderId}/events`, { headers: asC1 })).json()) as { events: { event_id: string; topic: string; occurred_at: string }[] };
     expect(events).toEqual([expect.objectContaining({ event_id: record.envelope.eventId, topic: "orders.created", occurred_at: order["created_at"] })]);
     const projection = new OrderProjection(service.runtime.redis, service.runtime.keys);
     expect(await projection.apply("orders.created", record)).toBe(false);
-    expect(((await (await fetch(`${base}/orders/${orderId}`)).json()) as { version: number }).version).toBe(1);
+    expect(((await (await fetch(`${base}/orders/${orderId}`, { headers: asC1 })).json()) as { version: number }).version).toBe(1);
   });
 
   it("returns the same order for the same Idempotency-Key and body, 409 for another body", async () => {
@@ -103,7 +116,7 @@ describe("placing orders", () => {
     expect(again.status).toBe(202);
     expect(again.headers.get("idempotent-replayed")).toBe("true");
     expect(((await again.json()) as { order_id: string }).order_id).toBe(first.order_id);
-    const other = await post({ ...validBody(), customer_id: "c-2" }, { "idempotency-key": key });
+    const other = await post({ ...validBody(), customer_email: "grace@example.com" }, { "idempotency-key": key });
     expect(other.status, await other.clone().text()).toBe(409);
   });
 
@@ -132,7 +145,7 @@ describe("placing orders", () => {
   });
 
   it("gives Connect clients InvalidArgument with the violations as a typed detail", async () => {
-    const client = createClient(OrderService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
+    const client = createClient(OrderService, c1Transport);
     const err = await client.placeOrder({ customerId: "c-1", customerEmail: "nope", currency: "USD", items: [] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.InvalidArgument);
@@ -148,9 +161,9 @@ describe("placing orders", () => {
   });
 
   it("answers 404 for an unknown order and 400 for a malformed id", async () => {
-    const unknown = await fetch(`${base}/orders/${randomUUID()}`);
+    const unknown = await fetch(`${base}/orders/${randomUUID()}`, { headers: asC1 });
     expect(unknown.status, await unknown.clone().text()).toBe(404);
-    expect((await fetch(`${base}/orders/not-a-uuid`)).status).toBe(400);
+    expect((await fetch(`${base}/orders/not-a-uuid`, { headers: asC1 })).status).toBe(400);
     expect((await fetch(`${base}/products/unicorn`)).status).toBe(404);
   });
 
@@ -158,7 +171,7 @@ describe("placing orders", () => {
     const orphan = await startOrderService(serviceEnv(t, r.prefix, { TOPIC_PREFIX: `missing-${randomUUID().slice(0, 6)}.`, KAFKA_DELIVERY_TIMEOUT_MS: "1500" }));
     try {
       const key = randomUUID();
-      const res = await fetch(`http://127.0.0.1:${orphan.port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(validBody()) });
+      const res = await fetch(`http://127.0.0.1:${orphan.port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key, ...asC1 }, body: JSON.stringify(validBody()) });
       expect(res.status, await res.clone().text()).toBe(503);
       expect(res.headers.get("retry-after")).toBe("1");
       expect(await r.redis.exists(r.keys("idempotency", key))).toBe(0);
@@ -177,11 +190,13 @@ describe("reading orders", () => {
 
   it("derives the order from its lifecycle events, over REST and Connect, and watches it to the end", async () => {
     const { order_id: orderId } = (await (await post(validBody())).json()) as { order_id: string };
-    const client = createClient(OrderService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
+    const client = createClient(OrderService, c1Transport);
     const seen: OrderStatus[] = [];
     const watching = (async () => {
       for await (const update of client.watchOrder({ orderId })) seen.push(update.order?.status ?? OrderStatus.UNSPECIFIED);
     })();
+    // The watch reports the order as it is before anything changes it.
+    await waitFor(() => seen.length > 0, { what: "the watch's first update" });
     await publisher.publish("orders.validated", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
     await publisher.publish("payments.completed", PaymentCompletedSchema, sampleOf(PaymentCompletedSchema, orderId), { orderId });
     await publisher.publish("orders.completed", OrderCompletedSchema, sampleOf(OrderCompletedSchema, orderId), { orderId });
@@ -189,14 +204,14 @@ describe("reading orders", () => {
     expect(seen[0]).toBe(OrderStatus.PENDING);
     expect(seen.at(-1)).toBe(OrderStatus.COMPLETED);
 
-    const order = (await (await fetch(`${base}/orders/${orderId}`)).json()) as { status: string; total: string; version: number };
+    const order = (await (await fetch(`${base}/orders/${orderId}`, { headers: asC1 })).json()) as { status: string; total: string; version: number };
     expect(order).toMatchObject({ status: "COMPLETED", total: "1049.99", version: 3 });
     // payments.completed is no longer read: the history holds the order's lifecycle only.
-    const { events } = (await (await fetch(`${base}/orders/${orderId}/events`)).json()) as { events: { topic: string }[] };
+    const { events } = (await (await fetch(`${base}/orders/${orderId}/events`, { headers: asC1 })).json()) as { events: { topic: string }[] };
     expect(events.map((e) => e.topic)).toEqual(["orders.created", "orders.validated", "orders.completed"]);
     const viaConnect = await client.getOrder({ orderId });
     expect(viaConnect.order?.status).toBe(OrderStatus.COMPLETED);
-    const listed = (await (await fetch(`${base}/orders?customer_id=c-1&status=completed&page_size=200`)).json()) as { orders: { order_id: string }[] };
+    const listed = (await (await fetch(`${base}/orders?customer_id=c-1&status=completed&page_size=200`, { headers: asC1 })).json()) as { orders: { order_id: string }[] };
     expect(listed.orders.map((o) => o.order_id)).toContain(orderId);
   });
 
@@ -205,7 +220,7 @@ describe("reading orders", () => {
     const { order_id: validated } = (await (await post(validBody())).json()) as { order_id: string };
     for (const orderId of [completed, validated]) await publisher.publish("orders.validated", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
     await publisher.publish("orders.completed", OrderCompletedSchema, sampleOf(OrderCompletedSchema, completed), { orderId: completed });
-    const status = async (orderId: string) => ((await (await fetch(`${base}/orders/${orderId}`)).json()) as { status?: string }).status;
+    const status = async (orderId: string) => ((await (await fetch(`${base}/orders/${orderId}`, { headers: asC1 })).json()) as { status?: string }).status;
     await waitFor(async () => (await status(completed)) === "COMPLETED" && (await status(validated)) === "VALIDATED", { what: "COMPLETED and VALIDATED" });
     const live = new OrderProjection(service.runtime.redis, service.runtime.keys);
     const stateOf = async (projection: OrderProjection, keys: (...parts: string[]) => string, redis: typeof r.redis) =>

@@ -9,7 +9,8 @@ import { randomUUID } from "node:crypto";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
 import { formatMinor } from "../../services/order/money.ts";
-import { sampleOrder, testCards, type SampleMix } from "../../services/cli/samples.ts";
+import { sampleOrder, testCards, type OrderBody, type SampleMix } from "../../services/cli/samples.ts";
+import { bearer, type OrderApiCredentials } from "../../services/cli/tokens.ts";
 
 /** The SKUs the load orders, as the suite seeds them. */
 export const loadCatalog = [
@@ -40,6 +41,8 @@ const mix: SampleMix = {
 
 export interface LoadOptions {
   readonly apiUrls: readonly string[];
+  /** The tokens the load sends: each order and its cancel as the order's customer. */
+  readonly credentials: OrderApiCredentials;
   readonly ratePerSecond: number;
   readonly rng: RandomGenerator;
   /** Share of orders (percent) that are cancelled right after they were accepted. */
@@ -72,18 +75,19 @@ export class OrderLoad {
 
   constructor(private readonly options: LoadOptions) {}
 
-  #body(): unknown {
+  #body(): OrderBody {
     return sampleOrder(mix, (min, max) => uniformInt(this.options.rng, min, max));
   }
 
   /** Places one order, retrying with its key until accepted or MAX_TRIES is reached. */
-  async #place(api: string, body: unknown, cancel: boolean): Promise<void> {
+  async #place(api: string, body: OrderBody, cancel: boolean): Promise<void> {
     const key = randomUUID();
     for (let attempt = 1; attempt <= MAX_TRIES; attempt += 1) {
       try {
+        const auth = bearer(await this.options.credentials.forCustomer(body.customer_id));
         const response = await fetch(`${api}/orders`, {
           method: "POST",
-          headers: { "content-type": "application/json", "idempotency-key": key },
+          headers: { "content-type": "application/json", "idempotency-key": key, ...auth },
           body: JSON.stringify(body),
           signal: AbortSignal.timeout(10_000),
         });
@@ -92,7 +96,7 @@ export class OrderLoad {
           this.accepted.set(orderId, Date.now());
           if (cancel) {
             this.#cancels += 1;
-            await fetch(`${api}/orders/${orderId}/cancel`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}", signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+            await fetch(`${api}/orders/${orderId}/cancel`, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: "{}", signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
           }
           return;
         }

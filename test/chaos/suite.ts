@@ -145,7 +145,7 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
     note("system up", { processes: system.processes.length });
     try {
       const rng = xoroshiro128plus(options.seed);
-      const load = new OrderLoad({ apiUrls: system.apiUrls, ratePerSecond: options.ratePerSecond, rng });
+      const load = new OrderLoad({ apiUrls: system.apiUrls, credentials: system.credentials, ratePerSecond: options.ratePerSecond, rng });
       const poison = new Map<string, string>();
       const ctx: FaultContext = { env, system, rng, admin, publisher, config, instances: options.instances, envOf, note, poison };
       const faults: FaultResult[] = [];

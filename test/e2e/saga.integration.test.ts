@@ -13,7 +13,9 @@ import { DlqHeaders } from "../../lib/kafka/dlq.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { headerValue } from "../../lib/codec/envelope.ts";
 import { runCli } from "../../services/cli/main.ts";
+import { bearer } from "../../services/cli/tokens.ts";
 import { StockStore } from "../../services/inventory/stock.ts";
+import { operatorHeaders } from "../harness/auth.ts";
 import { openTestKafka, readRecords, type TestKafka } from "../harness/kafka.ts";
 import { startSystem, type RunningSystem } from "../harness/processes.ts";
 import { openTestRedis, type TestRedis } from "../harness/redis.ts";
@@ -75,14 +77,16 @@ const body = (items: { product_id: string; quantity: number; price: string }[], 
   payment: { method: "card", card_number: card },
 });
 
-async function place(order: unknown, headers: Record<string, string> = {}): Promise<string> {
-  const res = await fetch(`${system.apiUrl}/orders`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(order) });
+/** Placed as the order's customer, with its token. */
+async function place(order: ReturnType<typeof body>, headers: Record<string, string> = {}): Promise<string> {
+  const auth = bearer(await system.credentials.forCustomer(order.customer_id));
+  const res = await fetch(`${system.apiUrl}/orders`, { method: "POST", headers: { "content-type": "application/json", ...auth, ...headers }, body: JSON.stringify(order) });
   expect(res.status).toBe(202);
   return ((await res.json()) as { order_id: string }).order_id;
 }
 
 async function order(id: string): Promise<RestOrder | undefined> {
-  const res = await fetch(`${system.apiUrl}/orders/${id}`);
+  const res = await fetch(`${system.apiUrl}/orders/${id}`, { headers: await operatorHeaders() });
   return res.status === 200 ? ((await res.json()) as RestOrder) : undefined;
 }
 
@@ -135,7 +139,7 @@ describe("make demo", () => {
       return true;
     });
     try {
-      expect(await runCli(["node", "orderflow", "--json", "demo", "--api", system.apiUrl], { LOG_LEVEL: "warn" })).toBe(0);
+      expect(await runCli(["node", "orderflow", "--json", "demo", "--api", system.apiUrl], { LOG_LEVEL: "warn", ORDER_API_SIGNING_KEY_FILE: system.signingKeyFile })).toBe(0);
     } finally {
       spy.mockRestore();
     }
@@ -150,7 +154,8 @@ describe("cancel", () => {
     const before = await available("mouse");
     const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
     await waitFor(() => order(id), { what: "the order to be readable" });
-    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, { method: "POST", body: JSON.stringify({ reason: "changed my mind" }) })).status).toBe(202);
+    const cancel = { method: "POST", headers: { "content-type": "application/json", ...(await operatorHeaders()) }, body: JSON.stringify({ reason: "changed my mind" }) };
+    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, cancel)).status).toBe(202);
     expect((await terminal(id)).status).toBe("CANCELLED");
     await waitFor(async () => {
       const level = await available("mouse");
@@ -162,13 +167,13 @@ describe("cancel", () => {
   it("after completion: refunded", async () => {
     const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
     expect((await terminal(id)).status).toBe("COMPLETED");
-    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, { method: "POST" })).status).toBe(202);
+    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, { method: "POST", headers: await operatorHeaders() })).status).toBe(202);
     await waitFor(async () => {
       const o = await order(id);
       return o?.status === "CANCELLED" && o.refunded;
     }, { what: "CANCELLED and refunded" });
     await waitFor(async () => (await mailsFor(id)).some((m) => /refunded/.test(m.subject)), { what: "the refund email" });
-    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, { method: "POST" })).status).toBe(409);
+    expect((await fetch(`${system.apiUrl}/orders/${id}/cancel`, { method: "POST", headers: await operatorHeaders() })).status).toBe(409);
   });
 });
 
@@ -182,7 +187,8 @@ describe("exactly one effect", () => {
     expect(again).toBe(a);
     if (b !== undefined) expect(b).toBe(a);
     await terminal(a);
-    const listed = (await (await fetch(`${system.apiUrl}/orders?customer_id=${customer}`)).json()) as { orders: unknown[] };
+    const asCustomer = bearer(await system.credentials.forCustomer(customer));
+    const listed = (await (await fetch(`${system.apiUrl}/orders?customer_id=${customer}`, { headers: asCustomer })).json()) as { orders: unknown[] };
     expect(listed.orders).toHaveLength(1);
   });
 

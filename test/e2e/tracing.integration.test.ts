@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StockStore } from "../../services/inventory/stock.ts";
 import { openTestKafka, type TestKafka } from "../harness/kafka.ts";
+import { operatorHeaders } from "../harness/auth.ts";
 import { serviceNames, startSystem, type RunningSystem } from "../harness/processes.ts";
 import { openTestRedis, type TestRedis } from "../harness/redis.ts";
 import { createCatalogTopics, placeOrder, serviceEnv } from "../harness/system.ts";
@@ -68,8 +69,8 @@ afterAll(async () => {
 
 describe("tracing into Jaeger", () => {
   it("a completed order is a single trace with spans from all five services", async () => {
-    const orderId = await placeOrder(system.apiUrl, [{ product_id: "lamp", quantity: 1, price: "45.00" }]);
-    await waitFor(async () => ((await (await fetch(`${system.apiUrl}/orders/${orderId}`)).json()) as { status: string }).status === "COMPLETED", {
+    const orderId = await placeOrder(system.api, [{ product_id: "lamp", quantity: 1, price: "45.00" }]);
+    await waitFor(async () => ((await (await fetch(`${system.apiUrl}/orders/${orderId}`, { headers: await operatorHeaders() })).json()) as { status: string }).status === "COMPLETED", {
       what: "the order to complete",
     });
 

@@ -1,8 +1,8 @@
 /**
  * Runs the whole system as real processes for end-to-end and fault tests: the mail sink and the
  * five services — one or more instances each — every one a child process on free loopback ports,
- * all under the test's own topic prefix and Redis key prefix. Waits until every process reports
- * ready; stop() sends SIGTERM and waits.
+ * all under the test's own topic prefix and Redis key prefix, the order API verifying tokens with a
+ * key pair of this run's own. Waits until every process reports ready; stop() sends SIGTERM and waits.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync, mkdirSync, mkdtempSync } from "node:fs";
@@ -10,6 +10,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { OrderApi } from "../../services/cli/context.ts";
+import type { OrderApiCredentials } from "../../services/cli/tokens.ts";
+import { testAuth } from "./auth.ts";
 import { waitFor } from "./wait.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -28,6 +31,12 @@ export interface RunningSystem {
   /** The order API of each order instance; apiUrl is the first. */
   readonly apiUrl: string;
   readonly apiUrls: readonly string[];
+  /** The first order instance with credentials, as clients call it. */
+  readonly api: OrderApi;
+  /** Tokens this run's order API accepts, for any customer or an operator. */
+  readonly credentials: OrderApiCredentials;
+  /** The private key those tokens are signed with (for clients that sign their own). */
+  readonly signingKeyFile: string;
   readonly mailUrl: string;
   /** Ops address of each running process, by process name ("payment", or "payment-1" for a second instance). */
   readonly opsUrls: Readonly<Record<string, string>>;
@@ -77,12 +86,14 @@ export async function startSystem(env: Record<string, string>, options: SystemOp
     opsPorts[member.name] = await freePort();
     if (member.service === "order") apiPorts[member.name] = await freePort();
   }
+  const auth = testAuth();
   const output: Record<string, string[]> = {};
   const children = new Map<string, ChildProcess>();
   const stopping = new Set<ChildProcess>();
   const crashes: string[] = [];
   const common = {
     ...process.env,
+    ...auth.env,
     ...env,
     SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
     MAILSINK_SMTP_PORT: String(smtpPort),
@@ -149,6 +160,9 @@ export async function startSystem(env: Record<string, string>, options: SystemOp
   return {
     apiUrl: apiUrls[0] ?? "",
     apiUrls,
+    api: { baseUrl: apiUrls[0] ?? "", credentials: auth.credentials },
+    credentials: auth.credentials,
+    signingKeyFile: auth.privateKeyFile,
     mailUrl: `http://127.0.0.1:${mailPort}`,
     opsUrls: Object.fromEntries(Object.entries(opsPorts).map(([name, port]) => [name, `http://127.0.0.1:${port}`])),
     output,

@@ -12,9 +12,11 @@ import { applyTopics, desiredTopics } from "../../lib/kafka/topics.ts";
 import type { Env } from "../../lib/config.ts";
 import { startService, type RunningService, type Runtime, type ServiceParts } from "../../lib/service.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
+import { testAuth } from "./auth.ts";
 import { openTestKafka, type TestKafka } from "./kafka.ts";
 import { openTestRedis, type TestRedis } from "./redis.ts";
 import { waitFor } from "./wait.ts";
+import type { OrderApi } from "../../services/cli/context.ts";
 import { postOrder } from "../../services/cli/order-api.ts";
 import { orderBody, testCards, type OrderLineBody } from "../../services/cli/samples.ts";
 
@@ -23,7 +25,7 @@ export async function createCatalogTopics(t: TestKafka): Promise<void> {
   await applyTopics(t.admin, desiredTopics(catalog, replication.local, t.config.topicPrefix));
 }
 
-/** Environment for a service joining this test's topics and Redis key prefix. */
+/** Environment for a service joining this test's topics and Redis key prefix (and the order API's test key). */
 export function serviceEnv(t: TestKafka, redisPrefix: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
     KAFKA_BROKERS: inject("kafkaBrokers"),
@@ -34,6 +36,7 @@ export function serviceEnv(t: TestKafka, redisPrefix: string, extra: Record<stri
     CONSUMER_RETRY_INITIAL_MS: "10",
     CONSUMER_RETRY_MAX_MS: "50",
     HOME: process.env["HOME"] ?? "",
+    ...testAuth().env,
     ...extra,
   };
 }
@@ -119,9 +122,9 @@ export async function startTestService(
   };
 }
 
-/** Places an order over the REST API for a new customer; returns its id and fails the test unless it was accepted. */
-export async function placeOrder(apiUrl: string, items: readonly OrderLineBody[], card: string = testCards.success): Promise<string> {
-  const placed = await postOrder(apiUrl, orderBody({ customerId: `c-${randomUUID().slice(0, 8)}`, email: "shopper@example.com", items, card }));
+/** Places an order over the REST API for a new customer (with its token); returns its id and fails the test unless it was accepted. */
+export async function placeOrder(api: OrderApi, items: readonly OrderLineBody[], card: string = testCards.success): Promise<string> {
+  const placed = await postOrder(api, orderBody({ customerId: `c-${randomUUID().slice(0, 8)}`, email: "shopper@example.com", items, card }));
   if (!placed.accepted) throw new Error(`order not accepted: HTTP ${placed.status} ${placed.error}`);
   return placed.orderId;
 }

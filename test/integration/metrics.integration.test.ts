@@ -23,6 +23,7 @@ import { buildPayment } from "../../services/payment/service.ts";
 import { openTestKafka, type TestKafka } from "../harness/kafka.ts";
 import { freePort } from "../harness/processes.ts";
 import { openTestRedis, type TestRedis } from "../harness/redis.ts";
+import { operatorHeaders, testOrderApi } from "../harness/auth.ts";
 import { createCatalogTopics, placeOrder, serviceEnv } from "../harness/system.ts";
 import { waitFor } from "../harness/wait.ts";
 
@@ -100,11 +101,11 @@ async function value(service: string, name: string, labels: Record<string, strin
 const topic = (base: string) => t.topic(base);
 
 function place(card: string): Promise<string> {
-  return placeOrder(apiUrl, [{ product_id: "mouse", quantity: 1, price: "25.00" }], card);
+  return placeOrder(testOrderApi(apiUrl), [{ product_id: "mouse", quantity: 1, price: "25.00" }], card);
 }
 
 const statusOf = async (id: string) => {
-  const res = await fetch(`${apiUrl}/orders/${id}`);
+  const res = await fetch(`${apiUrl}/orders/${id}`, { headers: await operatorHeaders() });
   return res.status === 200 ? ((await res.json()) as { status: string }).status : undefined;
 };
 

@@ -250,7 +250,7 @@ async function withSaga<T>(
 ): Promise<T> {
   const system: RunningSystem = await startSystem(serviceEnv, { nodeArgs: [...nodeArgs] });
   const log = createLogger("bench", "warn");
-  const ctx: CliContext = { config, settings: cliSettings({ ORDER_API_URL: system.apiUrl }), log, kafka: createKafka(config, log), json: true };
+  const ctx: CliContext = { config, settings: cliSettings({ ORDER_API_URL: system.apiUrl, ORDER_API_SIGNING_KEY_FILE: system.signingKeyFile }), log, kafka: createKafka(config, log), json: true };
   let current: Measurement | undefined;
   const tail = await watchEnds(ctx, () => current);
   try {

@@ -70,7 +70,7 @@ afterAll(async () => {
 });
 
 function place(card = "4242424242424242"): Promise<string> {
-  return placeOrder(system.apiUrl, [{ product_id: "mouse", quantity: 1, price: "25.00" }], card);
+  return placeOrder(system.api, [{ product_id: "mouse", quantity: 1, price: "25.00" }], card);
 }
 
 async function snapshot(): Promise<Snapshot> {
