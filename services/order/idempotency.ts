@@ -18,7 +18,10 @@
  * The fingerprint of a request is an HMAC-SHA256 of its proto JSON, keyed with a secret: the body
  * holds the full card number, and an unkeyed hash of it could be brute-forced from the last four
  * digits. The card stays in the fingerprint (a retry with another card is another request). The
- * secret comes from IDEMPOTENCY_SECRET, or else is made once in Redis and shared by every instance.
+ * secret comes from IDEMPOTENCY_SECRET (set it in production), or else is made once in Redis and
+ * shared by every instance; each instance reads it once, so if Redis loses it (and with it every
+ * key's record) while instances run, they may disagree until restarted: a retry may then be refused
+ * as another body (409), never made a second order.
  */
 import { createHmac, randomBytes } from "node:crypto";
 import { toJsonString } from "@bufbuild/protobuf";

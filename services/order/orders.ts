@@ -186,6 +186,18 @@ export function createOrders(deps: OrdersDeps) {
   }
 
   /**
+   * Marks the key's order acknowledged. The order is on Kafka already: if this write fails, the key
+   * stays pending and a retry republishes the same order once the lease is over, so it is logged.
+   */
+  async function completeKey(key: string, orderId: string): Promise<void> {
+    try {
+      await idempotency.complete(key, orderId);
+    } catch (err) {
+      log.warn({ orderId, err: messageOf(err) }, "the Idempotency-Key was not marked done; a retry will republish the same order");
+    }
+  }
+
+  /**
    * Applies the accepted order's orders.created to the read model, with the record's event id and
    * time, so that its replay (live or in a rebuild) changes nothing. The order is on Kafka already:
    * if this write fails, the order's lifecycle events still make its view, so it is logged, not thrown.
@@ -232,7 +244,8 @@ export function createOrders(deps: OrdersDeps) {
       try {
         await publisher.publish("orders.created", OrderCreatedSchema, created, { orderId, eventId });
       } catch (err) {
-        if (key) await idempotency.release(key, orderId);
+        // Unreleased, the lease simply runs out.
+        if (key) await idempotency.release(key, orderId).catch((releaseErr: unknown) => log.warn({ orderId, err: messageOf(releaseErr) }, "the Idempotency-Key's lease was not released"));
         if (err instanceof ConnectError) throw err;
         if (err instanceof TransientError) {
           log.warn({ orderId, err: messageOf(err) }, "order not confirmed: Kafka did not acknowledge");
@@ -243,7 +256,7 @@ export function createOrders(deps: OrdersDeps) {
         }
         throw ConnectError.from(err);
       }
-      await Promise.all([projectAccepted(created, accepted), key ? idempotency.complete(key, orderId) : undefined]);
+      await Promise.all([projectAccepted(created, accepted), key ? completeKey(key, orderId) : undefined]);
       log.info({ orderId, lines: lines.length }, "order accepted");
       return { orderId, status: OrderStatus.PENDING, replayed: false };
     },
