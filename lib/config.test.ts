@@ -43,6 +43,13 @@ describe("loadConfig", () => {
     expect(() => loadConfig("x", { ORDERFLOW_ENCODING: "avro" })).toThrow(/ORDERFLOW_ENCODING/);
   });
 
+  it("gives the Idempotency-Key lease the delivery timeout + 5 s, and refuses one that does not outlast it", () => {
+    expect(loadConfig("order", {}).idempotency).toEqual({ leaseMs: 15000 });
+    expect(loadConfig("order", { KAFKA_DELIVERY_TIMEOUT_MS: "2000", IDEMPOTENCY_SECRET: "s" }).idempotency).toEqual({ leaseMs: 7000, secret: "s" });
+    expect(loadConfig("order", { KAFKA_DELIVERY_TIMEOUT_MS: "2000", IDEMPOTENCY_LEASE_MS: "2500" }).idempotency.leaseMs).toBe(2500);
+    expect(() => loadConfig("order", { IDEMPOTENCY_LEASE_MS: "10000" })).toThrow(/IDEMPOTENCY_LEASE_MS must exceed KAFKA_DELIVERY_TIMEOUT_MS/);
+  });
+
   it("exports traces only when an OTLP endpoint is given", () => {
     expect(loadConfig("x", {}).tracing.endpoint).toBeUndefined();
     expect(loadConfig("x", { OTEL_EXPORTER_OTLP_ENDPOINT: "" }).tracing.endpoint).toBeUndefined();

@@ -80,6 +80,13 @@ export interface Config {
     /** No record handled for this long while lag grows → the watchdog reports a stall. */
     readonly stallAfterMs: number;
   };
+  /** The order API's Idempotency-Key records (services/order/idempotency.ts). */
+  readonly idempotency: {
+    /** How long an attempt holds its key before a retry may take it over; longer than kafka.deliveryTimeoutMs. */
+    readonly leaseMs: number;
+    /** Key of the request fingerprints' HMAC (never logged); unset → a secret made once in Redis. */
+    readonly secret?: string;
+  };
 }
 
 /** Producer settings the guarantees need: no duplicates from retries, every replica acks. */
@@ -245,7 +252,22 @@ export function loadConfig(service: string, env: Env = process.env): Config {
       pollMs: integer(env, "CONSUMER_POLL_MS", 100, 1),
       stallAfterMs: integer(env, "CONSUMER_STALL_AFTER_MS", 60000, 1),
     },
+    idempotency: idempotencySettings(env),
   };
+}
+
+/**
+ * IDEMPOTENCY_LEASE_MS (default: the delivery timeout + 5 s; must exceed it, or a retry could take
+ * over a key whose produce may still be acknowledged) and IDEMPOTENCY_SECRET.
+ */
+function idempotencySettings(env: Env): Config["idempotency"] {
+  const deliveryTimeoutMs = integer(env, "KAFKA_DELIVERY_TIMEOUT_MS", 10000, 1);
+  const leaseMs = integer(env, "IDEMPOTENCY_LEASE_MS", deliveryTimeoutMs + 5000, 1);
+  if (leaseMs <= deliveryTimeoutMs) {
+    throw new ConfigError(`IDEMPOTENCY_LEASE_MS must exceed KAFKA_DELIVERY_TIMEOUT_MS (${deliveryTimeoutMs}), got ${leaseMs}`);
+  }
+  const secret = env["IDEMPOTENCY_SECRET"];
+  return secret === undefined || secret === "" ? { leaseMs } : { leaseMs, secret };
 }
 
 /** Defaults of the order API's token checks; `make up`'s development tokens are issued with these. */

@@ -134,6 +134,7 @@ export function createAdmin(deps: AdminDeps) {
   const projection = new OrderProjection(redis, keys);
   // The order core for its read functions; the admin API places no orders, so it needs no tokenizer.
   const orders = createOrders({
+    config,
     redis,
     keys,
     publisher,

@@ -1,10 +1,11 @@
 /**
  * `orderflow check` — reads the order, payment and notification topics up to their current end,
  * the stock and the payment processor's books in Redis, the dead-letter counts and (given its
- * address) the mail sink's deliveries, and reports the invariants (invariants.ts). Exits 1 on any
- * violation.
+ * address) the mail sink's deliveries, and — given the order ids a client was answered 202 with —
+ * reports the invariants (invariants.ts). Exits 1 on any violation.
  * Run it after the system is quiet: an order still in flight reads as lost.
  */
+import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { DLQ_SUFFIX, sagaTopics, topicSpec } from "../../infra/topics.ts";
 import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
@@ -28,12 +29,13 @@ async function observe(ctx: Pick<CliContext, "config" | "kafka">, timeoutMs: num
       const base = message.topic.slice(ctx.config.topicPrefix.length);
       const record = decodeUnlessPoison(message, topicSpec(base).valueTypes);
       if (record === undefined) return;
-      const fields = record.message as unknown as { paymentId?: string; notificationId?: string; messageId?: string };
+      const fields = record.message as unknown as { paymentId?: string; notificationId?: string; messageId?: string; idempotencyKey?: string };
       observed.push({
         topic: base,
         orderId: record.envelope.orderId,
         eventId: record.envelope.eventId,
         ...(base.startsWith("notifications.") ? { ref: fields.notificationId ?? "", messageId: fields.messageId ?? "" } : fields.paymentId ? { ref: fields.paymentId } : {}),
+        ...(base === "orders.created" && fields.idempotencyKey ? { idempotencyKey: fields.idempotencyKey } : {}),
       });
     }, timeoutMs);
   } finally {
@@ -69,7 +71,10 @@ async function deliveredMail(url: string): Promise<{ notificationId: string; mes
 }
 
 /** Gathers the evidence (log, Redis, the processor's books, DLQs, the mail sink if given) and applies the rules. */
-export async function checkInvariants(ctx: Omit<CliContext, "settings">, options: { timeoutMs: number; mailsink?: string }): Promise<InvariantReport> {
+export async function checkInvariants(
+  ctx: Omit<CliContext, "settings">,
+  options: { timeoutMs: number; mailsink?: string; accepted?: readonly string[] },
+): Promise<InvariantReport> {
   const records = await observe(ctx, options.timeoutMs);
   const redis = createRedis(ctx.config, ctx.log);
   const keys = keyspace(ctx.config.redisKeyPrefix);
@@ -87,6 +92,7 @@ export async function checkInvariants(ctx: Omit<CliContext, "settings">, options
     ledger,
     deadLetters: await countDeadLetters(ctx),
     ...(options.mailsink === undefined ? {} : { mail: await deliveredMail(options.mailsink) }),
+    ...(options.accepted === undefined ? {} : { accepted: options.accepted }),
   });
 }
 
@@ -95,9 +101,14 @@ export function checkCommand(context: ContextFactory): Command {
     .description("check the saga's invariants over the log, Redis, the processor's books and the mail sink (run when the system is quiet)")
     .option("--timeout <ms>", "how long reading the log may take", "120000")
     .option("--mailsink <url>", "count emails where they arrived: the mail sink's HTTP address (else from notifications.sent)")
-    .action(async (options: { timeout: string; mailsink?: string }) => {
+    .option("--accepted <file>", "the order ids the API answered 202 with, one a line: compared with orders.created both ways")
+    .action(async (options: { timeout: string; mailsink?: string; accepted?: string }) => {
       const ctx = context();
-      const report = await checkInvariants(ctx, { timeoutMs: Number(options.timeout), ...(options.mailsink === undefined ? {} : { mailsink: options.mailsink }) });
+      const report = await checkInvariants(ctx, {
+        timeoutMs: Number(options.timeout),
+        ...(options.mailsink === undefined ? {} : { mailsink: options.mailsink }),
+        ...(options.accepted === undefined ? {} : { accepted: readFileSync(options.accepted, "utf8").split("\n").map((line) => line.trim()).filter(Boolean) }),
+      });
       const { outcomes, violations } = report;
       output(ctx, report, [
         `orders accepted ${report.accepted}: completed ${outcomes.completed}, failed ${outcomes.failed}, cancelled ${outcomes.cancelled}, refunded after completion ${outcomes.refundedAfterCompletion}`,

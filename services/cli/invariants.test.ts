@@ -41,7 +41,35 @@ describe("invariant rules", () => {
       duplicateEmails: ["x:CONFIRMED"],
       missingEmails: ["y:FAILED"],
       stock: ["laptop: reserved is 2 but live reservations hold 1"],
+      ordersPerKey: [],
+      acceptedNotCreated: [],
+      createdNotAccepted: [],
     });
+  });
+
+  it("finds an Idempotency-Key behind two orders, not one order recorded twice under its key", () => {
+    const report = evaluate({ records: [
+      // A retry that republished under the key's bound order id: one order.
+      r("orders.created", "a", { idempotencyKey: "k-1" }), r("orders.created", "a", { idempotencyKey: "k-1" }), r("orders.failed", "a"),
+      // A retry that made a new order for the same key: two orders, two charges for one intent.
+      r("orders.created", "b1", { idempotencyKey: "k-2" }), r("orders.failed", "b1"),
+      r("orders.created", "b2", { idempotencyKey: "k-2" }), r("orders.failed", "b2"),
+      // Orders placed without a key are not grouped.
+      r("orders.created", "c"), r("orders.failed", "c"), r("orders.created", "d", { idempotencyKey: "" }), r("orders.failed", "d"),
+    ] });
+    expect(report.violations.ordersPerKey).toEqual(["k-2"]);
+    expect(report.ok).toBe(false);
+  });
+
+  it("compares the accepted set with orders.created both ways when the accepted ids are given", () => {
+    const records = [r("orders.created", "a"), r("orders.failed", "a"), r("orders.created", "unanswered"), r("orders.failed", "unanswered")];
+    const report = evaluate({ records, accepted: ["a", "never-recorded"] });
+    expect(report.violations.acceptedNotCreated).toEqual(["never-recorded"]);
+    expect(report.violations.createdNotAccepted).toEqual(["unanswered"]);
+    expect(report.ok).toBe(false);
+    expect(evaluate({ records, accepted: ["a", "unanswered"] }).ok).toBe(true);
+    // Without the client's side the set rules have nothing to compare.
+    expect(evaluate({ records }).violations.createdNotAccepted).toEqual([]);
   });
 
   it("audits money and mail where they really went when the books and the sink are given", () => {

@@ -4,7 +4,10 @@
  * charge per order and every charge of an order that did not complete refunded (from the payment
  * processor's own books when given, else from the topics); exactly one email per (order, template)
  * requested on notifications.email (counted at the SMTP sink when given — a resend of the same
- * message, same Message-ID, is the same email — else on notifications.sent). Pure, so each rule is
+ * message, same Message-ID, is the same email — else on notifications.sent); one order per
+ * Idempotency-Key on orders.created; and, given the order ids the API answered 202 with, that set
+ * equals the set on orders.created both ways (an order answered but never recorded is lost; one
+ * recorded but never answered is an order the client could not know of). Pure, so each rule is
  * tested on its own; `orderflow check` gathers the evidence and adds stock conservation from Redis.
  */
 import type { LedgerEntry } from "../payment/simulated-gateway.ts";
@@ -17,6 +20,8 @@ export interface Observed {
   /** payment id for payments.*, notification id for notifications.sent, message id of the email. */
   readonly ref?: string;
   readonly messageId?: string;
+  /** The Idempotency-Key an orders.created record was placed with (empty or absent: none). */
+  readonly idempotencyKey?: string;
 }
 
 /** Everything the rules look at. */
@@ -30,6 +35,8 @@ export interface Evidence {
   readonly mail?: readonly { readonly notificationId: string; readonly messageId?: string }[];
   /** Records per dead-letter topic. */
   readonly deadLetters?: Readonly<Record<string, number>>;
+  /** The order ids the API answered 202 with (the client's side); without it the set rules are skipped. */
+  readonly accepted?: readonly string[];
 }
 
 export interface InvariantReport {
@@ -50,6 +57,12 @@ export interface InvariantReport {
     readonly duplicateEmails: readonly string[];
     readonly missingEmails: readonly string[];
     readonly stock: readonly string[];
+    /** Idempotency-Keys behind more than one order id on orders.created. */
+    readonly ordersPerKey: readonly string[];
+    /** Order ids answered 202 that are not on orders.created. */
+    readonly acceptedNotCreated: readonly string[];
+    /** Order ids on orders.created that no 202 answered. */
+    readonly createdNotAccepted: readonly string[];
   };
   readonly ok: boolean;
 }
@@ -101,7 +114,16 @@ export function evaluate(evidence: Evidence): InvariantReport {
   const requested = new Set(records.filter((r) => r.topic === "notifications.email").map((r) => r.ref ?? ""));
   const delivered = new Set(mail === undefined ? records.filter((r) => r.topic === "notifications.sent").map((r) => r.ref ?? "") : mail.map((m) => m.notificationId));
   const missingEmails = [...requested].filter((id) => !delivered.has(id));
-  const violations = { lost, twoOutcomes, duplicateCharges, unrefundedCharges, duplicateEmails, missingEmails, stock: evidence.stock ?? [] };
+  const keyed = records.filter((r) => r.topic === "orders.created" && r.idempotencyKey);
+  const ordersPerKey = [...group(keyed, (r) => r.idempotencyKey ?? "")].filter(([, created]) => distinct(created.map((r) => r.orderId)) > 1).map(([key]) => key);
+  const createdIds = new Set(accepted.map(([orderId]) => orderId));
+  const answered = new Set(evidence.accepted ?? []);
+  const acceptedNotCreated = evidence.accepted === undefined ? [] : [...answered].filter((id) => !createdIds.has(id));
+  const createdNotAccepted = evidence.accepted === undefined ? [] : [...createdIds].filter((id) => !answered.has(id));
+  const violations = {
+    lost, twoOutcomes, duplicateCharges, unrefundedCharges, duplicateEmails, missingEmails, stock: evidence.stock ?? [],
+    ordersPerKey, acceptedNotCreated, createdNotAccepted,
+  };
   return {
     accepted: accepted.length,
     outcomes,

@@ -1,8 +1,9 @@
 /**
- * The order API over real HTTP, Kafka and Redis: placing (REST and Connect), idempotency keys,
- * malformed input of many kinds (400 naming the field, never 500), 404s, 503 with nothing written
- * when Kafka cannot acknowledge, the PENDING view written on acceptance, and the read model fed by
- * the order lifecycle with its rebuild.
+ * The order API over real HTTP, Kafka and Redis: placing (REST and Connect), idempotency keys
+ * (racing retries, a key left leased by a crashed attempt, a 503 that keeps the key's order),
+ * malformed input of many kinds (400 naming the field, never 500), 404s, 503 when Kafka cannot
+ * acknowledge, the PENDING view written on acceptance, and the read model fed by the order
+ * lifecycle with its rebuild.
  */
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
@@ -24,6 +25,8 @@ import { testAuth } from "../../test/harness/auth.ts";
 import { bearer } from "../cli/tokens.ts";
 import { OrderProjection } from "./projection.ts";
 import { buildOrder } from "./service.ts";
+import { placeOrderRequestOf } from "./http.ts";
+import { IdempotencyKeys } from "./idempotency.ts";
 import { rebuildProjection } from "./rebuild.ts";
 
 let t: TestKafka;
@@ -120,6 +123,47 @@ describe("placing orders", () => {
     expect(other.status, await other.clone().text()).toBe(409);
   });
 
+  it("lets exactly one of racing retries of a key publish: one order id on orders.created, every 202 with it", async () => {
+    const watch = await watchTopics(t, ["orders.created"]);
+    const key = randomUUID();
+    const answers = await Promise.all(Array.from({ length: 8 }, () => post(validBody(), { "idempotency-key": key })));
+    expect(answers.every((res) => res.status === 202 || res.status === 409)).toBe(true);
+    const ids = new Set(await Promise.all(answers.filter((res) => res.status === 202).map(async (res) => ((await res.json()) as { order_id: string }).order_id)));
+    expect(ids.size).toBe(1);
+    const [orderId] = [...ids];
+    await watch.next(orderId ?? "", "orders.created");
+    const forKey = watch.seen.filter((s) => (s.record.message as unknown as OrderCreated).idempotencyKey === key);
+    expect(forKey.map((s) => s.record.envelope.orderId)).toEqual([orderId]);
+    await watch.close();
+  });
+
+  it("takes over a key a crashed attempt left leased once its lease ran out, and publishes the order it bound", async () => {
+    const env = serviceEnv(t, r.prefix, { KAFKA_DELIVERY_TIMEOUT_MS: "2000", IDEMPOTENCY_LEASE_MS: "2500", IDEMPOTENCY_SECRET: "crash-test" });
+    const leased = await startOrderService(env);
+    const watch = await watchTopics(t, ["orders.created"]);
+    try {
+      const key = randomUUID();
+      const body = validBody();
+      // The crashed attempt: it claimed the key (as the service would) and died before publishing.
+      const keys = new IdempotencyKeys(r.redis, r.keys, { leaseMs: 2500, secret: "crash-test" });
+      const crashed = await keys.claim(key, await keys.fingerprint(placeOrderRequestOf(body, key)), { orderId: randomUUID(), eventId: randomUUID(), createdAtMs: Date.now() });
+      if (crashed.kind !== "claimed") throw new Error(`the key was not fresh: ${crashed.kind}`);
+      const postLeased = () => fetch(`http://127.0.0.1:${leased.port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(body) });
+      expect((await postLeased()).status).toBe(409);
+      const accepted = await waitFor(async () => {
+        const res = await postLeased();
+        return res.status === 202 ? ((await res.json()) as { order_id: string }) : undefined;
+      }, { timeoutMs: 15_000, intervalMs: 200, what: "the lease to be taken over" });
+      expect(accepted.order_id).toBe(crashed.binding.orderId);
+      const record = await watch.next(crashed.binding.orderId, "orders.created");
+      expect(record.envelope.eventId).toBe(crashed.binding.eventId);
+      expect((record.message as unknown as OrderCreated).idempotencyKey).toBe(key);
+    } finally {
+      await watch.close();
+      await leased.running.stop();
+    }
+  });
+
   it.each<[string, unknown, string]>([
     ["not JSON", "{oops", "(body)"],
     ["an array", [], "(body)"],
@@ -136,6 +180,7 @@ describe("placing orders", () => {
     ["a non-Luhn card", { ...validBody(), payment: { method: "card", card_number: "4242424242424241" } }, "payment.card_number"],
     ["a wrong total_amount", { ...validBody(), total_amount: 1 }, "total_amount"],
     ["a bad product id", { ...validBody(), items: [{ product_id: "../etc", quantity: 1, price: "1.00" }] }, "items[0].product_id"],
+    ["a total beyond int64", { ...validBody(), currency: "BHD", items: Array.from({ length: 10 }, () => ({ product_id: "mouse", quantity: 1000, price: "999999999999.999" })) }, "items"],
   ])("refuses %s with 400", async (_name, body, field) => {
     const res = await post(body);
     expect(res.status).toBe(400);
@@ -167,17 +212,24 @@ describe("placing orders", () => {
     expect((await fetch(`${base}/products/unicorn`)).status).toBe(404);
   });
 
-  it("answers 503 with Retry-After and creates nothing when Kafka cannot acknowledge", async () => {
+  it("answers 503 with Retry-After when Kafka cannot acknowledge, keeps the key bound, and accepts the retry under that order", async () => {
     const orphan = await startOrderService(serviceEnv(t, r.prefix, { TOPIC_PREFIX: `missing-${randomUUID().slice(0, 6)}.`, KAFKA_DELIVERY_TIMEOUT_MS: "1500" }));
+    const key = randomUUID();
     try {
-      const key = randomUUID();
       const res = await fetch(`http://127.0.0.1:${orphan.port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key, ...asC1 }, body: JSON.stringify(validBody()) });
       expect(res.status, await res.clone().text()).toBe(503);
       expect(res.headers.get("retry-after")).toBe("1");
-      expect(await r.redis.exists(r.keys("idempotency", key))).toBe(0);
     } finally {
       await orphan.running.stop();
     }
+    const bound = await r.redis.hgetall(r.keys("idem", key));
+    expect(bound).toMatchObject({ state: "pending", lease_until: "0" });
+    const watch = await watchTopics(t, ["orders.created"]);
+    const retried = await post(validBody(), { "idempotency-key": key });
+    expect(retried.status).toBe(202);
+    expect(((await retried.json()) as { order_id: string }).order_id).toBe(bound["order_id"]);
+    expect((await watch.next(bound["order_id"] ?? "", "orders.created")).envelope.eventId).toBe(bound["event_id"]);
+    await watch.close();
   });
 });
 

@@ -3,9 +3,9 @@
  * idempotent by key, on Kafka before it answers), read, list, cancel, history, watch, catalog.
  * It speaks in proto messages and throws ConnectError with a Code; the transports only translate.
  */
-import { createHash, randomUUID } from "node:crypto";
-import { create, toJsonString, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { randomUUID } from "node:crypto";
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createValidator, violationsToProto } from "@bufbuild/protovalidate";
 import { ViolationsSchema, type Violations } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
@@ -23,9 +23,11 @@ import {
 } from "../../gen/orderflow/v1/order_service_pb.ts";
 import { newEventId } from "../../lib/codec/envelope.ts";
 import { TransientError, messageOf } from "../../lib/errors.ts";
+import type { Config } from "../../lib/config.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
+import { IdempotencyKeys, type Binding } from "./idempotency.ts";
 import { AmountError, formatMinor, parseAmount } from "./money.ts";
 import type { OrderProjection } from "./projection.ts";
 
@@ -66,7 +68,8 @@ export function violationsOf(err: unknown): readonly FieldViolation[] | undefine
 }
 
 const validator = createValidator();
-const IDEMPOTENCY_TTL_S = 24 * 60 * 60;
+/** The largest amount an int64 of minor units holds (Money.amount_minor). */
+const MAX_AMOUNT_MINOR = 2n ** 63n - 1n;
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED]);
 
 /** Validates a request message against its schema's rules; throws InvalidRequestError naming each field. */
@@ -79,6 +82,7 @@ export function assertRequestValid<Desc extends DescMessage>(schema: Desc, messa
 }
 
 export interface OrdersDeps {
+  readonly config: Pick<Config, "idempotency">;
   readonly redis: Redis;
   readonly keys: Keys;
   readonly publisher: Publisher;
@@ -112,6 +116,7 @@ export function toOrder(view: Record<string, string>): Order {
 
 export function createOrders(deps: OrdersDeps) {
   const { redis, keys, publisher, projection, tokenizer, log } = deps;
+  const idempotency = new IdempotencyKeys(redis, keys, deps.config.idempotency);
 
   async function product(sku: string): Promise<Product | undefined> {
     const [info, available] = await Promise.all([redis.hgetall(keys("product", sku)), redis.hget(keys("stock", sku), "available")]);
@@ -141,6 +146,9 @@ export function createOrders(deps: OrdersDeps) {
     if (violations.length > 0) throw new InvalidRequestError(violations);
     const lines = items.filter((i) => i !== undefined);
     const total = lines.reduce((sum, line) => sum + line.unitPrice.amountMinor * BigInt(line.quantity), 0n);
+    if (total > MAX_AMOUNT_MINOR) {
+      throw new InvalidRequestError([{ field: "items", message: `the order's total (quantity × price over the lines) exceeds the largest amount, ${formatMinor(MAX_AMOUNT_MINOR, request.currency)}` }]);
+    }
     return { lines, total };
   }
 
@@ -157,20 +165,36 @@ export function createOrders(deps: OrdersDeps) {
     return { method: PaymentMethod.TOKEN, token: payment?.token ?? "", cardLast4: "" };
   }
 
-  /** Claims an idempotency key for a request fingerprint, or returns the order it already made. */
-  async function claim(key: string, fingerprint: string): Promise<{ orderId: string; existing: boolean }> {
-    const redisKey = keys("idempotency", key);
-    const orderId = randomUUID();
-    const claimed = await redis.set(redisKey, JSON.stringify({ fingerprint, orderId, done: false }), "EX", IDEMPOTENCY_TTL_S, "NX");
-    if (claimed === "OK") return { orderId, existing: false };
-    const raw = await redis.get(redisKey);
-    const earlier = raw === null ? undefined : (JSON.parse(raw) as { fingerprint: string; orderId: string; done: boolean });
-    if (earlier === undefined) return claim(key, fingerprint);
-    if (earlier.fingerprint !== fingerprint) {
-      throw new ConnectError("this Idempotency-Key was used with another request body", Code.AlreadyExists);
+  /**
+   * The order a request is for: a fresh one without a key; with one, the order its first attempt
+   * bound it to — to publish (first attempt, or a takeover after a crash or an unacknowledged
+   * publish) or, once acknowledged, to answer with.
+   */
+  async function bindingOf(request: PlaceOrderRequest): Promise<{ binding: Binding; replayed: boolean }> {
+    const fresh = { orderId: randomUUID(), eventId: newEventId(), createdAtMs: Date.now() };
+    const key = request.idempotencyKey;
+    if (!key) return { binding: fresh, replayed: false };
+    const claim = await idempotency.claim(key, await idempotency.fingerprint(request), fresh);
+    switch (claim.kind) {
+      case "conflict":
+        throw new ConnectError("this Idempotency-Key was used with another request body", Code.AlreadyExists);
+      case "busy":
+        throw new ConnectError("a request with this Idempotency-Key is still in progress; retry shortly", Code.Aborted);
+      default:
+        return { binding: claim.binding, replayed: claim.kind === "done" };
     }
-    if (!earlier.done) throw new ConnectError("a request with this Idempotency-Key is still in progress; retry shortly", Code.Aborted);
-    return { orderId: earlier.orderId, existing: true };
+  }
+
+  /**
+   * Marks the key's order acknowledged. The order is on Kafka already: if this write fails, the key
+   * stays pending and a retry republishes the same order once the lease is over, so it is logged.
+   */
+  async function completeKey(key: string, orderId: string): Promise<void> {
+    try {
+      await idempotency.complete(key, orderId);
+    } catch (err) {
+      log.warn({ orderId, err: messageOf(err) }, "the Idempotency-Key was not marked done; a retry will republish the same order");
+    }
   }
 
   /**
@@ -189,47 +213,50 @@ export function createOrders(deps: OrdersDeps) {
 
   return {
     /**
-     * Validates, tokenizes, publishes orders.created (acked), writes the order's PENDING view, and
-     * answers with the order id. Redis round trips in sequence: with an Idempotency-Key two (the
-     * claim; then the view and the key's completion, sent together), without one a single one.
+     * Validates, tokenizes, binds the Idempotency-Key (if any) to an order id, publishes
+     * orders.created under that id (acked), writes the order's PENDING view, and answers with the
+     * id. A publish that is not acknowledged leaves the binding (its record may still be written):
+     * the retry republishes the same order id and event id, which the saga and the read model
+     * dedup. Redis round trips in sequence: with a key two (the claim; then the view and the key's
+     * completion, sent together) plus, once per process, the fingerprint secret; without one, one.
      */
     async placeOrder(request: PlaceOrderRequest): Promise<{ orderId: string; status: OrderStatus; replayed: boolean }> {
       assertRequestValid(PlaceOrderRequestSchema, request);
       const { lines, total } = priced(request);
       const key = request.idempotencyKey;
-      const fingerprint = createHash("sha256").update(toJsonString(PlaceOrderRequestSchema, request)).digest("hex");
-      const { orderId, existing } = key ? await claim(key, fingerprint) : { orderId: randomUUID(), existing: false };
-      if (existing) return { orderId, status: OrderStatus.PENDING, replayed: true };
-      let created: OrderCreated;
-      let accepted: { eventId: string; at: Date };
+      // Before the claim: a refused card leaves the key unbound.
+      const payment = await instrument(request);
+      const { binding, replayed } = await bindingOf(request);
+      const { orderId, eventId } = binding;
+      if (replayed) return { orderId, status: OrderStatus.PENDING, replayed: true };
+      const accepted = { eventId, at: new Date(binding.createdAtMs) };
+      const created = create(OrderCreatedSchema, {
+        orderId,
+        customerId: request.customerId,
+        customerEmail: request.customerEmail,
+        items: lines,
+        total: { currencyCode: request.currency, amountMinor: total },
+        payment,
+        ...(request.shippingAddress === undefined ? {} : { shippingAddress: request.shippingAddress }),
+        idempotencyKey: key,
+        createdAt: timestampFromMs(binding.createdAtMs),
+      });
       try {
-        const payment = await instrument(request);
-        accepted = { eventId: newEventId(), at: new Date() };
-        created = create(OrderCreatedSchema, {
-          orderId,
-          customerId: request.customerId,
-          customerEmail: request.customerEmail,
-          items: lines,
-          total: { currencyCode: request.currency, amountMinor: total },
-          payment,
-          ...(request.shippingAddress === undefined ? {} : { shippingAddress: request.shippingAddress }),
-          idempotencyKey: key,
-          createdAt: timestampFromDate(accepted.at),
-        });
-        await publisher.publish("orders.created", OrderCreatedSchema, created, { orderId, eventId: accepted.eventId });
+        await publisher.publish("orders.created", OrderCreatedSchema, created, { orderId, eventId });
       } catch (err) {
-        if (key) await redis.del(keys("idempotency", key));
+        // Unreleased, the lease simply runs out.
+        if (key) await idempotency.release(key, orderId).catch((releaseErr: unknown) => log.warn({ orderId, err: messageOf(releaseErr) }, "the Idempotency-Key's lease was not released"));
         if (err instanceof ConnectError) throw err;
         if (err instanceof TransientError) {
-          log.warn({ orderId, err: messageOf(err) }, "order not accepted: Kafka did not acknowledge");
-          throw new ConnectError("the order could not be recorded right now; nothing was created, retry later", Code.Unavailable, undefined, undefined, err);
+          log.warn({ orderId, err: messageOf(err) }, "order not confirmed: Kafka did not acknowledge");
+          const message = key
+            ? "the order could not be confirmed right now; retry with the same Idempotency-Key, it stays bound to this order"
+            : "the order could not be confirmed right now and may or may not be recorded; send an Idempotency-Key to retry safely";
+          throw new ConnectError(message, Code.Unavailable, undefined, undefined, err);
         }
         throw ConnectError.from(err);
       }
-      await Promise.all([
-        projectAccepted(created, accepted),
-        key ? redis.set(keys("idempotency", key), JSON.stringify({ fingerprint, orderId, done: true }), "EX", IDEMPOTENCY_TTL_S) : undefined,
-      ]);
+      await Promise.all([projectAccepted(created, accepted), key ? completeKey(key, orderId) : undefined]);
       log.info({ orderId, lines: lines.length }, "order accepted");
       return { orderId, status: OrderStatus.PENDING, replayed: false };
     },

@@ -15,7 +15,7 @@ import { MAX_VALUE_BYTES, encodeRecord } from "../../lib/codec/codec.ts";
 import { SCHEMA_VERSION, envelopeHeaders, newEventId } from "../../lib/codec/envelope.ts";
 import { topicName, type Admin } from "../../lib/kafka/client.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
-import type { Config } from "../../lib/config.ts";
+import { loadConfig, type Config } from "../../lib/config.ts";
 import { processName, serviceNames, type RunningSystem } from "../harness/processes.ts";
 import { waitFor } from "../harness/wait.ts";
 import type { ChaosEnvironment } from "./environment.ts";
@@ -33,6 +33,8 @@ export interface FaultContext {
   readonly instances: number;
   /** Environment for services started by a fault (same as the system's). */
   readonly envOf: (service: string, instance: number) => Record<string, string>;
+  /** What every service is started with besides its addresses (their timeouts, for faults that outlast them). */
+  readonly serviceSettings: Readonly<Record<string, string>>;
   /** Adds an entry to the timeline. */
   note(event: string, detail?: Record<string, unknown>): void;
   /** Poison records sent, by key, with the topic they were sent to. */
@@ -91,6 +93,27 @@ export const brokerFreeze: Fault = {
     ctx.note("freeze broker");
     ctx.env.signalBroker("SIGSTOP");
     await hold(15_000);
+    ctx.env.signalBroker("SIGCONT");
+    ctx.note("broker thawed");
+  },
+};
+
+/**
+ * A produce that times out at the client but is written: the broker is frozen while the load's
+ * POST /orders are publishing, for longer than the order service's delivery timeout, so those
+ * answer 503 (or not at all) while their ProduceRequests wait in the frozen broker's sockets; on
+ * SIGCONT the broker writes them. The load retries each with its Idempotency-Key, and the checker's
+ * "one order per idempotency key" and "accepted set equals orders.created" rules judge the result.
+ */
+export const produceTimeout: Fault = {
+  name: "produce-timeout",
+  description: "SIGSTOP the broker during POST /orders for longer than the order service's delivery timeout, then SIGCONT: timed-out produces get written while clients retry with the same Idempotency-Key",
+  needs: { topology: "single" },
+  async run(ctx) {
+    const deliveryTimeoutMs = loadConfig("order", ctx.serviceSettings).kafka.deliveryTimeoutMs;
+    ctx.note("freeze broker during POST /orders", { deliveryTimeoutMs });
+    ctx.env.signalBroker("SIGSTOP");
+    await hold(deliveryTimeoutMs + 2000);
     ctx.env.signalBroker("SIGCONT");
     ctx.note("broker thawed");
   },
@@ -241,6 +264,7 @@ export const allFaults: readonly Fault[] = [
   killServices,
   brokerKill,
   brokerFreeze,
+  produceTimeout,
   networkFaults,
   redisRestart,
   rebalanceStorm,
