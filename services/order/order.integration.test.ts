@@ -148,7 +148,7 @@ describe("placing orders", () => {
       const keys = new IdempotencyKeys(r.redis, r.keys, { leaseMs: 2500, secret: "crash-test" });
       const crashed = await keys.claim(key, await keys.fingerprint(placeOrderRequestOf(body, key)), { orderId: randomUUID(), eventId: randomUUID(), createdAtMs: Date.now() });
       if (crashed.kind !== "claimed") throw new Error(`the key was not fresh: ${crashed.kind}`);
-      const postLeased = () => fetch(`http://127.0.0.1:${leased.port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(body) });
+      const postLeased = () => fetch(`http://127.0.0.1:${leased.port}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key, ...asC1 }, body: JSON.stringify(body) });
       expect((await postLeased()).status).toBe(409);
       const accepted = await waitFor(async () => {
         const res = await postLeased();

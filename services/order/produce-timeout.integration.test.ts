@@ -19,6 +19,7 @@ import { freePort } from "../../test/harness/processes.ts";
 import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
 import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { createCatalogTopics, serviceEnv } from "../../test/harness/system.ts";
+import { testAuth } from "../../test/harness/auth.ts";
 import { waitFor } from "../../test/harness/wait.ts";
 import { buildOrder } from "./service.ts";
 
@@ -68,8 +69,8 @@ const body = {
   payment: { method: "card", card_number: "4242424242424242" },
 };
 
-const post = (key: string) =>
-  fetch(`${api}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(body) });
+const post = async (key: string) =>
+  fetch(`${api}/orders`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key, authorization: `Bearer ${await testAuth().credentials.forCustomer(body.customer_id)}` }, body: JSON.stringify(body) });
 
 /** Every orders.created record placed with `key`, up to the topic's current end. */
 async function createdWith(key: string): Promise<OrderCreated[]> {

@@ -221,7 +221,7 @@ describe("exactly one effect", () => {
     expect(level.available).toBe(before.available - 1);
     await waitFor(async () => (await mailsFor(id)).length > 0, { what: "the confirmation email" });
     expect(await mailsFor(id)).toHaveLength(1);
-    const { events } = (await (await fetch(`${system.apiUrl}/orders/${id}/events`)).json()) as { events: { topic: string }[] };
+    const { events } = (await (await fetch(`${system.apiUrl}/orders/${id}/events`, { headers: await operatorHeaders() })).json()) as { events: { topic: string }[] };
     expect(events.filter((e) => e.topic === "orders.created")).toHaveLength(1);
     await watch.close();
   });

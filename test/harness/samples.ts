@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { FailureReason, OrderStatus, PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
 import {
   AuditRecordedSchema,
@@ -72,7 +72,8 @@ const samples: ReadonlyMap<string, Sample> = new Map<string, Sample>([
   [PaymentCompletedSchema.typeName, (orderId) => ({ orderId, paymentId: "pay-1", amount: usd(104999n), processorReference: "ch_1", completedAt: timestampNow() })],
   [PaymentFailedSchema.typeName, (orderId) => ({ orderId, code: PaymentFailureCode.DECLINED, message: "card declined", attempts: 1, failedAt: timestampNow() })],
   [PaymentRefundedSchema.typeName, (orderId) => ({ orderId, paymentId: "pay-1", refundId: "re-1", amount: usd(104999n), voided: false, refundedAt: timestampNow() })],
-  [InventoryReservedSchema.typeName, (orderId) => ({ orderId, reservationId: "res-1", lines: reserved, expiresAt: timestampNow(), reservedAt: timestampNow() })],
+  // Held for ten minutes, as RESERVATION_TTL_MS makes it by default: a sample reservation is live.
+  [InventoryReservedSchema.typeName, (orderId) => ({ orderId, reservationId: "res-1", lines: reserved, expiresAt: timestampFromMs(Date.now() + 10 * 60_000), reservedAt: timestampNow() })],
   [InventoryReservationFailedSchema.typeName, (orderId) => ({ orderId, shortages: [{ productId: "laptop", requested: 3, available: 1 }], failedAt: timestampNow() })],
   [InventoryActionRequestedSchema.typeName, (orderId) => ({ orderId, action: InventoryAction.RELEASE, reason: ReleaseReason.COMPENSATION, requestedAt: timestampNow() })],
   [InventoryReleasedSchema.typeName, (orderId) => ({ orderId, reservationId: "res-1", reason: ReleaseReason.EXPIRED, lines: reserved, releasedAt: timestampNow() })],
