@@ -36,6 +36,16 @@ describe("createAuthenticator with a local public key", () => {
     expect(await authenticator.authenticate(`Bearer ${token}`)).toEqual({ subject: "c-1", operator: false });
   });
 
+  it("remembers a verified token until it expires, and refuses it from then on", async () => {
+    let nowMs = Date.now();
+    const remembering = createAuthenticator(config, { now: () => nowMs });
+    const token = `Bearer ${await signToken(privateKey, { subject: "c-9", ttlSeconds: 120 })}`;
+    expect(await remembering.authenticate(token)).toEqual({ subject: "c-9", operator: false });
+    expect(await remembering.authenticate(token)).toEqual({ subject: "c-9", operator: false });
+    nowMs += 121_000 + config.clockToleranceS * 1000;
+    await expect(remembering.authenticate(token)).rejects.toThrow(/expired/);
+  });
+
   it("recognises the operator scope, in a space-separated scope string or a list", async () => {
     expect(await authenticator.authenticate(`Bearer ${await signToken(privateKey, { subject: "op-7", operator: true })}`)).toEqual({ subject: "op-7", operator: true });
     const key = createPrivateKey(privateKey);
