@@ -10,6 +10,11 @@ export interface PaymentGateway {
   tokenize(cardNumber: string): Promise<{ token: string; last4: string; brand: string }>;
   /** Charges a token. The same idempotency key always means the same single charge. `orderId` is metadata for the processor's books. */
   charge(request: { idempotencyKey: string; orderId: string; token: string; amountMinor: bigint; currency: string }): Promise<{ chargeId: string; processorReference: string }>;
+  /**
+   * The charge booked under an idempotency key, if any: how a charge whose call timed out (it may
+   * have gone through) is resolved before it is ever reported as failed.
+   */
+  lookup(idempotencyKey: string): Promise<{ chargeId: string; processorReference: string } | undefined>;
   /** Refunds a charge, once per idempotency key. */
   refund(request: { idempotencyKey: string; orderId: string; chargeId: string; amountMinor: bigint; currency: string }): Promise<{ refundId: string }>;
 }

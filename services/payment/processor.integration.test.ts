@@ -12,6 +12,7 @@ import { PaymentProcessor } from "./processor.ts";
 import { createGatewayPolicy } from "./resilience.ts";
 import { TransientError } from "../../lib/errors.ts";
 import { waitFor } from "../../test/harness/wait.ts";
+import { GatewayUnavailableError, type PaymentGateway } from "./gateway.ts";
 import { RedisLedger, SimulatedGateway } from "./simulated-gateway.ts";
 
 const log = createLogger("test", "silent", new Writable({ write: (_c, _e, done) => done() }));
@@ -111,6 +112,33 @@ describe("payment processor", () => {
     const outcome = await processor.charge({ orderId, token, amountMinor: 300n, currency: "USD" });
     expect(outcome.kind).toBe("charged");
     expect(await chargesOf(orderId)).toHaveLength(1);
+  });
+
+  it("never reports a charge as failed while a timed-out attempt may have charged: the retry finds the charge", async () => {
+    const orderId = randomUUID();
+    const token = await tokenFor("4242424242424242");
+    const inner = new SimulatedGateway({ ledger });
+    // The first call is slow (it books after its caller gave up); every later call fails transiently.
+    let calls = 0;
+    const firstSlowThenFlaky: PaymentGateway = {
+      tokenize: (card) => inner.tokenize(card),
+      refund: (request) => inner.refund(request),
+      lookup: (key) => inner.lookup(key),
+      async charge(request) {
+        calls += 1;
+        if (calls > 1) throw new GatewayUnavailableError("processor error, try again");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return inner.charge(request);
+      },
+    };
+    const unlucky = new PaymentProcessor({ gateway: firstSlowThenFlaky, policy: createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, log });
+    await expect(unlucky.charge({ orderId, token, amountMinor: 700n, currency: "USD" })).rejects.toBeInstanceOf(TransientError);
+    expect(await r.redis.hgetall(r.keys("payment", orderId))).toEqual({});
+    const [booked] = await waitFor(async () => ((await chargesOf(orderId)).length === 1 ? chargesOf(orderId) : undefined), { what: "the timed-out call to book its charge" });
+    // The command is tried again: every call fails now, but the gateway has the charge under the key.
+    const outcome = await unlucky.charge({ orderId, token, amountMinor: 700n, currency: "USD" });
+    expect(outcome).toMatchObject({ kind: "charged", paymentId: booked?.id, replayed: false });
+    expect(await r.redis.hget(r.keys("payment", orderId), "state")).toBe("charged");
   });
 
   it("does not write an outcome once its claim lapsed and another holder took over", async () => {

@@ -8,9 +8,11 @@
  * the same charge back.
  *
  * A declined card, or a processor that keeps failing after the retries, is recorded as failed and
- * the order fails cleanly. A gateway call that timed out is different — the charge may have gone
- * through — so nothing is recorded and the command is tried again later under the same key; an open
- * circuit breaker likewise delays the order instead of failing it. A refund that finds no charge
+ * the order fails cleanly — but only once the gateway, asked by the idempotency key, has no charge
+ * under it. A gateway call that timed out is different — the charge may have gone through, even if
+ * a later retry failed — so nothing is recorded and the command is tried again later under the same
+ * key (where the gateway answers with the charge, if it was made); an open circuit breaker likewise
+ * delays the order instead of failing it. A refund that finds no charge
  * leaves a tombstone, so a charge command that arrives after its order was compensated is refused.
  *
  * `dedup: false` is a test-only switch for the invariant checker's negative control: every command
@@ -125,24 +127,37 @@ export class PaymentProcessor {
       }
       const idempotencyKey = this.#dedup ? `${orderId}:charge` : `${orderId}:charge:${randomUUID()}`;
       const write = (fields: Record<string, string | number>) => (claim === undefined ? this.deps.redis.hset(this.deps.keys("payment", orderId), fields).then(() => undefined) : claim.write(fields));
+      const recordCharged = async (charge: { chargeId: string; processorReference: string }) => {
+        await write({ state: "charged", payment_id: charge.chargeId, processor_ref: charge.processorReference, amount_minor: request.amountMinor.toString(), currency: request.currency, attempts });
+        this.deps.log.info({ orderId, token: masked(request.token), attempts }, "charged");
+        return { kind: "charged", paymentId: charge.chargeId, processorReference: charge.processorReference, amountMinor: request.amountMinor, replayed: false } as const;
+      };
       let attempts = 0;
+      /** An attempt timed out: it may still charge, whatever the later attempts answered. */
+      let unknownOutcome = false;
       let charge: { chargeId: string; processorReference: string };
       try {
-        charge = await this.deps.policy.execute(() => {
+        charge = await this.deps.policy.execute(({ signal }) => {
           attempts += 1;
-          return this.deps.gateway.charge({ idempotencyKey, orderId, token: request.token, amountMinor: request.amountMinor, currency: request.currency });
+          // The policy aborts an attempt's signal when it times out (and also once it is over).
+          let pending = true;
+          signal.addEventListener("abort", () => (unknownOutcome ||= pending), { once: true });
+          return this.deps.gateway.charge({ idempotencyKey, orderId, token: request.token, amountMinor: request.amountMinor, currency: request.currency }).finally(() => (pending = false));
         });
       } catch (err) {
-        if (isUnknownOutcome(err)) throw new TransientError(`the charge of order ${orderId} timed out; its outcome is unknown and it will be retried under the same key`, { cause: err });
+        if (unknownOutcome || isUnknownOutcome(err)) throw new TransientError(`a call to charge order ${orderId} timed out; its outcome is unknown and it will be retried under the same key`, { cause: err });
         if (err instanceof BreakerOpenError || !(err instanceof PaymentRefusedError || err instanceof TransientError)) throw err;
+        // A call of an earlier round that timed out may have charged after all: the gateway decides.
+        const booked = await this.deps.gateway.lookup(idempotencyKey).catch((lookupError: unknown) => {
+          throw new TransientError(`the charge of order ${orderId} failed and the gateway cannot say whether an earlier call charged: ${messageOf(lookupError)}`, { cause: lookupError });
+        });
+        if (booked !== undefined) return recordCharged(booked);
         const code: PaymentFailureCodeName = err instanceof PaymentRefusedError ? err.code : "PROCESSOR_UNAVAILABLE";
         await write({ state: "failed", code, message: messageOf(err), attempts, amount_minor: request.amountMinor.toString(), currency: request.currency });
         this.deps.log.info({ orderId, code, attempts }, "charge failed");
         return { kind: "failed", code, message: messageOf(err), attempts, replayed: false } as const;
       }
-      await write({ state: "charged", payment_id: charge.chargeId, processor_ref: charge.processorReference, amount_minor: request.amountMinor.toString(), currency: request.currency, attempts });
-      this.deps.log.info({ orderId, token: masked(request.token), attempts }, "charged");
-      return { kind: "charged", paymentId: charge.chargeId, processorReference: charge.processorReference, amountMinor: request.amountMinor, replayed: false } as const;
+      return recordCharged(charge);
     };
     return this.#dedup ? this.#claimed(orderId, work) : work(undefined);
   }

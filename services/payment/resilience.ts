@@ -51,10 +51,13 @@ export function createGatewayPolicy(options: GatewayPolicyOptions) {
     timeout(options.timeoutMs, TimeoutStrategy.Aggressive),
   );
   return {
-    /** Runs `call` under the policies; an open breaker becomes BreakerOpenError. */
-    async execute<T>(call: () => Promise<T>): Promise<T> {
+    /**
+     * Runs `call` under the policies; an open breaker becomes BreakerOpenError. Each attempt's
+     * `signal` aborts when that attempt times out (it may still act: the outcome is unknown).
+     */
+    async execute<T>(call: (attempt: { readonly signal: AbortSignal }) => Promise<T>): Promise<T> {
       try {
-        return await policy.execute(call);
+        return await policy.execute(({ signal }) => call({ signal }));
       } catch (err) {
         if (err instanceof BrokenCircuitError) throw new BreakerOpenError("payment processor circuit is open; retry later", { cause: err });
         throw err;

@@ -151,6 +151,11 @@ export class SimulatedGateway implements PaymentGateway {
     return { chargeId: booked.id, processorReference: `sim_${booked.id.slice(3)}` };
   }
 
+  async lookup(idempotencyKey: string) {
+    const booked = await this.#ledger.earlier(idempotencyKey);
+    return booked?.kind === "charge" ? { chargeId: booked.id, processorReference: `sim_${booked.id.slice(3)}` } : undefined;
+  }
+
   async refund(request: { idempotencyKey: string; orderId: string; chargeId: string; amountMinor: bigint; currency: string }) {
     this.calls.refund += 1;
     const earlier = await this.#ledger.earlier(request.idempotencyKey);
