@@ -97,10 +97,27 @@ export async function connectProducer(config: Config, log: Logger, extra: Record
   return producer;
 }
 
-/** Disconnects a client, ignoring one that is already gone. */
-export function disconnect(client: NativeConsumer | NativeProducer): Promise<void> {
+/** How long a disconnect may take before the caller goes on without it. */
+const DISCONNECT_TIMEOUT_MS = 15_000;
+
+/**
+ * Disconnects a client, ignoring one that is already gone. Resolves after DISCONNECT_TIMEOUT_MS
+ * at the latest (`timedOut` says so): a producer dropped after a fatal error must never hold up
+ * what comes after it (a commit cycle waiting on it would stop every consumer of the process).
+ */
+export function disconnect(client: NativeConsumer | NativeProducer, timedOut?: () => void): Promise<void> {
   if (!client.isConnected()) return Promise.resolve();
-  return new Promise((resolve) => client.disconnect(() => resolve()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      timedOut?.();
+      resolve();
+    }, DISCONNECT_TIMEOUT_MS);
+    timer.unref();
+    client.disconnect(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** Up to `max` records: those already fetched, or the first to arrive within the consumer's timeout. */

@@ -330,7 +330,8 @@ export class ProcessTransaction {
       }
     }
     this.#producer = undefined;
-    await disconnect(producer);
+    this.#options.log.warn({ fatal }, "transactional producer dropped; the next transaction connects a new one (which fences this one)");
+    await disconnect(producer, () => this.#options.log.error("the dropped transactional producer did not disconnect in time; going on without it"));
   }
 
   #reset(): void {
