@@ -147,8 +147,14 @@ export class ConsumerRunner implements TransactionMember {
   readonly #tx: ProcessTransaction | undefined;
   readonly #scheduler: KeyedScheduler;
   readonly #progress = new Map<string, PartitionProgress>();
-  /** Per partition, the rewind (or revocation) generation: records fetched before it are dropped. */
-  readonly #rewoundAt = new Map<string, number>();
+  /** Per partition, the revocation generation: records fetched before it are dropped. */
+  readonly #revokedAt = new Map<string, number>();
+  /**
+   * Per partition rewound by an abort, the offset its old stream had reached: records at or past it
+   * were fetched before the seek (a fetch may straddle it) and are dropped, until a record before
+   * it arrives — the first of the stream read again from the rewind's position.
+   */
+  readonly #staleFrom = new Map<string, number>();
   /** Records that doomed a transaction and are read again, by keyOfRecord; forgotten once finished or revoked. */
   readonly #redone = new Map<string, Redone>();
   #generation = 0;
@@ -249,7 +255,8 @@ export class ConsumerRunner implements TransactionMember {
         for (const { topic, partition } of partitions) {
           const key = keyOfPartition(topic, partition);
           this.#progress.delete(key);
-          this.#rewoundAt.set(key, this.#generation);
+          this.#revokedAt.set(key, this.#generation);
+          this.#staleFrom.delete(key);
           for (const record of this.#redone.keys()) if (record.startsWith(`${key}@`)) this.#redone.delete(record);
         }
         try {
@@ -324,7 +331,12 @@ export class ConsumerRunner implements TransactionMember {
         if (!this.#running) return;
         for (const message of fetched) {
           const key = keyOfPartition(message.topic, message.partition);
-          if ((this.#rewoundAt.get(key) ?? -1) > generation) continue;
+          if ((this.#revokedAt.get(key) ?? -1) > generation) continue;
+          const staleFrom = this.#staleFrom.get(key);
+          if (staleFrom !== undefined) {
+            if (message.offset >= staleFrom) continue;
+            this.#staleFrom.delete(key);
+          }
           this.#takeIn(message);
         }
       } catch (err) {
@@ -456,7 +468,6 @@ export class ConsumerRunner implements TransactionMember {
   }
 
   rewind(): void {
-    this.#generation += 1;
     for (const [key, progress] of this.#progress) {
       const again = [...progress.resumed.values()];
       progress.resumed.clear();
@@ -473,7 +484,7 @@ export class ConsumerRunner implements TransactionMember {
   #rewindPartition(key: string, progress: PartitionProgress): void {
     if (progress.first === undefined) return;
     const position = { topic: progress.topic, partition: progress.partition, offset: progress.first };
-    this.#rewoundAt.set(key, this.#generation);
+    this.#staleFrom.set(key, progress.next);
     progress.next = progress.first;
     progress.first = undefined;
     // What was in hand is read again, except records waiting (which go on, and are not taken in twice).
