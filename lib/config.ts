@@ -5,6 +5,7 @@
  */
 import { DLQ_MAX_MESSAGE_BYTES } from "../infra/topics.ts";
 import type { Encoding } from "./codec/codec.ts";
+import { DEFAULT_DEDUP_LIFETIME_MS, DEFAULT_READ_MODEL_LIFETIME_MS, longestRedeliveryMs } from "./lifetimes.ts";
 
 /** librdkafka properties, by their dotted names. */
 export type KafkaProperties = Record<string, string | number | boolean>;
@@ -79,6 +80,17 @@ export interface Config {
     readonly pollMs: number;
     /** No record handled for this long while lag grows → the watchdog reports a stall. */
     readonly stallAfterMs: number;
+  };
+  /** How long Redis keeps our keys after their last write (lib/lifetimes.ts; ARCHITECTURE.md lists every key). */
+  readonly redisLifetimes: {
+    /**
+     * Records that make a redelivery harmless (saga state once settled, payment outcomes,
+     * settled reservations, sent-email markers, the processor's ledger, replayed DLQ positions).
+     * Never below the longest redelivery the topic catalog allows.
+     */
+    readonly dedupMs: number;
+    /** The order read model (views, histories, listing indexes): rebuildable, so shorter. */
+    readonly readModelMs: number;
   };
 }
 
@@ -245,5 +257,18 @@ export function loadConfig(service: string, env: Env = process.env): Config {
       pollMs: integer(env, "CONSUMER_POLL_MS", 100, 1),
       stallAfterMs: integer(env, "CONSUMER_STALL_AFTER_MS", 60000, 1),
     },
+    redisLifetimes: redisLifetimes(env),
   };
+}
+
+/**
+ * REDIS_DEDUP_TTL_MS, never below the longest redelivery the topic catalog allows, and
+ * READ_MODEL_TTL_MS, never above it: an order is cancelled (and refunded) through its view, so
+ * the saga and payment records a cancel needs must outlive the view.
+ */
+function redisLifetimes(env: Env): Config["redisLifetimes"] {
+  const dedupMs = integer(env, "REDIS_DEDUP_TTL_MS", DEFAULT_DEDUP_LIFETIME_MS, longestRedeliveryMs());
+  const readModelMs = integer(env, "READ_MODEL_TTL_MS", DEFAULT_READ_MODEL_LIFETIME_MS, 1);
+  if (readModelMs > dedupMs) throw new ConfigError(`READ_MODEL_TTL_MS (${readModelMs}) must not exceed REDIS_DEDUP_TTL_MS (${dedupMs}): a cancel needs the saga and payment records of every order it can find`);
+  return { dedupMs, readModelMs };
 }
