@@ -8,8 +8,14 @@
  * {available, reserved, committed}; reservation:{order} {state, outcome, lines, reason};
  * reservations:expiring (zset of order ids by expiry). Scripts derive stock keys from the prefix,
  * so this layout assumes one Redis node (not Redis Cluster).
+ *
+ * Lifetimes: products, the SKU set and stock counts are permanent (the catalog and the books of
+ * what is on hand). A reservation record is the service's dedup record: while it holds stock it is
+ * kept without expiry (the sweeper ends it); once rejected, released or committed it expires
+ * `lifetimeMs` (REDIS_DEDUP_TTL_MS) after that write, later than any redelivery of a command about it.
  */
 import { RejectedError } from "../../lib/errors.ts";
+import { DEFAULT_DEDUP_LIFETIME_MS } from "../../lib/lifetimes.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 
 export interface Line {
@@ -55,7 +61,7 @@ if recorded then return '1' .. recorded end
 local prefix = ARGV[4]
 local shortages = {}
 local lines = {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local sku, want = ARGV[i], tonumber(ARGV[i + 1])
   local available = tonumber(redis.call('HGET', prefix .. sku, 'available') or '0')
   if available < want then table.insert(shortages, {productId = sku, requested = want, available = available}) end
@@ -65,6 +71,7 @@ local outcome
 if #shortages > 0 then
   outcome = cjson.encode({kind = 'rejected', shortages = shortages})
   redis.call('HSET', KEYS[1], 'state', 'rejected', 'outcome', outcome)
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
 else
   for _, line in ipairs(lines) do
     redis.call('HINCRBY', prefix .. line.productId, 'available', -line.quantity)
@@ -72,6 +79,7 @@ else
   end
   outcome = cjson.encode({kind = 'reserved', reservationId = ARGV[1], lines = lines, expiresAtMs = tonumber(ARGV[2])})
   redis.call('HSET', KEYS[1], 'state', 'reserved', 'outcome', outcome, 'lines', cjson.encode(lines), 'reservation_id', ARGV[1])
+  redis.call('PERSIST', KEYS[1])
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 end
 return '0' .. outcome`;
@@ -90,6 +98,7 @@ for _, line in ipairs(lines) do
   redis.call('HINCRBY', ARGV[3] .. line.productId, target_field, line.quantity)
 end
 redis.call('HSET', KEYS[1], 'state', target_state, 'reason', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[5])
 return cjson.encode({kind = target_state, reservationId = redis.call('HGET', KEYS[1], 'reservation_id'), lines = lines, replayed = false})`;
 
@@ -103,7 +112,7 @@ return next`;
 
 type StockRedis = Redis & {
   stockReserve(reservation: string, expiring: string, ...args: string[]): Promise<string>;
-  stockSettle(reservation: string, expiring: string, state: string, field: string, prefix: string, reason: string, orderId: string): Promise<string>;
+  stockSettle(reservation: string, expiring: string, state: string, field: string, prefix: string, reason: string, orderId: string, lifetimeMs: number): Promise<string>;
   stockAdjust(stock: string, mode: "set" | "add", amount: string): Promise<number>;
 };
 
@@ -120,9 +129,11 @@ function merged(lines: readonly Line[]): Line[] {
 export class StockStore {
   readonly #redis: StockRedis;
 
+  /** `lifetimeMs`: how long a settled reservation is kept; tools that reserve nothing may leave the default. */
   constructor(
     redis: Redis,
     private readonly keys: Keys,
+    private readonly lifetimeMs: number = DEFAULT_DEDUP_LIFETIME_MS,
   ) {
     redis.defineCommand("stockReserve", { numberOfKeys: 2, lua: reserveScript });
     redis.defineCommand("stockSettle", { numberOfKeys: 2, lua: settleScript });
@@ -189,6 +200,7 @@ export class StockStore {
       String(nowMs + ttlMs),
       orderId,
       this.keys("stock", ""),
+      String(this.lifetimeMs),
       ...args,
     );
     // The script prefixes "1" when it answered from the recorded outcome (a replay), "0" otherwise.
@@ -206,7 +218,7 @@ export class StockStore {
   }
 
   async #settle(orderId: string, state: "released" | "committed", field: string, reason: string): Promise<SettleOutcome> {
-    const raw = await this.#redis.stockSettle(this.keys("reservation", orderId), this.keys("reservations", "expiring"), state, field, this.keys("stock", ""), reason, orderId);
+    const raw = await this.#redis.stockSettle(this.keys("reservation", orderId), this.keys("reservations", "expiring"), state, field, this.keys("stock", ""), reason, orderId, this.lifetimeMs);
     const outcome = JSON.parse(raw) as SettleOutcome;
     return outcome.kind === "nothing" ? outcome : { ...outcome, orderId };
   }

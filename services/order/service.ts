@@ -15,7 +15,7 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 /** Builds the order service on a runtime; `env` holds its own settings. */
 export function buildOrder(env: Env) {
   return (runtime: Runtime): ServiceParts => {
-    const projection = new OrderProjection(runtime.redis, runtime.keys, createOrderMetrics(runtime.metrics.registry));
+    const projection = new OrderProjection(runtime.redis, runtime.keys, createOrderMetrics(runtime.metrics.registry), runtime.config.redisLifetimes.readModelMs);
     runtime.consume({
       group: "order-projection",
       topics: liveTopics,
