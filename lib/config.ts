@@ -5,6 +5,7 @@
  */
 import { DLQ_MAX_MESSAGE_BYTES } from "../infra/topics.ts";
 import type { Encoding } from "./codec/codec.ts";
+import { DEFAULT_DEDUP_LIFETIME_MS, DEFAULT_READ_MODEL_LIFETIME_MS, longestRedeliveryMs } from "./lifetimes.ts";
 
 /** librdkafka properties, by their dotted names. */
 export type KafkaProperties = Record<string, string | number | boolean>;
@@ -86,6 +87,17 @@ export interface Config {
     readonly leaseMs: number;
     /** Key of the request fingerprints' HMAC (never logged); unset → a secret made once in Redis. */
     readonly secret?: string;
+  };
+  /** How long Redis keeps our keys after their last write (lib/lifetimes.ts; ARCHITECTURE.md lists every key). */
+  readonly redisLifetimes: {
+    /**
+     * Records that make a redelivery harmless (saga state once settled, payment outcomes,
+     * settled reservations, sent-email markers, the processor's ledger, replayed DLQ positions).
+     * Never below the longest redelivery the topic catalog allows.
+     */
+    readonly dedupMs: number;
+    /** The order read model (views, histories, listing indexes): rebuildable, so shorter. */
+    readonly readModelMs: number;
   };
 }
 
@@ -253,6 +265,7 @@ export function loadConfig(service: string, env: Env = process.env): Config {
       stallAfterMs: integer(env, "CONSUMER_STALL_AFTER_MS", 60000, 1),
     },
     idempotency: idempotencySettings(env),
+    redisLifetimes: redisLifetimes(env),
   };
 }
 
@@ -322,4 +335,16 @@ export function loadOrderApiAuth(env: Env): OrderApiAuthConfig {
       windowMs: integer(env, "ORDER_RATE_LIMIT_WINDOW_S", 60, 1) * 1000,
     },
   };
+}
+
+/**
+ * REDIS_DEDUP_TTL_MS, never below the longest redelivery the topic catalog allows, and
+ * READ_MODEL_TTL_MS, never above it: an order is cancelled (and refunded) through its view, so
+ * the saga and payment records a cancel needs must outlive the view.
+ */
+function redisLifetimes(env: Env): Config["redisLifetimes"] {
+  const dedupMs = integer(env, "REDIS_DEDUP_TTL_MS", DEFAULT_DEDUP_LIFETIME_MS, longestRedeliveryMs());
+  const readModelMs = integer(env, "READ_MODEL_TTL_MS", DEFAULT_READ_MODEL_LIFETIME_MS, 1);
+  if (readModelMs > dedupMs) throw new ConfigError(`READ_MODEL_TTL_MS (${readModelMs}) must not exceed REDIS_DEDUP_TTL_MS (${dedupMs}): a cancel needs the saga and payment records of every order it can find`);
+  return { dedupMs, readModelMs };
 }

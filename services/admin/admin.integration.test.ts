@@ -19,6 +19,7 @@ import {
   type AuditRecorded,
   type PaymentRequested,
 } from "../../gen/orderflow/v1/events_pb.ts";
+import { topicSpec } from "../../infra/topics.ts";
 import { flattenHeaders } from "../../lib/codec/envelope.ts";
 import { isConsumptionPaused } from "../../lib/control.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
@@ -231,6 +232,8 @@ describe("dead letters", () => {
 
     const again = await client.replayDeadLetters({ topic: "orders.cancel.requested", offsets: [letter.offset], actor: "ada" });
     expect(again.replayed).toBe(0);
+    // The replay is remembered for longer than the DLQ keeps the record it names.
+    expect(await r.redis.pttl(r.keys("admin", "replayed"))).toBeGreaterThan(topicSpec("orders.cancel.requested.dlq").retentionMs);
 
     // The replayed record is still poison: it is dead-lettered again, at a new offset. A replay by
     // error class takes that one and skips the one replayed before.

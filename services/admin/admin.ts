@@ -131,7 +131,7 @@ export function createAdmin(deps: AdminDeps) {
   const { config, log, redis, keys, publisher, kafka } = deps;
   const now = deps.now ?? Date.now;
   const readTimeoutMs = deps.readTimeoutMs ?? 60_000;
-  const projection = new OrderProjection(redis, keys);
+  const projection = new OrderProjection(redis, keys, {}, config.redisLifetimes.readModelMs);
   // The order core for its read functions; the admin API places no orders, so it needs no tokenizer.
   const orders = createOrders({
     config,
@@ -142,10 +142,15 @@ export function createAdmin(deps: AdminDeps) {
     log,
     tokenizer: { tokenize: () => Promise.reject(new Error("the admin API places no orders")) },
   });
-  const sagas = new SagaStore(redis, keys);
-  const stock = new StockStore(redis, keys);
-  /** DLQ positions ("orders.created.dlq/0/42") replayed already; a repeated replay skips them. */
+  const sagas = new SagaStore(redis, keys, config.redisLifetimes.dedupMs);
+  const stock = new StockStore(redis, keys, config.redisLifetimes.dedupMs);
+  /**
+   * DLQ positions ("orders.created.dlq/0/42") replayed already, by replay time; a repeated replay
+   * skips them. A position is forgotten REDIS_DEDUP_TTL_MS after its replay: longer than its DLQ
+   * keeps the record (so it can no longer be replayed by then).
+   */
   const replayedKey = keys("admin", "replayed");
+  const replayLifetimeMs = config.redisLifetimes.dedupMs;
 
   /** Publishes one admin action on orders.audit; resolves once the broker acknowledged it. */
   async function audit(entry: { actor: string; action: string; target: string; detail: string; orderId?: string }): Promise<void> {
@@ -221,7 +226,8 @@ export function createAdmin(deps: AdminDeps) {
       let skipped = 0;
       for (const record of chosen) {
         const position = positionOf(record, config.topicPrefix);
-        if ((await redis.sadd(replayedKey, position)) === 0) {
+        const replayedAtMs = now();
+        if ((await redis.zadd(replayedKey, "NX", replayedAtMs, position)) === 0) {
           skipped += 1;
           continue;
         }
@@ -229,9 +235,10 @@ export function createAdmin(deps: AdminDeps) {
         try {
           await publisher.send(origin, replayRecord(record, position, request.actor));
         } catch (err) {
-          await redis.srem(replayedKey, position);
+          await redis.zrem(replayedKey, position);
           throw err;
         }
+        await redis.multi().zremrangebyscore(replayedKey, "-inf", `(${replayedAtMs - replayLifetimeMs}`).pexpire(replayedKey, replayLifetimeMs).exec();
         const letter = deadLetterOf(record, config.topicPrefix);
         replayed.push(letter);
         await audit({

@@ -172,7 +172,7 @@ export function ordersCommand(context: ContextFactory): Command {
       const admin = ctx.kafka.admin();
       await admin.connect();
       try {
-        const result = await rebuildProjection({ admin, config: ctx.config, projection: new OrderProjection(redis, keyspace(ctx.config.redisKeyPrefix)) });
+        const result = await rebuildProjection({ admin, config: ctx.config, projection: new OrderProjection(redis, keyspace(ctx.config.redisKeyPrefix), {}, ctx.config.redisLifetimes.readModelMs) });
         output(ctx, result, [`rebuilt ${result.orders} order(s) from ${result.eventsApplied} event(s)`]);
       } finally {
         await admin.disconnect();

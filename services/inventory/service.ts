@@ -17,7 +17,7 @@ export function buildInventory(env: Env) {
   return (runtime: Runtime): ServiceParts => {
     const inventory = createInventory({
       ...runtime,
-      store: new StockStore(runtime.redis, runtime.keys),
+      store: new StockStore(runtime.redis, runtime.keys, runtime.config.redisLifetimes.dedupMs),
       reservationTtlMs: integer(env, "RESERVATION_TTL_MS", 10 * 60_000, 1),
       ...createInventoryMetrics(runtime.metrics.registry),
     });

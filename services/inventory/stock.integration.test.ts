@@ -1,7 +1,8 @@
 /**
  * The stock store on real Redis: all-or-none reservations, idempotent replays, release, commit,
  * expiry, the last unit under concurrency, a flushed script cache, and conservation under random
- * operation sequences.
+ * operation sequences; and the lifetime of each key (catalog and stock permanent, a reservation
+ * kept while it holds stock and expiring after it settled).
  */
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
@@ -9,9 +10,12 @@ import { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, inject, it } from "vitest";
 import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { StockStore } from "./stock.ts";
+import { longestRedeliveryMs } from "../../lib/lifetimes.ts";
 
 let r: TestRedis;
 let store: StockStore;
+
+const lifetimeMs = longestRedeliveryMs() + 60_000;
 
 const products = [
   { sku: "laptop", name: "Laptop", currency: "USD", priceMinor: 99999n, stock: 5 },
@@ -21,7 +25,7 @@ const products = [
 
 beforeEach(async () => {
   r = await openTestRedis();
-  store = new StockStore(r.redis, r.keys);
+  store = new StockStore(r.redis, r.keys, lifetimeMs);
   await store.seedCatalog(products);
 });
 
@@ -38,6 +42,26 @@ describe("stock store", () => {
     const ok = await store.reserve(orderId, [{ productId: "laptop", quantity: 1 }, { productId: "laptop", quantity: 1 }], 60_000, 1000);
     expect(ok).toEqual({ kind: "reserved", reservationId: `res-${orderId}`, lines: [{ productId: "laptop", quantity: 2 }], expiresAtMs: 61_000, replayed: false });
     expect(await store.getStock("laptop")).toEqual({ sku: "laptop", available: 3, reserved: 2, committed: 0, onHand: 5 });
+  });
+
+  it("keeps the catalog and stock for good, a reservation while it holds stock, and a settled one for its lifetime", async () => {
+    for (const key of [r.keys("product", "laptop"), r.keys("products"), r.keys("stock", "laptop"), r.keys("catalog", "version")]) expect(await r.redis.pttl(key)).toBe(-1);
+    const settledLifetime = async (orderId: string) => {
+      const ttl = await r.redis.pttl(r.keys("reservation", orderId));
+      return ttl > longestRedeliveryMs() && ttl <= lifetimeMs;
+    };
+    const [held, sold, returned, refused] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    for (const orderId of [held, sold, returned]) await store.reserve(orderId, [{ productId: "mouse", quantity: 1 }], 60_000, 0);
+    await store.reserve(refused, [{ productId: "cable", quantity: 99 }], 60_000, 0);
+    await store.commit(sold);
+    await store.release(returned, "COMPENSATION");
+    expect(await r.redis.pttl(r.keys("reservation", held))).toBe(-1);
+    expect(await settledLifetime(sold)).toBe(true);
+    expect(await settledLifetime(returned)).toBe(true);
+    expect(await settledLifetime(refused)).toBe(true);
+    // The saga's EXPIRED release settles it too.
+    expect(await store.release(held, "EXPIRED")).toMatchObject({ kind: "released" });
+    expect(await settledLifetime(held)).toBe(true);
   });
 
   it("answers a replay with the recorded outcome and changes nothing, even after stock changed", async () => {
@@ -109,11 +133,11 @@ describe("stock store", () => {
     await store.reserve(orderId, [{ productId: "laptop", quantity: 2 }], 60_000, 0);
     await store.commit(orderId);
     expect(await store.checkConservation()).toEqual([]);
-    await r.redis.hincrby(r.keys("stock", "laptop"), "committed", 1);
+    await r.redis.hincrby(r.keys("stock", "laptop"), "committed", -1);
     await r.redis.hincrby(r.keys("stock", "laptop"), "reserved", 1);
     expect(await store.checkConservation()).toEqual([
       "laptop: reserved is 1 but live reservations hold 0",
-      "laptop: committed is 3 but committed reservations hold 2",
+      "laptop: committed is 1 but committed reservations hold 2",
     ]);
   });
 

@@ -8,6 +8,10 @@
  * Two Redis round trips an email: one script reads the record, counts the customer's minute and
  * takes the claim (or answers "sent", "busy" or "limited"); after the send, one SET records it.
  * A failed send gives the claim and the rate slot back in one more script call.
+ *
+ * Lifetimes: the `sent:` record expires `sentLifetimeMs` (REDIS_DEDUP_TTL_MS) after the send,
+ * later than any redelivery of its command; a claim after `claimMs`; a minute's count after two
+ * minutes.
  */
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { Transporter } from "nodemailer";
@@ -15,6 +19,7 @@ import type { Counter } from "prom-client";
 import { EmailTemplate, NotificationSentSchema, type EmailRequested } from "../../gen/orderflow/v1/events_pb.ts";
 import { TransientError, messageOf } from "../../lib/errors.ts";
 import { maskEmail, type Logger } from "../../lib/log.ts";
+import { DEFAULT_DEDUP_LIFETIME_MS } from "../../lib/lifetimes.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import type { Sink } from "../../lib/kafka/publisher.ts";
 import { randomUUID } from "node:crypto";
@@ -30,6 +35,8 @@ export interface NotificationDeps {
   readonly from: string;
   /** Emails per customer per minute. */
   readonly ratePerMinute: number;
+  /** How long the record of a sent email answers redeliveries (REDIS_DEDUP_TTL_MS; its default when unset). */
+  readonly sentLifetimeMs?: number;
   /** How long a send in progress holds its claim; a crash mid-send frees it after this. */
   readonly claimMs?: number;
   /** Test-only: false sends on every delivery (the invariant checker's negative control). */
@@ -74,6 +81,7 @@ type NotifierRedis = Redis & {
 export function createNotifier(deps: NotificationDeps) {
   const { keys, mailer, log } = deps;
   const claimMs = deps.claimMs ?? 20_000;
+  const sentLifetimeMs = deps.sentLifetimeMs ?? DEFAULT_DEDUP_LIFETIME_MS;
   const now = deps.now ?? Date.now;
   deps.redis.defineCommand("emailClaim", { numberOfKeys: 2, lua: claimScript });
   deps.redis.defineCommand("emailGiveBack", { numberOfKeys: 2, lua: giveBackScript });
@@ -106,7 +114,7 @@ export function createNotifier(deps: NotificationDeps) {
       await redis.emailGiveBack(key, rateKey, claim);
       throw new TransientError(`SMTP refused or unreachable: ${messageOf(err)}`, { cause: err });
     }
-    await redis.set(key, `sent:${messageId}`);
+    await redis.set(key, `sent:${messageId}`, "PX", sentLifetimeMs);
     log.info({ orderId: command.orderId, template, to: maskEmail(command.email) }, "email sent");
     await publishSent(out, command, messageId);
   };

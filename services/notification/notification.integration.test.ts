@@ -2,7 +2,8 @@
  * Notification against a real SMTP server (the mail sink), Redis and Kafka: one email per
  * (order, template) under redelivery and concurrency, the rate limit delays instead of dropping,
  * an unreachable SMTP server is a retriable failure, notifications.sent is recorded, and an email
- * costs two Redis round trips (one for a redelivery).
+ * costs two Redis round trips (one for a redelivery). The record of a sent email expires, no sooner
+ * than any redelivery can come.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,6 +24,7 @@ import { createCatalogTopics, serviceEnv, watchTopics } from "../../test/harness
 import { buildNotification } from "./service.ts";
 import { listMail, startMailSink, type MailSink } from "../mailsink/sink.ts";
 import { createNotifier, messageIdOf } from "./handlers.ts";
+import { DEFAULT_DEDUP_LIFETIME_MS, longestRedeliveryMs } from "../../lib/lifetimes.ts";
 
 let t: TestKafka;
 let r: TestRedis;
@@ -70,6 +72,10 @@ describe("notification", () => {
     expect(mails[0]?.messageId).toBe(messageIdOf(cmd.notificationId));
     expect(mails[0]?.notificationId).toBe(cmd.notificationId);
     expect(results.filter((x) => x.status === "fulfilled").length).toBeGreaterThanOrEqual(1);
+    // The sent record answers redeliveries for longer than any can come, then expires.
+    const ttl = await r.redis.pttl(r.keys("email", cmd.notificationId));
+    expect(ttl).toBeGreaterThan(longestRedeliveryMs());
+    expect(ttl).toBeLessThanOrEqual(DEFAULT_DEDUP_LIFETIME_MS);
     const sent = await watch.next(orderId, "notifications.sent");
     expect(sent.envelope.eventType).toBe("orderflow.v1.NotificationSent");
     await watch.close();

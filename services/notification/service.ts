@@ -19,6 +19,7 @@ export function buildNotification(env: Env) {
       mailer,
       from: env["MAIL_FROM"] ?? "orders@orderflow.test",
       ratePerMinute: integer(env, "EMAIL_RATE_PER_MINUTE", 20, 1),
+      sentLifetimeMs: runtime.config.redisLifetimes.dedupMs,
       dedup: !unsafeDedupOff(env),
       ...createNotificationMetrics(runtime.metrics.registry),
     });

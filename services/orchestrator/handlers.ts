@@ -97,7 +97,7 @@ export interface OrchestratorDeps {
 export function createOrchestrator(deps: OrchestratorDeps) {
   const { config, settings, redis, keys, publisher, log } = deps;
   const now = deps.now ?? Date.now;
-  const store = new SagaStore(redis, keys);
+  const store = new SagaStore(redis, keys, config.redisLifetimes.dedupMs);
   const recent = new RecentSagas(settings.sagaCacheEntries);
   const catalog = new CatalogCache(redis, keys, { maxAgeMs: settings.catalogMaxAgeMs, now });
   const serially = keyedQueue();

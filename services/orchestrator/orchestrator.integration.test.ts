@@ -2,7 +2,8 @@
  * The orchestrator in-process against the real broker and Redis, driven by records the other
  * services would send: the happy path, a duplicate delivery, a saga another writer changed behind
  * the in-memory copy, a timeout fired by its timer, a compensation that is never confirmed being
- * parked, and an outbox a crash left behind.
+ * parked, and an outbox a crash left behind. A saga's record is kept while it is not settled and
+ * expires REDIS_DEDUP_TTL_MS after its last write once it is.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +23,7 @@ import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
 import { startTestService, type TestService } from "../../test/harness/system.ts";
 import { waitFor } from "../../test/harness/wait.ts";
+import { longestRedeliveryMs } from "../../lib/lifetimes.ts";
 import { buildOrchestrator } from "./service.ts";
 import { entryCreatedMs, toOutbox } from "./outbox.ts";
 import { SagaStore } from "./store.ts";
@@ -62,10 +64,14 @@ describe("orchestrator service", () => {
     await ctx.watch.next(orderId, "orders.completed");
     await ctx.watch.next(orderId, "notifications.email");
 
-    const store = new SagaStore(ctx.service.runtime.redis, ctx.r.keys);
+    const store = new SagaStore(ctx.service.runtime.redis, ctx.r.keys, ctx.service.runtime.config.redisLifetimes.dedupMs);
     await waitFor(async () => (await store.outbox(orderId)).length === 0, { what: "the outbox to empty after the commit" });
     expect((await store.load(orderId)).saga?.state).toMatchObject({ status: OrderStatus.COMPLETED, stock: "committed" });
     expect(await ctx.service.runtime.redis.zscore(ctx.r.keys("saga-outbox-since"), orderId)).toBeNull();
+    // Settled: it expires, but only after every copy of every record about it can no longer arrive.
+    const ttl = await ctx.service.runtime.redis.pttl(ctx.r.keys("saga", orderId));
+    expect(ttl).toBeGreaterThan(longestRedeliveryMs());
+    expect(ttl).toBeLessThanOrEqual(ctx.service.runtime.config.redisLifetimes.dedupMs);
     expect(ctx.watch.of(orderId, "orders.completed")).toHaveLength(1);
     expect(ctx.watch.of(orderId, "payments.requested")).toHaveLength(1);
     // The inventory service commits on orders.completed; status changes are not audited.
@@ -77,8 +83,10 @@ describe("orchestrator service", () => {
     const orderId = randomUUID();
     await place(orderId);
     await ctx.watch.next(orderId, "payments.requested");
+    // Not settled: kept, however long it takes.
+    expect(await ctx.service.runtime.redis.pttl(ctx.r.keys("saga", orderId))).toBe(-1);
     // Another instance took the charge answer: the stored saga moves on, this process's copy does not.
-    const store = new SagaStore(ctx.service.runtime.redis, ctx.r.keys);
+    const store = new SagaStore(ctx.service.runtime.redis, ctx.r.keys, ctx.service.runtime.config.redisLifetimes.dedupMs);
     const before = await store.load(orderId);
     await store.update(orderId, (saga) => (saga === undefined ? undefined : { ...saga, state: { ...saga.state, payment: "charged", paymentId: "pay-elsewhere" } }));
     expect((await store.load(orderId)).version).not.toBe(before.version);
@@ -108,6 +116,8 @@ describe("orchestrator service", () => {
       return all.map((raw) => JSON.parse(raw) as { orderId: string; action: string; attempts: number }).find((p) => p.orderId === orderId);
     }, { what: "a parked release" });
     expect(parked).toMatchObject({ action: "RELEASE", attempts: 2 });
+    // FAILED but waiting for an operator: the saga is kept until the compensation is resolved.
+    expect(await ctx.service.runtime.redis.pttl(ctx.r.keys("saga", orderId))).toBe(-1);
     expect(ctx.watch.of(orderId, "inventory.requested").length).toBe(2);
   });
 
@@ -116,7 +126,7 @@ describe("orchestrator service", () => {
     await place(orderId);
     await ctx.watch.next(orderId, "payments.requested");
     const { redis } = ctx.service.runtime;
-    const store = new SagaStore(redis, ctx.r.keys);
+    const store = new SagaStore(redis, ctx.r.keys, ctx.service.runtime.config.redisLifetimes.dedupMs);
     // An effect decided ten seconds ago whose handler died before carrying it out: its UUIDv7 id says when.
     const { version, saga } = await store.load(orderId);
     if (saga === undefined) throw new Error("no saga stored");

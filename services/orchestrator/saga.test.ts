@@ -25,7 +25,7 @@ import {
 } from "../../gen/orderflow/v1/events_pb.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
 import { toOutbox } from "./outbox.ts";
-import { FAILURE_DETAIL_MAX, decide, nextDueMs, type Effect, type SagaContext, type SagaInput, type SagaState } from "./saga.ts";
+import { FAILURE_DETAIL_MAX, decide, isSettled, nextDueMs, type Effect, type SagaContext, type SagaInput, type SagaState } from "./saga.ts";
 
 const context: SagaContext = {
   nowMs: 1_000_000,
@@ -287,6 +287,30 @@ describe("saga: duplicates and compensations", () => {
 
   it("ignores inputs for an order it does not know", () => {
     expect(decide(undefined, paid, context)).toEqual({ state: undefined, effects: [] });
+  });
+});
+
+describe("saga: when its record may expire", () => {
+  const state = (inputs: readonly SagaInput[]) => {
+    const result = run(inputs).state;
+    if (result === undefined) throw new Error("no saga");
+    return result;
+  };
+
+  it("only once settled: terminal, no deadline, nothing to re-send or resolve", () => {
+    expect(isSettled(state([created()]))).toBe(false);
+    expect(isSettled(state([created(), paid]))).toBe(false);
+    expect(isSettled(state([created(), paid, reserved]))).toBe(true);
+    // FAILED, but the refund is not confirmed yet.
+    expect(isSettled(state([created(), paid, short]))).toBe(false);
+    expect(isSettled(state([created(), paid, short, refunded]))).toBe(true);
+  });
+
+  it("not while a compensation is parked for an operator", () => {
+    let decision = decide(state([created(), paid, short]), { kind: "tick" }, { ...context, nowMs: context.nowMs + 100_000 });
+    for (let tick = 0; tick < 5 && decision.state?.parked.length === 0; tick += 1) decision = decide(decision.state, { kind: "tick" }, { ...context, nowMs: context.nowMs + 1_000_000 * (tick + 1) });
+    expect(decision.state?.parked).toEqual(["refund"]);
+    expect(decision.state && isSettled(decision.state)).toBe(false);
   });
 });
 

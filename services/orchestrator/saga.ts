@@ -459,6 +459,15 @@ function cancelled(state: SagaState, reason: string, context: SagaContext): Publ
   }, state.orderId);
 }
 
+/**
+ * A saga is settled once it is terminal and waits on nothing: no deadline, no compensation to
+ * re-send, none parked for an operator. Only a settled saga's record may expire (store.ts); until
+ * then it is kept however long it takes.
+ */
+export function isSettled(state: SagaState): boolean {
+  return terminal.has(state.status) && nextDueMs(state) === undefined && state.parked.length === 0;
+}
+
 /** The earliest time a tick could change this saga, or undefined when it waits on nothing. */
 export function nextDueMs(state: SagaState): number | undefined {
   const expiry = state.status === OrderStatus.VALIDATED && state.stock === "reserved" ? state.reservationExpiresAtMs : undefined;

@@ -11,11 +11,17 @@
  * decided on an old copy (a cache, another instance, the timer) decides again without a separate
  * read. Carried-out entries leave by field, which commutes with decisions and needs no version;
  * removals requested together go out in one pipeline.
+ *
+ * Lifetime: the hash is the orchestrator's dedup record (its `seen` ids answer redeliveries), so
+ * while the saga is not settled (saga.ts isSettled) it is kept without expiry, and every write of a
+ * settled saga sets it to expire `lifetimeMs` later (REDIS_DEDUP_TTL_MS, longer than any
+ * redelivery). The indexes hold only sagas with work to do (which never expire); `parked` keeps
+ * what an operator has to resolve until it is resolved.
  */
 import { RejectedError, TransientError } from "../../lib/errors.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { entryCreatedMs, type OutboxEntry } from "./outbox.ts";
-import { nextDueMs, type Compensation, type SagaState } from "./saga.ts";
+import { isSettled, nextDueMs, type Compensation, type SagaState } from "./saga.ts";
 
 /** A compensation parked for an operator, as stored (hash `parked`, field = id). */
 export interface ParkedRecord {
@@ -54,9 +60,10 @@ local version = redis.call('HGET', KEYS[1], 'v') or '0'
 if version ~= ARGV[1] then return {0, version, redis.call('HGET', KEYS[1], 'saga')} end
 local next = tostring(tonumber(version) + 1)
 redis.call('HSET', KEYS[1], 'v', next, 'saga', ARGV[2])
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[4]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[4]) end
+if ARGV[6] == '' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
 return {1, next}`;
 
 /** Deletes outbox fields; re-indexes the order by its oldest remaining entry (UUIDv7 milliseconds). */
@@ -78,7 +85,7 @@ end
 return removed`;
 
 type SagaRedis = Redis & {
-  sagaWrite(sagaKey: string, dueKey: string, outboxKey: string, version: string, saga: string, due: string, orderId: string, outboxSince: string, ...entries: string[]): Promise<[number, string, string | null]>;
+  sagaWrite(sagaKey: string, dueKey: string, outboxKey: string, version: string, saga: string, due: string, orderId: string, outboxSince: string, expireAfterMs: string, ...entries: string[]): Promise<[number, string, string | null]>;
   sagaOutboxRemove(sagaKey: string, outboxKey: string, orderId: string, ...fields: string[]): Promise<string[]>;
 };
 
@@ -91,9 +98,11 @@ export class SagaStore {
   /** Removals requested in this turn of the event loop, sent together at its end. */
   #removals: { orderId: string; ids: readonly string[]; resolve: (removed: ReadonlySet<string>) => void; reject: (err: unknown) => void }[] = [];
 
+  /** `lifetimeMs`: how long a settled saga's record is kept after its last write. */
   constructor(
     redis: Redis,
     private readonly keys: Keys,
+    private readonly lifetimeMs: number,
   ) {
     redis.defineCommand("sagaWrite", { numberOfKeys: 3, lua: writeScript });
     redis.defineCommand("sagaOutboxRemove", { numberOfKeys: 2, lua: removeScript });
@@ -130,6 +139,7 @@ export class SagaStore {
       due === undefined ? "" : String(due),
       orderId,
       first === undefined ? "" : String(entryCreatedMs(first)),
+      isSettled(next.state) ? String(this.lifetimeMs) : "",
       ...entries.flatMap((entry) => [OUTBOX_FIELD + entry.id, JSON.stringify(entry)]),
     );
     return written === 1 ? { written: true, stored: { version: stored, saga: next } } : { written: false, current: parse(stored, raw) };

@@ -2,7 +2,9 @@
  * The projection on the real Redis: the end-to-end latency observed once per order (from its
  * created_at to its first terminal event, whichever the view gets second; never for a replay or a
  * later terminal event); a usable view from lifecycle events alone when the accept-time write is
- * missing; and the same view, history and listing whatever order the events arrive in.
+ * missing; the same view, history and listing whatever order the events arrive in; and the
+ * model's lifetime (every key expires after the order's last change; the listing drops orders
+ * placed longer ago than the lifetime).
  */
 import { randomUUID } from "node:crypto";
 import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
@@ -45,10 +47,13 @@ const validated = (orderId: string, init: { createdAt?: Timestamp; cardLast4?: s
   record(OrderValidatedSchema, { ...sampleOf(OrderValidatedSchema, orderId), ...init }, orderId, 100);
 const completed = (orderId: string, ms = 250) => record(OrderCompletedSchema, sampleOf(OrderCompletedSchema, orderId), orderId, ms);
 
+/** The read model's lifetime in these tests; their clock stands a second after the events' time 0. */
+const lifetimeMs = 60 * 60_000;
+
 /** A projection over its own key space under the test's prefix. */
-function projectionIn(space: string, observers: ProjectionObservers = {}) {
+function projectionIn(space: string, observers: ProjectionObservers = {}, now = () => at(1000).getTime()) {
   const keys: Keys = (...parts) => r.keys(space, ...parts);
-  return { projection: new OrderProjection(r.redis, keys, observers), keys };
+  return { projection: new OrderProjection(r.redis, keys, observers, lifetimeMs, now), keys };
 }
 
 function observed() {
@@ -158,5 +163,33 @@ describe("the view from the order lifecycle", () => {
     expect(results[0]?.listedAt).toBe(String(at(0).getTime()));
     expect(results[1]).toEqual(results[0]);
     expect(results[2]).toEqual(results[0]);
+  });
+});
+
+describe("lifetime of the read model", () => {
+  it("expires an order's view, history and seen ids a lifetime after its last change", async () => {
+    const orderId = randomUUID();
+    const { projection, keys } = projectionIn(randomUUID());
+    await projection.apply("orders.created", created(orderId));
+    const orderKeys = [keys("order", orderId), keys("order", orderId, "events"), keys("order", orderId, "seen")];
+    for (const key of orderKeys) await r.redis.pexpire(key, 1000);
+    await projection.apply("orders.completed", completed(orderId));
+    for (const key of [...orderKeys, keys("orders"), keys("orders", "customer", "c-1")]) {
+      const ttl = await r.redis.pttl(key);
+      expect(ttl).toBeGreaterThan(lifetimeMs - 60_000);
+      expect(ttl).toBeLessThanOrEqual(lifetimeMs);
+    }
+  });
+
+  it("drops from the listing the orders placed longer ago than the lifetime, as it writes", async () => {
+    let nowMs = at(1000).getTime();
+    const { projection, keys } = projectionIn(randomUUID(), {}, () => nowMs);
+    const [old, recent] = [randomUUID(), randomUUID()];
+    await projection.apply("orders.created", created(old));
+    nowMs = at(lifetimeMs + 1).getTime();
+    await projection.apply("orders.validated", validated(recent, { createdAt: timestampFromDate(at(lifetimeMs)), cardLast4: "4242" }));
+    for (const index of [keys("orders"), keys("orders", "customer", "c-1")]) {
+      expect(await r.redis.zrange(index, 0, -1)).toEqual([recent]);
+    }
   });
 });

@@ -19,6 +19,14 @@
  * order:{id}:seen set (applied event ids), orders zset (all, by creation time),
  * orders:customer:{id} zset.
  *
+ * Lifetimes: the model is rebuildable from the log (`orderflow orders rebuild`), so it is kept for
+ * `lifetimeMs` (READ_MODEL_TTL_MS, 30 days by default) after the order's last change: each applied
+ * event sets the view, its history and its seen ids to expire then. The listing indexes expire
+ * after their last write and, on every write, drop the orders listed (created) longer ago than the
+ * lifetime — so an index never keeps an order whose view has expired. An order changed long after
+ * it was placed (a late refund) stays readable by id until its view expires, though it left the
+ * listing a lifetime after its creation.
+ *
  * The end-to-end latency (accepted → first terminal event) is observed once per order, by the
  * event after which the view first holds both a created_at and a terminal status — and only where
  * an observer is given (the order service; a rebuild observes nothing).
@@ -28,6 +36,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { OrderStatus, FailureReason, type LineItem, type Money } from "../../gen/orderflow/v1/common_pb.ts";
 import type { OrderCancelled, OrderCompleted, OrderCreated, OrderFailed, OrderValidated, PaymentRefunded } from "../../gen/orderflow/v1/events_pb.ts";
 import type { Envelope } from "../../lib/codec/envelope.ts";
+import { DEFAULT_READ_MODEL_LIFETIME_MS } from "../../lib/lifetimes.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { formatMinor } from "./money.ts";
 
@@ -188,6 +197,12 @@ if ARGV[9] ~= '' then
     if ARGV[10] == '' then redis.call('ZADD', index, 'NX', ARGV[2], ARGV[9]) else redis.call('ZADD', index, ARGV[10], ARGV[9]) end
   end
 end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[12]) end
+local listedSince = '(' .. (tonumber(ARGV[13]) - tonumber(ARGV[12]))
+for _, index in ipairs({KEYS[4], KEYS[5]}) do
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', listedSince)
+  redis.call('PEXPIRE', index, ARGV[12])
+end
 local hasCreated = hadCreated or (redis.call('HGET', KEYS[1], 'created_at') or '') ~= ''
 if hasCreated and math.max(oldRank, newRank) >= terminal and not (hadCreated and oldRank >= terminal) then
   local times = redis.call('HMGET', KEYS[1], 'created_at', 'terminal_at', 'terminal_status')
@@ -199,7 +214,7 @@ type ProjectionRedis = Redis & {
   projectEvent(
     order: string, seen: string, events: string, all: string, byCustomer: string,
     eventId: string, score: string, entry: string, fields: string, fill: string, status: string, statusRank: string, occurredAt: string,
-    listedId: string, listedAt: string, terminalRank: string,
+    listedId: string, listedAt: string, terminalRank: string, lifetimeMs: string, nowMs: string,
   ): Promise<[applied: number, acceptedAt?: string, endedAt?: string, terminalStatus?: string]>;
 };
 
@@ -227,10 +242,13 @@ export interface HistoryEntry {
 export class OrderProjection {
   readonly #redis: ProjectionRedis;
 
+  /** `lifetimeMs`: how long an order's view lives after its last change (READ_MODEL_TTL_MS); readers may leave the default. */
   constructor(
     redis: Redis,
     private readonly keys: Keys,
     private readonly observers: ProjectionObservers = {},
+    private readonly lifetimeMs: number = DEFAULT_READ_MODEL_LIFETIME_MS,
+    private readonly now: () => number = Date.now,
   ) {
     redis.defineCommand("projectEvent", { numberOfKeys: 5, lua: applyScript });
     this.#redis = redis as ProjectionRedis;
@@ -267,6 +285,8 @@ export class OrderProjection {
       customerId === "" ? "" : orderId,
       change.createdAt === undefined ? "" : String(change.createdAt.getTime()),
       String(TERMINAL_RANK),
+      String(this.lifetimeMs),
+      String(this.now()),
     );
     if (acceptedAt !== undefined && endedAt !== undefined) this.#observeEndToEnd(acceptedAt, endedAt, Number(terminalStatus));
     return applied === 1;

@@ -20,7 +20,7 @@ export function buildOrder(env: Env) {
   return (runtime: Runtime): ServiceParts => {
     const auth = loadOrderApiAuth(env);
     const guard = { authenticator: createAuthenticator(auth), limiter: createPlaceLimiter(runtime.redis, runtime.keys, auth.placeLimit, runtime.log) };
-    const projection = new OrderProjection(runtime.redis, runtime.keys, createOrderMetrics(runtime.metrics.registry));
+    const projection = new OrderProjection(runtime.redis, runtime.keys, createOrderMetrics(runtime.metrics.registry), runtime.config.redisLifetimes.readModelMs);
     runtime.consume({
       group: "order-projection",
       topics: liveTopics,

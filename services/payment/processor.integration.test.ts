@@ -1,7 +1,8 @@
 /**
  * The payment processor on real Redis: one charge per order, recorded outcomes, refunds once — also
  * across a crash between the processor's answer and our record, a timed-out call, a lapsed claim,
- * a flushed script cache; and, with dedup switched off, the duplicates the checker must catch.
+ * a flushed script cache; and, with dedup switched off, the duplicates the checker must catch. The
+ * record and the processor's books expire, each no sooner than any redelivery can come.
  */
 import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
@@ -14,6 +15,7 @@ import { TransientError } from "../../lib/errors.ts";
 import { waitFor } from "../../test/harness/wait.ts";
 import { GatewayUnavailableError, type PaymentGateway } from "./gateway.ts";
 import { RedisLedger, SimulatedGateway } from "./simulated-gateway.ts";
+import { DEFAULT_DEDUP_LIFETIME_MS, longestRedeliveryMs } from "../../lib/lifetimes.ts";
 
 const log = createLogger("test", "silent", new Writable({ write: (_c, _e, done) => done() }));
 let r: TestRedis;
@@ -23,12 +25,13 @@ let processor: PaymentProcessor;
 const policy = () => createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 1000, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 });
 
 let ledger: RedisLedger;
+const recordLifetimeMs = DEFAULT_DEDUP_LIFETIME_MS;
 
 beforeEach(async () => {
   r = await openTestRedis();
-  ledger = new RedisLedger(r.redis, r.keys);
+  ledger = new RedisLedger(r.redis, r.keys, recordLifetimeMs);
   gateway = new SimulatedGateway({ ledger });
-  processor = new PaymentProcessor({ gateway, policy: policy(), redis: r.redis, keys: r.keys, log });
+  processor = new PaymentProcessor({ gateway, policy: policy(), redis: r.redis, keys: r.keys, recordLifetimeMs, log });
 });
 
 const chargesOf = async (orderId: string) => (await ledger.entries()).filter((e) => e.kind === "charge" && e.orderId === orderId);
@@ -48,7 +51,7 @@ describe("payment processor", () => {
     const calls = gateway.calls.charge;
     expect(await processor.charge({ orderId, token, amountMinor: 104999n, currency: "USD" })).toEqual({ ...first, replayed: true });
     expect(gateway.calls.charge).toBe(calls);
-    const restarted = new PaymentProcessor({ gateway: new SimulatedGateway(), policy: policy(), redis: r.redis, keys: r.keys, log });
+    const restarted = new PaymentProcessor({ gateway: new SimulatedGateway(), policy: policy(), redis: r.redis, keys: r.keys, recordLifetimeMs, log });
     expect(await restarted.charge({ orderId, token, amountMinor: 1n, currency: "USD" })).toEqual({ ...first, replayed: true });
   });
 
@@ -105,7 +108,7 @@ describe("payment processor", () => {
     const orderId = randomUUID();
     const token = await tokenFor("4242424242424242");
     const slow = new SimulatedGateway({ ledger, latencyMs: 200 });
-    const impatient = new PaymentProcessor({ gateway: slow, policy: createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, log });
+    const impatient = new PaymentProcessor({ gateway: slow, policy: createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, recordLifetimeMs, log });
     await expect(impatient.charge({ orderId, token, amountMinor: 300n, currency: "USD" })).rejects.toBeInstanceOf(TransientError);
     expect(await r.redis.hgetall(r.keys("payment", orderId))).toEqual({});
     expect(await r.redis.exists(r.keys("payment", orderId, "claim"))).toBe(0);
@@ -131,7 +134,7 @@ describe("payment processor", () => {
         return inner.charge(request);
       },
     };
-    const unlucky = new PaymentProcessor({ gateway: firstSlowThenFlaky, policy: createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, log });
+    const unlucky = new PaymentProcessor({ gateway: firstSlowThenFlaky, policy: createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, recordLifetimeMs, log });
     await expect(unlucky.charge({ orderId, token, amountMinor: 700n, currency: "USD" })).rejects.toBeInstanceOf(TransientError);
     expect(await r.redis.hgetall(r.keys("payment", orderId))).toEqual({});
     const [booked] = await waitFor(async () => ((await chargesOf(orderId)).length === 1 ? chargesOf(orderId) : undefined), { what: "the timed-out call to book its charge" });
@@ -145,7 +148,7 @@ describe("payment processor", () => {
     const orderId = randomUUID();
     const token = await tokenFor("4242424242424242");
     const slow = new SimulatedGateway({ ledger, latencyMs: 150 });
-    const stalled = new PaymentProcessor({ gateway: slow, policy: policy(), redis: r.redis, keys: r.keys, log, claimMs: 30 });
+    const stalled = new PaymentProcessor({ gateway: slow, policy: policy(), redis: r.redis, keys: r.keys, recordLifetimeMs, log, claimMs: 30 });
     const late = stalled.charge({ orderId, token, amountMinor: 100n, currency: "USD" });
     const claim = r.keys("payment", orderId, "claim");
     await waitFor(async () => (await r.redis.exists(claim)) === 0, { intervalMs: 5, what: "the 30 ms claim to lapse while the call is in flight" });
@@ -166,9 +169,36 @@ describe("payment processor", () => {
   it("charges again on every repeat with dedup switched off (the negative control's premise)", async () => {
     const orderId = randomUUID();
     const token = await tokenFor("4242424242424242");
-    const careless = new PaymentProcessor({ gateway, policy: policy(), redis: r.redis, keys: r.keys, log, dedup: false });
+    const careless = new PaymentProcessor({ gateway, policy: policy(), redis: r.redis, keys: r.keys, recordLifetimeMs, log, dedup: false });
     await careless.charge({ orderId, token, amountMinor: 1n, currency: "USD" });
     await careless.charge({ orderId, token, amountMinor: 1n, currency: "USD" });
     expect(await chargesOf(orderId)).toHaveLength(2);
+  });
+
+  it("keeps the order's record and the books for the dedup lifetime after each write, never less than the longest redelivery", async () => {
+    const orderId = randomUUID();
+    const token = await tokenFor("4242424242424242");
+    await processor.charge({ orderId, token, amountMinor: 500n, currency: "USD" });
+    const lifetimes = async () => Promise.all([r.keys("payment", orderId), r.keys("gateway", "key", `${orderId}:charge`), r.keys("gateway", "entries")].map((key) => r.redis.pttl(key)));
+    for (const ttl of await lifetimes()) {
+      expect(ttl).toBeGreaterThan(longestRedeliveryMs());
+      expect(ttl).toBeLessThanOrEqual(recordLifetimeMs);
+    }
+    // Each write refreshes the record: the refund writes it again.
+    await r.redis.pexpire(r.keys("payment", orderId), 60_000);
+    await processor.refund({ orderId, amountMinor: 500n, currency: "USD" });
+    expect(await r.redis.pttl(r.keys("payment", orderId))).toBeGreaterThan(longestRedeliveryMs());
+  });
+
+  it("drops entries older than their lifetime from the books as it books", async () => {
+    let nowMs = 1_000_000;
+    const books = new RedisLedger(r.redis, r.keys, 10_000, () => nowMs);
+    await books.book("a:charge", { kind: "charge", id: "ch_a", orderId: "a", amountMinor: "1" });
+    nowMs += 10_000;
+    await books.book("b:charge", { kind: "charge", id: "ch_b", orderId: "b", amountMinor: "1" });
+    expect((await books.entries()).map((entry) => entry.id)).toEqual(["ch_a", "ch_b"]);
+    nowMs += 1;
+    await books.book("c:charge", { kind: "charge", id: "ch_c", orderId: "c", amountMinor: "1" });
+    expect((await books.entries()).map((entry) => entry.id)).toEqual(["ch_b", "ch_c"]);
   });
 });

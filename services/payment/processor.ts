@@ -7,6 +7,10 @@
  * idempotency key (order + action) covers a crash between its answer and our record: the retry gets
  * the same charge back.
  *
+ * Lifetime: the record answers every repeated command, so each write sets it to expire
+ * `recordLifetimeMs` later (REDIS_DEDUP_TTL_MS, longer than any redelivery of a command); the
+ * claim lapses after `claimMs`.
+ *
  * A declined card, or a processor that keeps failing after the retries, is recorded as failed and
  * the order fails cleanly — but only once the gateway, asked by the idempotency key, has no charge
  * under it. A gateway call that timed out is different — the charge may have gone through, even if
@@ -40,20 +44,23 @@ export interface ProcessorDeps {
   readonly redis: Redis;
   readonly keys: Keys;
   readonly log: Logger;
+  /** How long the order's record is kept after its last write (REDIS_DEDUP_TTL_MS). */
+  readonly recordLifetimeMs: number;
   /** How long a claim holds; a crashed holder's claim lapses after it. */
   readonly claimMs?: number;
   /** Test-only: false turns off every duplicate check (see the module comment). */
   readonly dedup?: boolean;
 }
 
-/** Writes the outcome fields only while `token` still holds the claim; releases the claim. */
+/** Writes the outcome fields only while `token` (ARGV[1]) still holds the claim, keeps them ARGV[2] ms; releases the claim. */
 const writeOwnedScript = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('DEL', KEYS[2])
 return 1`;
 
-type ProcessorRedis = Redis & { paymentWriteOwned(record: string, claim: string, token: string, ...fields: string[]): Promise<number> };
+type ProcessorRedis = Redis & { paymentWriteOwned(record: string, claim: string, token: string, lifetimeMs: number, ...fields: string[]): Promise<number> };
 
 const masked = (token: string) => `${token.slice(0, 8)}…`;
 
@@ -90,7 +97,7 @@ export class PaymentProcessor {
     const claim: Claim = {
       write: async (fields) => {
         const flat = Object.entries(fields).flatMap(([name, value]) => [name, String(value)]);
-        if ((await this.#redis.paymentWriteOwned(this.deps.keys("payment", orderId), claimKey, token, ...flat)) !== 1) {
+        if ((await this.#redis.paymentWriteOwned(this.deps.keys("payment", orderId), claimKey, token, this.deps.recordLifetimeMs, ...flat)) !== 1) {
           throw new TransientError(`the claim on order ${orderId}'s payment lapsed before its outcome was written`);
         }
         written = true;
@@ -101,6 +108,12 @@ export class PaymentProcessor {
     } finally {
       if (!written) await this.#redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, claimKey, token);
     }
+  }
+
+  /** Test-only path without dedup (no claim): the same record and lifetime, unguarded. */
+  async #writeUnclaimed(orderId: string, fields: Record<string, string | number>): Promise<void> {
+    const record = this.deps.keys("payment", orderId);
+    await this.deps.redis.multi().hset(record, fields).pexpire(record, this.deps.recordLifetimeMs).exec();
   }
 
   #asCharge(record: Record<string, string>, replayed: boolean): ChargeOutcome | undefined {
@@ -126,7 +139,7 @@ export class PaymentProcessor {
         if (raced !== undefined) return raced;
       }
       const idempotencyKey = this.#dedup ? `${orderId}:charge` : `${orderId}:charge:${randomUUID()}`;
-      const write = (fields: Record<string, string | number>) => (claim === undefined ? this.deps.redis.hset(this.deps.keys("payment", orderId), fields).then(() => undefined) : claim.write(fields));
+      const write = (fields: Record<string, string | number>) => (claim === undefined ? this.#writeUnclaimed(orderId, fields) : claim.write(fields));
       const recordCharged = async (charge: { chargeId: string; processorReference: string }) => {
         await write({ state: "charged", payment_id: charge.chargeId, processor_ref: charge.processorReference, amount_minor: request.amountMinor.toString(), currency: request.currency, attempts });
         this.deps.log.info({ orderId, token: masked(request.token), attempts }, "charged");

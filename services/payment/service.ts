@@ -18,7 +18,7 @@ export function buildPayment(env: Env) {
     const gateway = new SimulatedGateway({
       latencyMs: integer(env, "GATEWAY_LATENCY_MS", 0, 0),
       failureRate: integer(env, "GATEWAY_FAILURE_PERCENT", 0, 0) / 100,
-      ledger: new RedisLedger(runtime.redis, runtime.keys),
+      ledger: new RedisLedger(runtime.redis, runtime.keys, runtime.config.redisLifetimes.dedupMs),
     });
     const policy = createGatewayPolicy({
       maxAttempts: integer(env, "GATEWAY_MAX_ATTEMPTS", 4, 1),
@@ -28,7 +28,7 @@ export function buildPayment(env: Env) {
       breakerThreshold: integer(env, "GATEWAY_BREAKER_THRESHOLD", 10, 1),
       breakerHalfOpenAfterMs: integer(env, "GATEWAY_BREAKER_HALF_OPEN_MS", 10_000, 1),
     });
-    const processor = new PaymentProcessor({ gateway, policy, redis: runtime.redis, keys: runtime.keys, log: runtime.log, dedup: !unsafeDedupOff(env) });
+    const processor = new PaymentProcessor({ gateway, policy, redis: runtime.redis, keys: runtime.keys, recordLifetimeMs: runtime.config.redisLifetimes.dedupMs, log: runtime.log, dedup: !unsafeDedupOff(env) });
     const handle = createPaymentHandler({ processor, log: runtime.log });
     observeBreaker(policy, runtime.metrics.registry);
     runtime.consume({ group: "payment", topics: ["payments.requested"], handler: (record, context) => handle(record.message as unknown as PaymentRequested, context.out) });

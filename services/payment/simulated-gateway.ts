@@ -13,6 +13,7 @@
  * actually taken, not just what our topics say.
  */
 import { randomBytes } from "node:crypto";
+import { DEFAULT_DEDUP_LIFETIME_MS } from "../../lib/lifetimes.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { CardDeclinedError, GatewayUnavailableError, InsufficientFundsError, InvalidInstrumentError, type PaymentGateway } from "./gateway.ts";
 
@@ -55,38 +56,52 @@ export class MemoryLedger implements GatewayLedger {
   }
 }
 
+/**
+ * KEYS: the key's entry, the books (a sorted set by booking time). ARGV: the entry, how long it is
+ * kept (ms), now (ms). Books an entry once per key; entries older than their lifetime leave the books.
+ */
 const bookScript = `
-local earlier = redis.call('HGET', KEYS[1], ARGV[1])
+local earlier = redis.call('GET', KEYS[1])
 if earlier then return earlier end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[2])
-return ARGV[2]`;
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[3]) - tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return ARGV[1]`;
 
-type LedgerRedis = Redis & { gatewayBook(byKey: string, entries: string, idempotencyKey: string, entry: string): Promise<string> };
+type LedgerRedis = Redis & { gatewayBook(entry: string, books: string, value: string, lifetimeMs: number, nowMs: number): Promise<string> };
 
-/** Books in Redis (gateway:keys, gateway:entries): shared by every payment instance, kept across restarts. */
+/**
+ * Books in Redis: gateway:key:{idempotency key} (the entry booked under it) and gateway:entries
+ * (every entry, by booking time). Shared by every payment instance and kept across restarts for
+ * `lifetimeMs` (REDIS_DEDUP_TTL_MS) after booking: an idempotency key is retried only while the
+ * command that uses it can be delivered, which is shorter. A reader of the books (the checker) may
+ * leave the lifetime at its default: it books nothing.
+ */
 export class RedisLedger implements GatewayLedger {
   readonly #redis: LedgerRedis;
 
   constructor(
     redis: Redis,
     private readonly keys: Keys,
+    private readonly lifetimeMs: number = DEFAULT_DEDUP_LIFETIME_MS,
+    private readonly now: () => number = Date.now,
   ) {
     redis.defineCommand("gatewayBook", { numberOfKeys: 2, lua: bookScript });
     this.#redis = redis as LedgerRedis;
   }
 
   async book(idempotencyKey: string, entry: LedgerEntry): Promise<LedgerEntry> {
-    return JSON.parse(await this.#redis.gatewayBook(this.keys("gateway", "keys"), this.keys("gateway", "entries"), idempotencyKey, JSON.stringify(entry))) as LedgerEntry;
+    return JSON.parse(await this.#redis.gatewayBook(this.keys("gateway", "key", idempotencyKey), this.keys("gateway", "entries"), JSON.stringify(entry), this.lifetimeMs, this.now())) as LedgerEntry;
   }
 
   async earlier(idempotencyKey: string): Promise<LedgerEntry | undefined> {
-    const raw = await this.#redis.hget(this.keys("gateway", "keys"), idempotencyKey);
+    const raw = await this.#redis.get(this.keys("gateway", "key", idempotencyKey));
     return raw === null ? undefined : (JSON.parse(raw) as LedgerEntry);
   }
 
   async entries(): Promise<LedgerEntry[]> {
-    return (await this.#redis.lrange(this.keys("gateway", "entries"), 0, -1)).map((raw) => JSON.parse(raw) as LedgerEntry);
+    return (await this.#redis.zrange(this.keys("gateway", "entries"), 0, -1)).map((raw) => JSON.parse(raw) as LedgerEntry);
   }
 }
 

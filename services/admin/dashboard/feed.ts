@@ -55,7 +55,7 @@ export class Feed {
     this.#options = options;
     this.#stats = new OrderStats(Date.now(), options.pendingLimit);
     this.#projection = new OrderProjection(runtime.redis, runtime.keys);
-    this.#sagas = new SagaStore(runtime.redis, runtime.keys);
+    this.#sagas = new SagaStore(runtime.redis, runtime.keys, runtime.config.redisLifetimes.dedupMs);
     this.#markers = new MarkerProbe(runtime.config);
     this.#services = options.services.map(({ name }) => ({ name, status: "down", detail: "not probed yet" }));
     const prefix = runtime.config.topicPrefix;
