@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, loadConfig, unsafeDedupOff } from "./config.ts";
 
 describe("loadConfig", () => {
   it("has working defaults with the guarantee block applied", () => {
@@ -48,6 +48,12 @@ describe("loadConfig", () => {
     expect(loadConfig("order", { KAFKA_DELIVERY_TIMEOUT_MS: "2000", IDEMPOTENCY_SECRET: "s" }).idempotency).toEqual({ leaseMs: 7000, secret: "s" });
     expect(loadConfig("order", { KAFKA_DELIVERY_TIMEOUT_MS: "2000", IDEMPOTENCY_LEASE_MS: "2500" }).idempotency.leaseMs).toBe(2500);
     expect(() => loadConfig("order", { IDEMPOTENCY_LEASE_MS: "10000" })).toThrow(/IDEMPOTENCY_LEASE_MS must exceed KAFKA_DELIVERY_TIMEOUT_MS/);
+  });
+
+  it("refuses UNSAFE_DISABLE_DEDUP unless a test run says it set it on purpose", () => {
+    expect(unsafeDedupOff({})).toBe(false);
+    expect(() => unsafeDedupOff({ UNSAFE_DISABLE_DEDUP: "1" })).toThrow(ConfigError);
+    expect(unsafeDedupOff({ UNSAFE_DISABLE_DEDUP: "1", ORDERFLOW_TEST_RUN: "1" })).toBe(true);
   });
 
   it("exports traces only when an OTLP endpoint is given", () => {

@@ -188,10 +188,15 @@ function locked(props: KafkaProperties, guarantees: KafkaProperties, kind: strin
 /**
  * Test-only: UNSAFE_DISABLE_DEDUP=1 makes the payment and notification services skip their
  * duplicate checks, so that the invariant checker's negative control can show it catches what
- * follows. Never set it anywhere else.
+ * follows. It is refused (a ConfigError: the service does not start) unless ORDERFLOW_TEST_RUN=1
+ * says that a test suite set it on purpose: a stray setting must not charge customers twice.
  */
 export function unsafeDedupOff(env: Env): boolean {
-  return env["UNSAFE_DISABLE_DEDUP"] === "1";
+  if (env["UNSAFE_DISABLE_DEDUP"] !== "1") return false;
+  if (env["ORDERFLOW_TEST_RUN"] !== "1") {
+    throw new ConfigError("UNSAFE_DISABLE_DEDUP=1 is for the test suite's negative control only (it charges and emails twice); refused without ORDERFLOW_TEST_RUN=1");
+  }
+  return true;
 }
 
 /** The values of OTEL_TRACES_SAMPLER we implement (the OpenTelemetry spec's built-in samplers). */

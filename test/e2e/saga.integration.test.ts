@@ -344,7 +344,7 @@ describe("invariants after everything above", () => {
   it("negative control: with dedup switched off, redelivered commands charge and email twice, and the checker fails", async () => {
     for (const name of ["payment", "notification"]) {
       await system.stopService(name);
-      await system.startService(name, { UNSAFE_DISABLE_DEDUP: "1" });
+      await system.startService(name, { UNSAFE_DISABLE_DEDUP: "1", ORDERFLOW_TEST_RUN: "1" });
     }
     const watch = await watchTopics(t, ["payments.requested", "notifications.email"]);
     const id = await place(body([{ product_id: "mouse", quantity: 1, price: "25.00" }]));
