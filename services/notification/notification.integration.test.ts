@@ -13,6 +13,7 @@ import { create } from "@bufbuild/protobuf";
 import { createTransport } from "nodemailer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EmailRequestedSchema, EmailTemplate } from "../../gen/orderflow/v1/events_pb.ts";
+import { encodeRecord } from "../../lib/codec/codec.ts";
 import { TransientError } from "../../lib/errors.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { openTestKafka, type TestKafka } from "../../test/harness/kafka.ts";
@@ -133,6 +134,34 @@ describe("notification", () => {
       const ready = (await (await fetch(`http://127.0.0.1:${service.ops.port}/health/ready`)).json()) as { checks: Record<string, { status: string }> };
       expect(ready.checks["smtp"]?.status).toBe("ok");
     } finally {
+      await watch.close();
+      await service.stop();
+    }
+  });
+
+  it("holds back only the customer over the rate limit: another customer's email in the same partition is sent meanwhile", async () => {
+    const env = serviceEnv(t, r.prefix, { SMTP_URL: `smtp://127.0.0.1:${sink.smtpPort}`, EMAIL_RATE_PER_MINUTE: "1" });
+    const service = await startService("notification", buildNotification(env), env);
+    const watch = await watchTopics(t, ["notifications.sent"]);
+    const producer = t.kafka.producer();
+    await producer.connect();
+    try {
+      const [first, held, other] = [randomUUID(), randomUUID(), randomUUID()];
+      const inPartitionZero = async (orderId: string, customerId: string) => {
+        const record = encodeRecord(EmailRequestedSchema, command(orderId, customerId), { key: customerId, orderId, producer: "orchestrator", encoding: "binary" });
+        await producer.send({ topic: t.topic("notifications.email"), messages: [{ partition: 0, key: record.key, value: record.value, headers: record.headers }] });
+      };
+      await inPartitionZero(first, "c-busy");
+      await watch.next(first, "notifications.sent");
+      // c-busy is at its limit for this minute: its next email waits; the one after it in the
+      // partition, of another customer, must not wait with it.
+      await inPartitionZero(held, "c-busy");
+      await inPartitionZero(other, "c-calm");
+      await watch.next(other, "notifications.sent", 15_000);
+      // The held one goes out once a new minute starts.
+      await watch.next(held, "notifications.sent", 90_000);
+    } finally {
+      await producer.disconnect();
       await watch.close();
       await service.stop();
     }

@@ -24,8 +24,8 @@ type Lifetime = "permanent" | "dedup" | "read model" | "short";
 /** Key patterns (after the prefix) and their lifetimes; the first that matches decides. */
 const documented: readonly [RegExp, Lifetime][] = [
   [/^(product:[^:]+|products|stock:[^:]+|catalog:version)$/, "permanent"],
-  [/^(saga-due|saga-outbox-since|parked|reservations:expiring|control:paused)$/, "permanent"],
-  [/^(saga:[^:]+:flushing|payment:[^:]+:claim|idempotency:.+|email-rate:.+)$/, "short"],
+  [/^(saga-due|saga-outbox-since|parked|control:paused|idem-secret)$/, "permanent"],
+  [/^(saga:[^:]+:flushing|payment:[^:]+:claim|idem:.+|ratelimit:place-order:.+|email-rate:.+)$/, "short"],
   [/^(saga:[^:]+|payment:[^:]+|reservation:[^:]+|email:.+|gateway:key:.+|gateway:entries|admin:replayed)$/, "dedup"],
   [/^(order:[^:]+|order:[^:]+:events|order:[^:]+:seen|orders|orders:customer:.+)$/, "read model"],
 ];
@@ -105,6 +105,6 @@ describe("Redis key lifetimes", () => {
     for (const orderId of orders) {
       for (const key of [`saga:${orderId}`, `payment:${orderId}`, `reservation:${orderId}`, `order:${orderId}`, `order:${orderId}:events`, `order:${orderId}:seen`]) expect(written).toContain(key);
     }
-    for (const pattern of [/^email:/, /^gateway:key:/, /^gateway:entries$/, /^orders$/, /^orders:customer:/, /^idempotency:/, /^stock:/]) expect(written.some((key) => pattern.test(key))).toBe(true);
+    for (const pattern of [/^email:/, /^gateway:key:/, /^gateway:entries$/, /^orders$/, /^orders:customer:/, /^idem:/, /^idem-secret$/, /^ratelimit:place-order:/, /^stock:/]) expect(written.some((key) => pattern.test(key))).toBe(true);
   });
 });
