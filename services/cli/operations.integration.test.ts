@@ -353,3 +353,23 @@ describe("reset", () => {
     expect(out()).toMatch(/consumption not paused\ndeleted \d+ topic\(s\), created \d+/);
   });
 });
+
+describe("reset of the running system", () => {
+  it("pauses the services, wipes their data, resumes them — and the next order completes", async () => {
+    expect(await cli(["orders", "place", "--item", "monitor:1"])).toBe(0);
+    const before = out().trim();
+    expect(await cli(["orders", "watch", before])).toBe(0);
+    out();
+
+    expect(await cli(["--json", "reset", "--yes"])).toBe(0);
+    const result = JSON.parse(out()) as { paused: string[]; resumed: string[]; redisKeysDeleted: number };
+    expect(result.resumed).toEqual(["order", "payment", "inventory", "notification", "orchestrator"]);
+    expect(result.redisKeysDeleted).toBeGreaterThan(0);
+    expect(await cli(["orders", "get", before])).toBe(1);
+    expect(stderr.join("")).toMatch(/answered 404/);
+
+    // The consumers see the recreated topics at their next metadata refresh (10 s).
+    expect(await cli(["orders", "place", "--item", "monitor:1", "--watch", "--timeout", "120"])).toBe(0);
+    expect(out()).toMatch(/COMPLETED/);
+  }, 300_000);
+});

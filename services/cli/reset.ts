@@ -144,10 +144,9 @@ export function resetCommand(context: ContextFactory): Command {
       `
 The services' consumers are paused through the admin service (ADMIN_URL, ADMIN_TOKEN) while topics
 are deleted and recreated, and resumed afterwards; running services then carry on from the start of
-the new, empty topics — usually at once, but under load a service has been seen to take minutes
-to pick them up (librdkafka refreshes topic metadata every 5 minutes by default). Restart the
-services after a reset (make down && make up) when they must be ready at once, and always when
-the admin service did not answer (reset then warns and goes on). A refused admin token stops
+the new, empty topics within about 10 s (their consumers refresh topic metadata that often; a
+consumer sees a deleted and recreated topic only then). Restart the services after a reset
+(make down && make up) when the admin service did not answer (reset then warns and goes on). A refused admin token stops
 reset before anything is deleted.
 
 Example:
