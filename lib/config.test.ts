@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, unsafeDedupOff } from "./config.ts";
+import { ConfigError, loadConfig, unsafeDedupOff, withoutSecrets } from "./config.ts";
 
 describe("loadConfig", () => {
   it("has working defaults with the guarantee block applied", () => {
@@ -48,6 +48,15 @@ describe("loadConfig", () => {
     expect(loadConfig("order", { KAFKA_DELIVERY_TIMEOUT_MS: "2000", IDEMPOTENCY_SECRET: "s" }).idempotency).toEqual({ leaseMs: 7000, secret: "s" });
     expect(loadConfig("order", { KAFKA_DELIVERY_TIMEOUT_MS: "2000", IDEMPOTENCY_LEASE_MS: "2500" }).idempotency.leaseMs).toBe(2500);
     expect(() => loadConfig("order", { IDEMPOTENCY_LEASE_MS: "10000" })).toThrow(/IDEMPOTENCY_LEASE_MS must exceed KAFKA_DELIVERY_TIMEOUT_MS/);
+  });
+
+  it("gives KAFKA_COMMON_ properties to producers and consumers, and leaves secrets out of what reports write", () => {
+    const config = loadConfig("x", { KAFKA_COMMON_SECURITY_PROTOCOL: "SASL_SSL", KAFKA_COMMON_SASL_USERNAME: "svc", KAFKA_COMMON_SASL_PASSWORD: "hunter2" });
+    expect(config.kafka.producer).toMatchObject({ "security.protocol": "SASL_SSL", "sasl.username": "svc", "sasl.password": "hunter2" });
+    expect(config.kafka.consumer).toMatchObject({ "security.protocol": "SASL_SSL", "sasl.password": "hunter2" });
+    const written = withoutSecrets(config.kafka.producer);
+    expect(written["security.protocol"]).toBe("SASL_SSL");
+    expect(JSON.stringify(written)).not.toContain("hunter2");
   });
 
   it("refuses UNSAFE_DISABLE_DEDUP unless a test run says it set it on purpose", () => {

@@ -19,6 +19,12 @@ export interface Config {
   readonly kafka: {
     readonly brokers: string;
     readonly clientId: string;
+    /**
+     * Properties every Kafka client of the process gets — producers, consumers, the admin client,
+     * the tail and read-to-end readers: connection security (security.protocol, sasl.*, ssl.*) and
+     * the like, from KAFKA_COMMON_<PROPERTY> (KAFKA_COMMON_SECURITY_PROTOCOL=SASL_SSL → security.protocol).
+     */
+    readonly common: KafkaProperties;
     /** Extra producer properties; the guarantee block is applied on top. */
     readonly producer: KafkaProperties;
     /** Extra consumer properties; the guarantee block is applied on top. */
@@ -138,6 +144,14 @@ const defaultConsumerProperties: KafkaProperties = {
   "topic.metadata.refresh.interval.ms": 10000,
 };
 
+/** Client properties that hold a secret (passwords, private keys, client secrets). */
+const secretProperty = /password|secret|key\.pem|private/i;
+
+/** `props` fit to be written into a report or log: properties holding a secret are left out. */
+export function withoutSecrets(props: KafkaProperties): KafkaProperties {
+  return Object.fromEntries(Object.entries(props).filter(([key]) => !secretProperty.test(key)));
+}
+
 /** A configuration value that cannot be used; names the variable. */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -234,13 +248,14 @@ export function loadConfig(service: string, env: Env = process.env): Config {
     kafka: {
       brokers: env["KAFKA_BROKERS"] ?? "127.0.0.1:9092",
       clientId: env["KAFKA_CLIENT_ID"] ?? `orderflow-${service}`,
+      common: kafkaOverrides(env, "KAFKA_COMMON_"),
       producer: locked(
-        { ...defaultProducerProperties, ...kafkaOverrides(env, "KAFKA_PRODUCER_") },
+        { ...defaultProducerProperties, ...kafkaOverrides(env, "KAFKA_COMMON_"), ...kafkaOverrides(env, "KAFKA_PRODUCER_") },
         lockedProducerProperties,
         "producer",
       ),
       consumer: locked(
-        { ...defaultConsumerProperties, ...kafkaOverrides(env, "KAFKA_CONSUMER_") },
+        { ...defaultConsumerProperties, ...kafkaOverrides(env, "KAFKA_COMMON_"), ...kafkaOverrides(env, "KAFKA_CONSUMER_") },
         lockedConsumerProperties,
         "consumer",
       ),

@@ -46,6 +46,8 @@ function clientLogger(log: Logger): KafkaJS.Logger {
 /** The process's Kafka entry point. */
 export function createKafka(config: Config, log: Logger): Kafka {
   return new KafkaJS.Kafka({
+    // Connection security and the like reach every client made from it, the admin client included.
+    ...config.kafka.common,
     kafkaJS: {
       brokers: config.kafka.brokers.split(",").map((broker) => broker.trim()),
       clientId: config.kafka.clientId,

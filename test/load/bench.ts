@@ -27,7 +27,7 @@ import { OrderCreatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import { catalog, replication, topicSpec } from "../../infra/topics.ts";
 import { encodeRecord } from "../../lib/codec/codec.ts";
 import { headerValue, Headers } from "../../lib/codec/envelope.ts";
-import { loadConfig, type Config } from "../../lib/config.ts";
+import { loadConfig, withoutSecrets, type Config } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { keyspace } from "../../lib/redis.ts";
 import { createKafka, type Admin } from "../../lib/kafka/client.ts";
@@ -368,7 +368,7 @@ async function main(): Promise<void> {
       date,
       durationS: Math.round((performance.now() - startedAt) / 1000),
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "", memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version },
-      settings: { ...rampOptions, bareStartRate, repeats, repeatStepsBelow, fixedRate, fixedS, producer: config.kafka.producer, consumer: config.kafka.consumer, transactions: config.transactions },
+      settings: { ...rampOptions, bareStartRate, repeats, repeatStepsBelow, fixedRate, fixedS, producer: withoutSecrets(config.kafka.producer), consumer: withoutSecrets(config.kafka.consumer), transactions: config.transactions },
       backlog: backlogResult,
       saga: sagaResult,
       bare: bareResult,
