@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, unsafeDedupOff, withoutSecrets } from "./config.ts";
+import { ConfigError, loadConfig, loadRpcLimits, unsafeDedupOff, withoutSecrets } from "./config.ts";
 
 describe("loadConfig", () => {
   it("has working defaults with the guarantee block applied", () => {
@@ -96,5 +96,21 @@ describe("loadConfig", () => {
     expect(() => loadConfig("x", { OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "a tenth" })).toThrow(/OTEL_TRACES_SAMPLER_ARG/);
     expect(() => loadConfig("x", { OTEL_TRACES_SAMPLER_ARG: "-0.1" })).toThrow(ConfigError);
     expect(() => loadConfig("x", { TRACING_SAMPLE_RATIO: "2" })).toThrow(/TRACING_SAMPLE_RATIO/);
+  });
+});
+
+describe("loadRpcLimits", () => {
+  it("has defaults, takes overrides, and keeps the per-caller stream cap within the process's", () => {
+    expect(loadRpcLimits({})).toEqual({ readMaxBytes: 65536, watch: { maxStreams: 1000, maxStreamsPerCaller: 10, maxLifetimeMs: 900_000 } });
+    expect(loadRpcLimits({ RPC_READ_MAX_BYTES: "1048576", WATCH_MAX_STREAMS: "4", WATCH_MAX_STREAMS_PER_CALLER: "9", WATCH_MAX_LIFETIME_MS: "1000" })).toEqual({
+      readMaxBytes: 1048576,
+      watch: { maxStreams: 4, maxStreamsPerCaller: 4, maxLifetimeMs: 1000 },
+    });
+  });
+
+  it("refuses limits it cannot use, naming the variable", () => {
+    expect(() => loadRpcLimits({ RPC_READ_MAX_BYTES: "100" })).toThrow(/RPC_READ_MAX_BYTES must be an integer >= 1024/);
+    expect(() => loadRpcLimits({ WATCH_MAX_STREAMS: "0" })).toThrow(/WATCH_MAX_STREAMS/);
+    expect(() => loadRpcLimits({ WATCH_MAX_LIFETIME_MS: "soon" })).toThrow(ConfigError);
   });
 });

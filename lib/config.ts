@@ -372,3 +372,37 @@ function redisLifetimes(env: Env): Config["redisLifetimes"] {
   if (readModelMs > dedupMs) throw new ConfigError(`READ_MODEL_TTL_MS (${readModelMs}) must not exceed REDIS_DEDUP_TTL_MS (${dedupMs}): a cancel needs the saga and payment records of every order it can find`);
   return { dedupMs, readModelMs };
 }
+
+/**
+ * Bounds of the RPC servers (the order API and the admin API) against hostile or greedy clients:
+ * how large a request message may be, and how many WatchOrder streams may be open, for how long.
+ */
+export interface RpcLimits {
+  /**
+   * Largest request message in bytes, on the wire and again after decompression (connect's
+   * readMaxBytes: a compressed body is inflated only up to it). A Content-Length above it (plus
+   * a gRPC envelope's 5-byte prefix) is refused before the body is read.
+   */
+  readonly readMaxBytes: number;
+  readonly watch: {
+    /** WatchOrder streams open at once in one process. */
+    readonly maxStreams: number;
+    /** WatchOrder streams one caller (token subject) may have open at once in one process. */
+    readonly maxStreamsPerCaller: number;
+    /** A WatchOrder stream ends cleanly (status OK) after this long; the client may watch again. */
+    readonly maxLifetimeMs: number;
+  };
+}
+
+/** RPC_READ_MAX_BYTES (64 KiB), WATCH_MAX_STREAMS (1000), WATCH_MAX_STREAMS_PER_CALLER (10), WATCH_MAX_LIFETIME_MS (15 min). */
+export function loadRpcLimits(env: Env): RpcLimits {
+  const maxStreams = integer(env, "WATCH_MAX_STREAMS", 1000, 1);
+  return {
+    readMaxBytes: integer(env, "RPC_READ_MAX_BYTES", 64 * 1024, 1024),
+    watch: {
+      maxStreams,
+      maxStreamsPerCaller: Math.min(integer(env, "WATCH_MAX_STREAMS_PER_CALLER", 10, 1), maxStreams),
+      maxLifetimeMs: integer(env, "WATCH_MAX_LIFETIME_MS", 15 * 60 * 1000, 1),
+    },
+  };
+}

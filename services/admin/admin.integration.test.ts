@@ -1,7 +1,8 @@
 /**
  * The admin API over real HTTP (Connect, and gRPC over HTTP/2), Kafka and Redis, with the order
  * service and the orchestrator running in-process on this test's topics and keys: the token guard,
- * every RPC, a poison record dead-lettered by a running service and replayed once (audited, and
+ * bounded reads (compression bombs refused without being inflated, a wrong token refused before
+ * the body is read), every RPC, a poison record dead-lettered by a running service and replayed once (audited, and
  * skipped when replayed again), a compensation that parks and is retried, and pausing a running
  * service's consumption.
  */
@@ -24,6 +25,7 @@ import { flattenHeaders } from "../../lib/codec/envelope.ts";
 import { isConsumptionPaused } from "../../lib/control.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { startService, type RunningService } from "../../lib/service.ts";
+import { answerBeforeBody, brotliBomb, connectUnary, gzipBomb, withPeakRssGrowth } from "../../test/harness/hostile-bodies.ts";
 import { openTestKafka, readRecords, type TestKafka } from "../../test/harness/kafka.ts";
 import { openTestRedis, type TestRedis } from "../../test/harness/redis.ts";
 import { sampleOf } from "../../test/harness/samples.ts";
@@ -137,6 +139,37 @@ describe("the token guard", () => {
     } finally {
       await open.service.stop();
     }
+  });
+});
+
+describe("bounded reads", () => {
+  /** Growth of this process's RSS that would mean a bomb was inflated (the smaller one is 60 MiB on its own). */
+  const INFLATED_MIB = 32;
+  const getStock = () => `${baseUrl}/orderflow.v1.AdminService/GetStock`;
+
+  it("refuses gzip and brotli bombs with ResourceExhausted without inflating them, and keeps serving", async () => {
+    for (const [encoding, bomb] of [
+      ["gzip", gzipBomb(60)],
+      ["br", await brotliBomb(1024)],
+    ] as const) {
+      const { result, growthMiB } = await withPeakRssGrowth(() => connectUnary(getStock(), bomb, encoding, { authorization: `Bearer ${TOKEN}` }));
+      expect(growthMiB, `${encoding}: RSS grew by ${growthMiB.toFixed(1)} MiB`).toBeLessThan(INFLATED_MIB);
+      expect(result.code, encoding).toBe("resource_exhausted");
+    }
+    expect((await client.getStock({})).levels.length).toBe(2);
+  });
+
+  it("answers a wrong token or none with 401 before reading (or inflating) the body", async () => {
+    const headers = { "content-type": "application/proto", "connect-protocol-version": "1", "content-encoding": "gzip", "transfer-encoding": "chunked" };
+    const firstBytes = gzipBomb(60).subarray(0, 1024);
+    for (const auth of [{ authorization: `Bearer ${TOKEN}x` }, {}] as Record<string, string>[]) {
+      expect(await answerBeforeBody(getStock(), { ...headers, ...auth }, firstBytes)).toEqual({ status: 401, code: "unauthenticated" });
+    }
+  });
+
+  it("refuses a body declared larger than the limit with 413 before reading it", async () => {
+    const headers = { "content-type": "application/proto", "connect-protocol-version": "1", "content-length": String(50 * 1024 * 1024), authorization: `Bearer ${TOKEN}` };
+    expect(await answerBeforeBody(getStock(), headers, Buffer.alloc(1024))).toEqual({ status: 413, code: "resource_exhausted" });
   });
 });
 

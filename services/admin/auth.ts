@@ -2,10 +2,11 @@
  * The admin API's guard: every call must carry `Authorization: Bearer <ADMIN_TOKEN>`. Tokens are
  * compared as SHA-256 digests with a constant-time comparison, so neither the content nor the
  * length of the configured token leaks through timing. Without a configured token every call is
- * refused: an admin API that anyone could call is worse than one nobody can.
+ * refused: an admin API that anyone could call is worse than one nobody can. The server checks it
+ * on the request's headers, before any body is read or decompressed (server.ts).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 const digest = (value: string) => createHash("sha256").update(value, "utf8").digest();
 
@@ -21,17 +22,15 @@ export function bearerToken(header: string | null): string | undefined {
 }
 
 /**
- * The interceptor that refuses calls without the right bearer token (Code.Unauthenticated). With
- * `token` unset or empty, it refuses every call and says so.
+ * Why a call with this Authorization header is refused (Code.Unauthenticated), or undefined when it
+ * carries the right bearer token. With `token` unset or empty, every call is refused, saying so.
  */
-export function requireToken(token: string | undefined): Interceptor {
-  return (next) => async (req) => {
-    if (token === undefined || token === "") {
-      throw new ConnectError("the admin API is disabled: ADMIN_TOKEN is not set on the server", Code.Unauthenticated);
-    }
-    const presented = bearerToken(req.header.get("authorization"));
-    if (presented === undefined) throw new ConnectError("missing bearer token (Authorization: Bearer <ADMIN_TOKEN>)", Code.Unauthenticated);
-    if (!tokenMatches(token, presented)) throw new ConnectError("invalid bearer token", Code.Unauthenticated);
-    return await next(req);
-  };
+export function tokenRefusal(token: string | undefined, authorization: string | null | undefined): ConnectError | undefined {
+  if (token === undefined || token === "") {
+    return new ConnectError("the admin API is disabled: ADMIN_TOKEN is not set on the server", Code.Unauthenticated);
+  }
+  const presented = bearerToken(authorization ?? null);
+  if (presented === undefined) return new ConnectError("missing bearer token (Authorization: Bearer <ADMIN_TOKEN>)", Code.Unauthenticated);
+  if (!tokenMatches(token, presented)) return new ConnectError("invalid bearer token", Code.Unauthenticated);
+  return undefined;
 }

@@ -1,17 +1,17 @@
 /**
  * The Connect implementation of `orderflow.v1.AdminService` over the admin core, and the
- * interceptors every call passes, outermost first: the error boundary (anything that is not a
- * ConnectError becomes a Code without internal detail, and is logged), the bearer-token guard, and
- * request validation with the proto's buf.validate rules (InvalidArgument naming each field).
+ * interceptors every call passes, outermost first: tracing, the error boundary (anything that is
+ * not a ConnectError becomes a Code without internal detail, and is logged), and request
+ * validation with the proto's buf.validate rules (InvalidArgument naming each field). The bearer
+ * token is checked before them, at the HTTP level, before the body is read (server.ts).
  */
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { AdminService } from "../../gen/orderflow/v1/admin_service_pb.ts";
 import { RejectedError, TransientError, messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
 import { traceRequest } from "../../lib/tracing.ts";
-import { assertRequestValid } from "../order/orders.ts";
+import { validateRequests } from "../order/validation.ts";
 import type { AdminCore } from "./admin.ts";
-import { requireToken } from "./auth.ts";
 
 /** The routes of AdminService. */
 export function adminRoutes(admin: AdminCore) {
@@ -50,12 +50,6 @@ export function adminRoutes(admin: AdminCore) {
     });
 }
 
-/** Validates every unary request message against its buf.validate rules. */
-export const validateRequests: Interceptor = (next) => async (req) => {
-  if (!req.stream) assertRequestValid(req.method.input, req.message);
-  return await next(req);
-};
-
 /** The Code an error that is not a ConnectError maps to. */
 export function codeOf(err: unknown): Code {
   if (err instanceof RejectedError) return Code.FailedPrecondition;
@@ -90,6 +84,6 @@ export const traceCalls: Interceptor = (next) => (req) =>
   traceRequest(`${req.service.typeName}/${req.method.name}`, "server", Object.fromEntries(req.header.entries()), { "rpc.system": "connect_rpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name }, () => next(req));
 
 /** The interceptors of the admin API, in order. */
-export function adminInterceptors(token: string | undefined, log: Logger): Interceptor[] {
-  return [traceCalls, errorBoundary(log), requireToken(token), validateRequests];
+export function adminInterceptors(log: Logger): Interceptor[] {
+  return [traceCalls, errorBoundary(log), validateRequests];
 }

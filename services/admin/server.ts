@@ -4,15 +4,20 @@
  * Node serves cleartext HTTP/2 (h2c, prior knowledge — what `buf curl --http2-prior-knowledge` and
  * gRPC clients send) only from a server of its own; so the listener looks at each connection's
  * first bytes and hands it to the HTTP/2 server when they are the HTTP/2 preface, to the HTTP/1.1
- * server (browsers, Connect and gRPC-Web) otherwise.
+ * server (browsers, Connect and gRPC-Web) otherwise. Every RPC, over either, is checked on its
+ * headers before connect's adapter reads its body: the bearer token first (a wrong one is refused
+ * with nothing read, let alone decompressed), then the declared size; the adapter bounds the
+ * message on the wire and after decompression (readMaxBytes).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { createServer as createHttp2Server } from "node:http2";
+import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
+import { declaredSizeRefusal, writeRpcError } from "../../lib/rpc-guard.ts";
+import { tokenRefusal } from "./auth.ts";
 import type { Dashboard } from "./dashboard/dashboard.ts";
 
 /** How every HTTP/2 connection begins (RFC 9113 §3.4); "PRI " tells it apart from any HTTP/1.1 method. */
@@ -22,6 +27,10 @@ const HTTP2_PREFACE_START = "PRI ";
 export interface AdminServerOptions {
   readonly routes: (router: ConnectRouter) => void;
   readonly interceptors: Interceptor[];
+  /** ADMIN_TOKEN: every RPC must carry it as a bearer token; unset or empty, every RPC is refused. */
+  readonly token: string | undefined;
+  /** Largest request message, on the wire and after decompression. */
+  readonly readMaxBytes: number;
   readonly dashboard: Pick<Dashboard, "handle">;
   readonly log: Logger;
   /** 0 picks a free port. */
@@ -39,7 +48,12 @@ export interface AdminServer {
 /** Starts the admin server; resolves once it listens. */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { dashboard, log } = options;
-  const connect = connectNodeAdapter({ routes: options.routes, interceptors: options.interceptors });
+  const adapter = connectNodeAdapter({ routes: options.routes, interceptors: options.interceptors, readMaxBytes: options.readMaxBytes });
+  const connect = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+    const refusal = tokenRefusal(options.token, req.headers.authorization) ?? declaredSizeRefusal(req, options.readMaxBytes);
+    if (refusal === undefined) adapter(req, res);
+    else writeRpcError(req, res, refusal);
+  };
   const http1 = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (req.method === "GET" && new URL(req.url ?? "/", "http://localhost").pathname === "/") {
       res.writeHead(302, { location: "/dashboard" });

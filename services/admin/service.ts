@@ -4,7 +4,7 @@
  * ADMIN_HOST:ADMIN_PORT (127.0.0.1:8081). ADMIN_TOKEN guards every call; without it the service
  * starts but refuses every call.
  */
-import { integer, type Env } from "../../lib/config.ts";
+import { integer, loadRpcLimits, type Env } from "../../lib/config.ts";
 import type { Runtime, ServiceParts } from "../../lib/service.ts";
 import { createAdmin } from "./admin.ts";
 import { createDashboard } from "./dashboard/dashboard.ts";
@@ -20,6 +20,7 @@ export function buildAdmin(env: Env, onListening?: (port: number) => void) {
     const port = integer(env, "ADMIN_PORT", 8081, 0);
     const host = env["ADMIN_HOST"] ?? "127.0.0.1";
     const token = env["ADMIN_TOKEN"];
+    const { readMaxBytes } = loadRpcLimits(env);
     const admin = createAdmin(runtime);
     const dashboard = createDashboard(runtime, env);
     let server: AdminServer | undefined;
@@ -27,7 +28,7 @@ export function buildAdmin(env: Env, onListening?: (port: number) => void) {
       start: async () => {
         if (token === undefined || token === "") runtime.log.warn("ADMIN_TOKEN is not set: every admin call will be refused");
         await dashboard.start();
-        server = await startAdminServer({ routes: adminRoutes(admin), interceptors: adminInterceptors(token, runtime.log), dashboard, log: runtime.log, port, host });
+        server = await startAdminServer({ routes: adminRoutes(admin), interceptors: adminInterceptors(runtime.log), token, readMaxBytes, dashboard, log: runtime.log, port, host });
         runtime.log.info({ port: server.port, host }, "admin API listening");
         onListening?.(server.port);
       },

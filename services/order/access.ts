@@ -3,7 +3,8 @@
  * places orders only in its own name (403 otherwise) within the per-client rate limit, and sees,
  * lists, watches, cancels and reads the history of only its own orders; anyone else's order is
  * answered exactly as an order that does not exist (NotFound), so that its existence is not
- * revealed. An operator may do all of it for every customer.
+ * revealed. An operator may do all of it for every customer. WatchOrder streams are bounded in
+ * number and lifetime (watch-slots.ts).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
@@ -11,6 +12,7 @@ import type { Order, PlaceOrderRequest } from "../../gen/orderflow/v1/order_serv
 import type { Caller } from "./auth.ts";
 import type { Orders } from "./orders.ts";
 import type { PlaceLimiter } from "./rate-limit.ts";
+import type { WatchSlots } from "./watch-slots.ts";
 
 /** Whether `caller` may see an order of `customerId`: its own, or any for an operator. */
 export function maySee(caller: Caller, customerId: string): boolean {
@@ -18,7 +20,7 @@ export function maySee(caller: Caller, customerId: string): boolean {
 }
 
 /** The order API's operations on behalf of a caller. */
-export function scopedOrders(orders: Orders, limiter: PlaceLimiter) {
+export function scopedOrders(orders: Orders, limiter: PlaceLimiter, watchSlots: WatchSlots) {
   /** The order if the caller may see it; NotFound, word for word as for a missing order, if not. */
   async function visible(caller: Caller, orderId: string): Promise<Order> {
     const order = await orders.getOrder(orderId);
@@ -56,9 +58,15 @@ export function scopedOrders(orders: Orders, limiter: PlaceLimiter) {
       return orders.listOrderEvents(orderId);
     },
 
+    /** Within the caller's and the process's stream limits; ends when the client leaves or the stream's lifetime is over. */
     async *watchOrder(caller: Caller, orderId: string, signal?: AbortSignal) {
-      await visible(caller, orderId);
-      yield* orders.watchOrder(orderId, signal);
+      const slot = watchSlots.take(caller.subject, signal);
+      try {
+        await visible(caller, orderId);
+        yield* orders.watchOrder(orderId, slot.signal);
+      } finally {
+        slot.close();
+      }
     },
   };
 }

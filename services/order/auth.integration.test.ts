@@ -69,6 +69,15 @@ const orderOf = (customer: string) => ({
   payment: { method: "card", card_number: "4242424242424242" },
 });
 
+/** The same order as a Connect PlaceOrderRequest (valid: requests are validated before the caller's rights are looked at). */
+const connectOrderOf = (customer: string) => ({
+  customerId: customer,
+  customerEmail: "shopper@example.com",
+  currency: "USD",
+  items: [{ productId: "mouse", quantity: 1, price: "25.00" }],
+  payment: { method: "card", cardNumber: "4242424242424242" },
+});
+
 const post = (auth: Record<string, string>, body: unknown, contentType = "application/json", url = base()) =>
   fetch(`${url}/orders`, { method: "POST", headers: { "content-type": contentType, ...auth }, body: typeof body === "string" ? body : JSON.stringify(body) });
 
@@ -189,7 +198,7 @@ describe("authorisation", () => {
     const res = await post(await as("c-e"), orderOf("c-f"));
     expect(res.status).toBe(403);
     expect(((await res.json()) as { error: string }).error).toContain("customer_id must be the token's subject (c-e)");
-    expect(await codeOf(connectAs(await as("c-e")).placeOrder({ customerId: "c-f" }))).toBe(Code.PermissionDenied);
+    expect(await codeOf(connectAs(await as("c-e")).placeOrder(connectOrderOf("c-f")))).toBe(Code.PermissionDenied);
     expect((await post(await asOperator(), orderOf("c-f"))).status).toBe(202);
   });
 });
@@ -222,7 +231,7 @@ describe("rate limiting", () => {
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
     expect(((await limited.json()) as { error: string }).error).toContain(`at most ${LIMIT} per 60 s`);
-    const viaConnect = await connectAs(auth).placeOrder({ customerId: customer }).catch((err: unknown) => ConnectError.from(err));
+    const viaConnect = await connectAs(auth).placeOrder(connectOrderOf(customer)).catch((err: unknown) => ConnectError.from(err));
     expect(viaConnect).toMatchObject({ code: Code.ResourceExhausted });
     expect((viaConnect as ConnectError).metadata.get("retry-after")).toMatch(/^\d+$/);
     expect((await post(await as("c-calm"), orderOf("c-calm"))).status).toBe(202);

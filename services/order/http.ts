@@ -5,26 +5,32 @@
  * request can crash the process: bodies are bounded, parsing and validation failures are 400s.
  * Every order route needs a bearer token (auth.ts) checked before any body is read, and acts for
  * its caller (access.ts); the catalog is public. REST bodies are JSON only (415 otherwise), which
- * also turns away the form posts a browser sends cross-site.
+ * also turns away the form posts a browser sends cross-site. RPC bodies are bounded on the wire
+ * and after decompression (RPC_READ_MAX_BYTES), and every RPC's request is validated against its
+ * proto rules (validation.ts).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createContextKey, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, createContextValues, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { FailureReason, OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { OrderService, PlaceOrderRequestSchema, type Order, type Product } from "../../gen/orderflow/v1/order_service_pb.ts";
+import type { RpcLimits } from "../../lib/config.ts";
 import { messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
+import { declaredSizeRefusal, procedureOf, writeRpcError } from "../../lib/rpc-guard.ts";
 import { traceRequest } from "../../lib/tracing.ts";
 import { scopedOrders, type ScopedOrders } from "./access.ts";
 import type { Authenticator, Caller } from "./auth.ts";
 import { parseAmount } from "./money.ts";
 import { violationsOf, type FieldViolation, type Orders } from "./orders.ts";
 import type { PlaceLimiter } from "./rate-limit.ts";
+import { validateRequests } from "./validation.ts";
+import { createWatchSlots } from "./watch-slots.ts";
 
-/** Largest request body accepted. */
+/** Largest REST request body accepted. */
 export const MAX_BODY_BYTES = 64 * 1024;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -254,18 +260,23 @@ async function rest({ orders, scoped, authenticator }: ApiDeps, req: IncomingMes
   return false;
 }
 
-/** The caller the authentication interceptor found, for the handlers. */
+/** The caller admitRpc found, for the handlers. */
 const callerKey = createContextKey<Caller | undefined>(undefined);
 
 /** OrderService methods anyone may call: the catalog. */
 const publicMethods: ReadonlySet<string> = new Set([OrderService.method.listProducts.name, OrderService.method.getProduct.name]);
 
-/** Authenticates every Connect call but the catalog's before its handler runs. */
-function authenticating(authenticator: Authenticator): Interceptor {
-  return (next) => async (req) => {
-    if (!publicMethods.has(req.method.name)) req.contextValues.set(callerKey, await authenticator.authenticate(req.header.get("authorization")));
-    return next(req);
-  };
+/**
+ * Checks a Connect, gRPC or gRPC-Web request before connect's adapter reads a byte of its body: a
+ * body declared larger than the limit is refused, and every OrderService method but the catalog's
+ * needs a valid token. Resolves with the caller, if there is one, for the handlers.
+ */
+async function admitRpc(authenticator: Authenticator, readMaxBytes: number, req: IncomingMessage): Promise<Caller | undefined> {
+  const tooLarge = declaredSizeRefusal(req, readMaxBytes);
+  if (tooLarge !== undefined) throw tooLarge;
+  const procedure = procedureOf(req);
+  if (procedure?.service !== OrderService.typeName || publicMethods.has(procedure.method)) return undefined;
+  return authenticator.authenticate(req.headers.authorization);
 }
 
 function callerOf(context: HandlerContext): Caller {
@@ -321,16 +332,36 @@ export function routeOf(url: string): string {
     .replace(/^\/products\/[^/]+/, "/products/{sku}");
 }
 
-/** Who may call: the token verifier and the per-client limit on placing orders. */
+/** Who may call, and how much: the token verifier, the per-client limit on placing orders, the RPC bounds. */
 export interface ApiGuard {
   readonly authenticator: Authenticator;
   readonly limiter: PlaceLimiter;
+  readonly limits: RpcLimits;
 }
 
 /** Serves REST and Connect on host:port (0 = any free port); each request is a SERVER span. */
 export async function startApiServer(orders: Orders, guard: ApiGuard, log: Logger, port: number, host = "127.0.0.1"): Promise<ApiServer> {
-  const deps: ApiDeps = { orders, scoped: scopedOrders(orders, guard.limiter), authenticator: guard.authenticator };
-  const connect = connectNodeAdapter({ routes: orderRoutes(deps), interceptors: [authenticating(guard.authenticator)] });
+  const deps: ApiDeps = { orders, scoped: scopedOrders(orders, guard.limiter, createWatchSlots(guard.limits.watch)), authenticator: guard.authenticator };
+  const { readMaxBytes } = guard.limits;
+  /** Callers admitted at the HTTP level, handed to connect's handlers as context values. */
+  const callers = new WeakMap<object, Caller>();
+  const connect = connectNodeAdapter({
+    routes: orderRoutes(deps),
+    readMaxBytes,
+    interceptors: [validateRequests],
+    contextValues: (req) => createContextValues().set(callerKey, callers.get(req)),
+  });
+  const rpc = async (req: IncomingMessage, res: ServerResponse) => {
+    let caller: Caller | undefined;
+    try {
+      caller = await admitRpc(guard.authenticator, readMaxBytes, req);
+    } catch (err) {
+      writeRpcError(req, res, ConnectError.from(err));
+      return;
+    }
+    if (caller !== undefined) callers.set(req, caller);
+    connect(req, res);
+  };
   const server = createServer((req, res) => {
     const method = req.method ?? "GET";
     const route = routeOf(req.url ?? "/");
@@ -338,8 +369,8 @@ export async function startApiServer(orders: Orders, guard: ApiGuard, log: Logge
     void traceRequest(`${method} ${route}`, "server", req.headers, attributes, async (span) => {
       const finished = new Promise<void>((resolve) => res.once("close", resolve));
       await rest(deps, req, res)
-        .then((handled) => {
-          if (!handled) connect(req, res);
+        .then(async (handled) => {
+          if (!handled) await rpc(req, res);
         })
         .catch((err: unknown) => sendError(res, err, log));
       await finished;

@@ -71,6 +71,11 @@ const validator = createValidator();
 /** The largest amount an int64 of minor units holds (Money.amount_minor). */
 const MAX_AMOUNT_MINOR = 2n ** 63n - 1n;
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED]);
+/**
+ * Orders one ListOrders page looks at, at most. With a status filter that few orders match, the
+ * page ends here, with a token to go on, instead of scanning the whole listing in one request.
+ */
+export const MAX_SCANNED_PER_PAGE = 1000;
 
 /** Validates a request message against its schema's rules; throws InvalidRequestError naming each field. */
 export function assertRequestValid<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): void {
@@ -270,13 +275,15 @@ export function createOrders(deps: OrdersDeps) {
     async listOrders(filter: { customerId: string; status: OrderStatus; pageSize: number; pageToken: string }) {
       const size = filter.pageSize > 0 ? filter.pageSize : 50;
       let offset = Number(filter.pageToken || "0");
-      if (!Number.isInteger(offset) || offset < 0) throw new InvalidRequestError([{ field: "page_token", message: "not a token this API gave out" }]);
+      if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidRequestError([{ field: "page_token", message: "not a token this API gave out" }]);
       const orders: Order[] = [];
-      while (orders.length < size) {
-        const ids = await projection.ids(filter.customerId || undefined, offset, size);
+      let scanned = 0;
+      while (orders.length < size && scanned < MAX_SCANNED_PER_PAGE) {
+        const ids = await projection.ids(filter.customerId || undefined, offset, Math.min(size, MAX_SCANNED_PER_PAGE - scanned));
         if (ids.length === 0) return { orders, nextPageToken: "" };
         for (const id of ids) {
           offset += 1;
+          scanned += 1;
           const view = await projection.view(id);
           if (view === undefined) continue;
           const order = toOrder(view);

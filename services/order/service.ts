@@ -4,7 +4,7 @@
  * orders.created to the same projection as it accepts the order. The API does not start without
  * a key to verify its callers' tokens with.
  */
-import { integer, loadOrderApiAuth } from "../../lib/config.ts";
+import { integer, loadOrderApiAuth, loadRpcLimits } from "../../lib/config.ts";
 import { SimulatedGateway } from "../payment/simulated-gateway.ts";
 import { createAuthenticator } from "./auth.ts";
 import { startApiServer, type ApiServer } from "./http.ts";
@@ -19,7 +19,7 @@ import type { Runtime, ServiceParts } from "../../lib/service.ts";
 export function buildOrder(env: Env) {
   return (runtime: Runtime): ServiceParts => {
     const auth = loadOrderApiAuth(env);
-    const guard = { authenticator: createAuthenticator(auth), limiter: createPlaceLimiter(runtime.redis, runtime.keys, auth.placeLimit, runtime.log) };
+    const guard = { authenticator: createAuthenticator(auth), limiter: createPlaceLimiter(runtime.redis, runtime.keys, auth.placeLimit, runtime.log), limits: loadRpcLimits(env) };
     const projection = new OrderProjection(runtime.redis, runtime.keys, createOrderMetrics(runtime.metrics.registry), runtime.config.redisLifetimes.readModelMs);
     runtime.consume({
       group: "order-projection",
