@@ -1,8 +1,9 @@
 /**
  * `orderflow check` — reads the order, payment and notification topics up to their current end,
  * the stock and the payment processor's books in Redis, the dead-letter counts and (given its
- * address) the mail sink's deliveries, and — given the order ids a client was answered 202 with —
- * reports the invariants (invariants.ts). Exits 1 on any violation.
+ * address) the mail sink's deliveries, the reservations' states, and — given the order ids a client
+ * was answered 202 with, and those whose cancel was — reports the invariants (invariants.ts).
+ * Exits 1 on any violation.
  * Run it after the system is quiet: an order still in flight reads as lost.
  */
 import { readFileSync } from "node:fs";
@@ -73,15 +74,18 @@ async function deliveredMail(url: string): Promise<{ notificationId: string; mes
 /** Gathers the evidence (log, Redis, the processor's books, DLQs, the mail sink if given) and applies the rules. */
 export async function checkInvariants(
   ctx: Omit<CliContext, "settings">,
-  options: { timeoutMs: number; mailsink?: string; accepted?: readonly string[] },
+  options: { timeoutMs: number; mailsink?: string; accepted?: readonly string[]; cancelsAccepted?: readonly string[] },
 ): Promise<InvariantReport> {
   const records = await observe(ctx, options.timeoutMs);
   const redis = createRedis(ctx.config, ctx.log);
   const keys = keyspace(ctx.config.redisKeyPrefix);
   let stock: string[];
   let ledger: LedgerEntry[];
+  let reservations: Map<string, string>;
   try {
-    stock = await new StockStore(redis, keys).checkConservation();
+    const stockStore = new StockStore(redis, keys);
+    stock = await stockStore.checkConservation();
+    reservations = await stockStore.reservationStates();
     ledger = await new RedisLedger(redis, keys).entries();
   } finally {
     redis.disconnect();
@@ -90,9 +94,11 @@ export async function checkInvariants(
     records,
     stock,
     ledger,
+    reservations,
     deadLetters: await countDeadLetters(ctx),
     ...(options.mailsink === undefined ? {} : { mail: await deliveredMail(options.mailsink) }),
     ...(options.accepted === undefined ? {} : { accepted: options.accepted }),
+    ...(options.cancelsAccepted === undefined ? {} : { cancelsAccepted: options.cancelsAccepted }),
   });
 }
 
@@ -102,12 +108,15 @@ export function checkCommand(context: ContextFactory): Command {
     .option("--timeout <ms>", "how long reading the log may take", "120000")
     .option("--mailsink <url>", "count emails where they arrived: the mail sink's HTTP address (else from notifications.sent)")
     .option("--accepted <file>", "the order ids the API answered 202 with, one a line: compared with orders.created both ways")
-    .action(async (options: { timeout: string; mailsink?: string; accepted?: string }) => {
+    .option("--cancelled <file>", "the order ids whose cancel the API answered 202, one a line: each cancel must have taken effect")
+    .action(async (options: { timeout: string; mailsink?: string; accepted?: string; cancelled?: string }) => {
       const ctx = context();
+      const idsIn = (file: string) => readFileSync(file, "utf8").split("\n").map((line) => line.trim()).filter(Boolean);
       const report = await checkInvariants(ctx, {
         timeoutMs: Number(options.timeout),
         ...(options.mailsink === undefined ? {} : { mailsink: options.mailsink }),
-        ...(options.accepted === undefined ? {} : { accepted: readFileSync(options.accepted, "utf8").split("\n").map((line) => line.trim()).filter(Boolean) }),
+        ...(options.accepted === undefined ? {} : { accepted: idsIn(options.accepted) }),
+        ...(options.cancelled === undefined ? {} : { cancelsAccepted: idsIn(options.cancelled) }),
       });
       const { outcomes, violations } = report;
       output(ctx, report, [

@@ -44,6 +44,9 @@ describe("invariant rules", () => {
       ordersPerKey: [],
       acceptedNotCreated: [],
       createdNotAccepted: [],
+      completedNotCommitted: [],
+      reservationNotReleased: [],
+      cancelIgnored: [],
     });
   });
 
@@ -100,5 +103,65 @@ describe("invariant rules", () => {
     expect(report).toMatchObject({ charges: 4, refunds: 1, emails: 3, resends: 1, deadLetters: { "orders.created.dlq": 2 }, ok: false });
     const unrefunded = evaluate({ records, ledger: ledger.slice(0, 4) });
     expect(unrefunded.violations.unrefundedCharges).toEqual(["failed"]);
+  });
+
+  it("finds oversell: a completed order whose reservation is not committed, a failed or cancelled one that still holds or sold its units", () => {
+    const records = [
+      r("orders.created", "sold"), r("orders.completed", "sold"),
+      r("orders.created", "sold-then-refunded"), r("orders.completed", "sold-then-refunded"), r("orders.cancelled", "sold-then-refunded"),
+      r("orders.created", "released"), r("orders.failed", "released"),
+      r("orders.created", "short"), r("orders.failed", "short"),
+      r("orders.created", "never-reserved"), r("orders.cancelled", "never-reserved"),
+      // Completed on units that went back on sale (released at expiry) or were never taken.
+      r("orders.created", "completed-on-released"), r("orders.completed", "completed-on-released"),
+      r("orders.created", "completed-unreserved"), r("orders.completed", "completed-unreserved"),
+      // Ended without completing, yet its units are still held or sold.
+      r("orders.created", "failed-holding"), r("orders.failed", "failed-holding"),
+      r("orders.created", "cancelled-sold"), r("orders.cancelled", "cancelled-sold"),
+    ];
+    const reservations = new Map([
+      ["sold", "committed"], ["sold-then-refunded", "committed"], ["released", "released"], ["short", "rejected"],
+      ["completed-on-released", "released"], ["failed-holding", "reserved"], ["cancelled-sold", "committed"],
+    ]);
+    const report = evaluate({ records, reservations });
+    expect(report.violations.completedNotCommitted).toEqual(["completed-on-released", "completed-unreserved"]);
+    expect(report.violations.reservationNotReleased).toEqual(["failed-holding", "cancelled-sold"]);
+    expect(report.ok).toBe(false);
+    // Without the reservations' states the rule has nothing to judge.
+    expect(evaluate({ records }).ok).toBe(true);
+  });
+
+  it("finds an accepted cancel that did not take effect", () => {
+    const records = [
+      r("orders.created", "cancelled"), r("orders.cancelled", "cancelled"),
+      r("orders.created", "refunded"), r("orders.completed", "refunded"), r("orders.cancelled", "refunded"), r("payments.completed", "refunded", { ref: "p1" }), r("payments.refunded", "refunded"),
+      // It failed before the cancel reached the saga: nothing left to undo.
+      r("orders.created", "failed-first"), r("orders.failed", "failed-first"),
+      // The cancel was dropped: the order completed and kept the money.
+      r("orders.created", "ignored"), r("orders.completed", "ignored"),
+      r("orders.created", "not-cancelled"), r("orders.completed", "not-cancelled"),
+    ];
+    const report = evaluate({ records, cancelsAccepted: ["cancelled", "refunded", "failed-first", "ignored"] });
+    expect(report.violations.cancelIgnored).toEqual(["ignored"]);
+    expect(report.ok).toBe(false);
+    expect(evaluate({ records, cancelsAccepted: ["cancelled", "refunded", "failed-first"] }).ok).toBe(true);
+  });
+
+  it("finds a charge of unknown outcome left unrefunded: the log says the payment failed, the processor's books say it charged", () => {
+    const records = [
+      // The attempt that timed out charged; a later one was declined: payments.failed, the order failed.
+      r("orders.created", "unknown"), r("orders.failed", "unknown"),
+      r("orders.created", "unknown-refunded"), r("orders.failed", "unknown-refunded"),
+    ];
+    const ledger = [
+      { kind: "charge" as const, id: "ch_1", orderId: "unknown", amountMinor: "100" },
+      { kind: "charge" as const, id: "ch_2", orderId: "unknown-refunded", amountMinor: "100" },
+      { kind: "refund" as const, id: "re_2", orderId: "unknown-refunded", chargeId: "ch_2", amountMinor: "100" },
+      // A charge for an order the log does not know at all (its orders.created lost): nothing kept it.
+      { kind: "charge" as const, id: "ch_3", orderId: "unheard-of", amountMinor: "100" },
+    ];
+    const report = evaluate({ records, ledger });
+    expect(report.violations.unrefundedCharges).toEqual(["unknown", "unheard-of"]);
+    expect(evaluate({ records, ledger: [...ledger, { kind: "refund" as const, id: "re_1", orderId: "unknown", chargeId: "ch_1", amountMinor: "100" }, { kind: "refund" as const, id: "re_3", orderId: "unheard-of", chargeId: "ch_3", amountMinor: "100" }] }).ok).toBe(true);
   });
 });

@@ -7,8 +7,16 @@
  * message, same Message-ID, is the same email — else on notifications.sent); one order per
  * Idempotency-Key on orders.created; and, given the order ids the API answered 202 with, that set
  * equals the set on orders.created both ways (an order answered but never recorded is lost; one
- * recorded but never answered is an order the client could not know of). Pure, so each rule is
- * tested on its own; `orderflow check` gathers the evidence and adds stock conservation from Redis.
+ * recorded but never answered is an order the client could not know of). Given the reservations'
+ * states from Redis, no oversell: an order that completed has its reservation committed, one that
+ * failed or was cancelled before completing holds none (released, rejected or never made). Given
+ * the orders whose cancel the API answered 202, every such cancel took effect: the order ended
+ * CANCELLED (refunded, if it had completed first) or FAILED before the cancel reached it (nothing
+ * left to undo) — never COMPLETED and kept, never without an outcome. Given the processor's books,
+ * a charge it made for an order the log never finished with a kept completion (an unknown outcome
+ * included: a call that timed out but charged) is refunded — also a charge for an order the log
+ * does not know. Pure, so each rule is tested on its own; `orderflow check` gathers the evidence
+ * and adds stock conservation from Redis.
  */
 import type { LedgerEntry } from "../payment/simulated-gateway.ts";
 
@@ -37,6 +45,10 @@ export interface Evidence {
   readonly deadLetters?: Readonly<Record<string, number>>;
   /** The order ids the API answered 202 with (the client's side); without it the set rules are skipped. */
   readonly accepted?: readonly string[];
+  /** Each order's reservation state in the inventory's records (reserved, committed, released, rejected); absent: none. */
+  readonly reservations?: ReadonlyMap<string, string>;
+  /** The order ids whose cancel the API answered 202 (the client's side); without it the cancel rule is skipped. */
+  readonly cancelsAccepted?: readonly string[];
 }
 
 export interface InvariantReport {
@@ -63,6 +75,12 @@ export interface InvariantReport {
     readonly acceptedNotCreated: readonly string[];
     /** Order ids on orders.created that no 202 answered. */
     readonly createdNotAccepted: readonly string[];
+    /** Orders that completed while their reservation is not committed (its units are back on sale, or never taken). */
+    readonly completedNotCommitted: readonly string[];
+    /** Orders that failed or were cancelled before completing and still hold (or sold) their reservation. */
+    readonly reservationNotReleased: readonly string[];
+    /** Orders whose cancel was answered 202 but that completed and kept it, or never ended. */
+    readonly cancelIgnored: readonly string[];
   };
   readonly ok: boolean;
 }
@@ -89,6 +107,10 @@ export function evaluate(evidence: Evidence): InvariantReport {
   const twoOutcomes: string[] = [];
   const duplicateCharges: string[] = [];
   const unrefundedCharges: string[] = [];
+  const completedNotCommitted: string[] = [];
+  const reservationNotReleased: string[] = [];
+  const cancelIgnored: string[] = [];
+  const cancelsAccepted = new Set(evidence.cancelsAccepted ?? []);
   for (const [orderId, rs] of accepted) {
     const ends = [...new Set(rs.flatMap((r) => (r.topic in outcomeTopics ? [outcomeTopics[r.topic as keyof typeof outcomeTopics]] : [])))];
     const endRecords = rs.filter((r) => r.topic in outcomeTopics);
@@ -97,6 +119,15 @@ export function evaluate(evidence: Evidence): InvariantReport {
     else if (ends.length > 1 || distinct(endRecords.map((r) => r.eventId)) > 1) twoOutcomes.push(orderId);
     else outcomes[ends[0]] += 1;
     const kept = ends.length === 1 && ends[0] === "completed";
+    if (evidence.reservations !== undefined && ends.length > 0) {
+      const reservation = evidence.reservations.get(orderId);
+      if (ends.includes("completed")) {
+        if (reservation !== "committed") completedNotCommitted.push(orderId);
+      } else if (reservation === "reserved" || reservation === "committed") {
+        reservationNotReleased.push(orderId);
+      }
+    }
+    if (cancelsAccepted.has(orderId) && !ends.includes("cancelled") && !(ends.length === 1 && ends[0] === "failed")) cancelIgnored.push(orderId);
     if (ledger === undefined) {
       const charges = distinct(rs.filter((r) => r.topic === "payments.completed").map((r) => r.ref));
       if (charges > 1) duplicateCharges.push(orderId);
@@ -117,12 +148,16 @@ export function evaluate(evidence: Evidence): InvariantReport {
   const keyed = records.filter((r) => r.topic === "orders.created" && r.idempotencyKey);
   const ordersPerKey = [...group(keyed, (r) => r.idempotencyKey ?? "")].filter(([, created]) => distinct(created.map((r) => r.orderId)) > 1).map(([key]) => key);
   const createdIds = new Set(accepted.map(([orderId]) => orderId));
+  // Charges the processor made for orders the log does not know: nothing can have kept them.
+  for (const [orderId, charges] of chargesBy) {
+    if (!createdIds.has(orderId) && charges.some((charge) => !refundedCharges.has(charge.id))) unrefundedCharges.push(orderId);
+  }
   const answered = new Set(evidence.accepted ?? []);
   const acceptedNotCreated = evidence.accepted === undefined ? [] : [...answered].filter((id) => !createdIds.has(id));
   const createdNotAccepted = evidence.accepted === undefined ? [] : [...createdIds].filter((id) => !answered.has(id));
   const violations = {
     lost, twoOutcomes, duplicateCharges, unrefundedCharges, duplicateEmails, missingEmails, stock: evidence.stock ?? [],
-    ordersPerKey, acceptedNotCreated, createdNotAccepted,
+    ordersPerKey, acceptedNotCreated, createdNotAccepted, completedNotCommitted, reservationNotReleased, cancelIgnored,
   };
   return {
     accepted: accepted.length,

@@ -219,6 +219,25 @@ export class StockStore {
     return outcome.kind === "nothing" ? outcome : { ...outcome, orderId };
   }
 
+  /** Every order's reservation state (reserved, committed, released, rejected), by order id; meant for the checker. */
+  async reservationStates(): Promise<Map<string, string>> {
+    const states = new Map<string, string>();
+    const prefix = this.keys("reservation", "");
+    let cursor = "0";
+    do {
+      const [next, found] = await this.#redis.scan(cursor, "MATCH", this.keys("reservation", "*"), "COUNT", 1000);
+      cursor = next;
+      const pipeline = this.#redis.pipeline();
+      for (const key of found) pipeline.hget(key, "state");
+      const replies = (await pipeline.exec()) ?? [];
+      found.forEach((key, at) => {
+        const state = replies[at]?.[1];
+        if (typeof state === "string") states.set(key.slice(prefix.length), state);
+      });
+    } while (cursor !== "0");
+    return states;
+  }
+
   /**
    * Checks the invariants of every SKU: no negative quantity, `reserved` equal to the sum of live
    * reservations and `committed` at least the sum of committed ones (their records expire, the

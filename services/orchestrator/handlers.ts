@@ -148,10 +148,13 @@ export function createOrchestrator(deps: OrchestratorDeps) {
     let current = await known(orderId, input);
     for (let attempt = 0; attempt < DECIDE_ATTEMPTS; attempt += 1) {
       const saga = current.saga;
-      if (eventId !== undefined && saga?.seen.includes(eventId) === true) {
-        return { saga, due: (await store.outbox(orderId)).filter((entry) => entry.cause === eventId) };
+      const early = current.earlyCancel;
+      const seen = saga?.seen ?? early?.seen ?? [];
+      if (eventId !== undefined && seen.includes(eventId)) {
+        return { saga, due: saga === undefined ? [] : (await store.outbox(orderId)).filter((entry) => entry.cause === eventId) };
       }
-      const decision = decide(saga?.state, input, {
+      // The order's first record takes along a cancel kept before it arrived.
+      const decision = decide(saga?.state, early !== undefined && input.kind === "order-created" ? { ...input, earlyCancel: early.cancel } : input, {
         nowMs: now(),
         products,
         stepTimeoutMs: settings.stepTimeoutMs,
@@ -159,10 +162,22 @@ export function createOrchestrator(deps: OrchestratorDeps) {
         compensationRetryMs: settings.compensationRetryMs,
         compensationMaxAttempts: settings.compensationMaxAttempts,
       });
+      if (decision.state === undefined && decision.earlyCancel !== undefined) {
+        // A cancel before its order: kept (the client was answered 202), applied when the order arrives.
+        const result = await store.keepEarlyCancel(orderId, current.version, { cancel: decision.earlyCancel, seen: SagaStore.seenWith(seen, eventId) });
+        if (result.written) {
+          recent.remember(orderId, result.stored);
+          log.info({ orderId }, "cancel kept until its order arrives");
+          return { saga: undefined, due: [] };
+        }
+        current = result.current;
+        recent.remember(orderId, current);
+        continue;
+      }
       // Nothing changed (an unknown order, a duplicate answer): nothing to store.
       if (decision.state === undefined || (decision.state === saga?.state && decision.effects.length === 0)) return { saga, due: [] };
       const added = toOutbox(decision.effects, { encoding: config.encoding, state: decision.state, ...(eventId === undefined ? {} : { cause: eventId }) });
-      const next: StoredSaga = { state: decision.state, seen: SagaStore.seenWith(saga?.seen ?? [], eventId), trace: saga?.trace ?? activeTraceHeaders() };
+      const next: StoredSaga = { state: decision.state, seen: SagaStore.seenWith(seen, eventId), trace: saga?.trace ?? activeTraceHeaders() };
       const result = await store.write(orderId, current.version, next, added);
       if (result.written) {
         recent.remember(orderId, result.stored);

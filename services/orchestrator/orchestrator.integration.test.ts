@@ -2,7 +2,7 @@
  * The orchestrator in-process against the real broker and Redis, driven by records the other
  * services would send: the happy path, a duplicate delivery, a saga another writer changed behind
  * the in-memory copy, a timeout fired by its timer, a compensation that is never confirmed being
- * parked, and an outbox a crash left behind. A saga's record is kept while it is not settled and
+ * parked, an outbox a crash left behind, and a cancel that arrives before its order. A saga's record is kept while it is not settled and
  * expires REDIS_DEDUP_TTL_MS after its last write once it is.
  */
 import { randomUUID } from "node:crypto";
@@ -11,11 +11,13 @@ import { FailureReason } from "../../gen/orderflow/v1/common_pb.ts";
 import {
   InventoryAction,
   InventoryReservedSchema,
+  OrderCancelRequestedSchema,
   OrderCreatedSchema,
   OrderValidatedSchema,
   PaymentAction,
   PaymentCompletedSchema,
   type InventoryActionRequested,
+  type OrderCancelled,
   type OrderFailed,
   type PaymentRequested,
 } from "../../gen/orderflow/v1/events_pb.ts";
@@ -33,7 +35,7 @@ let ctx: TestService;
 beforeAll(async () => {
   ctx = await startTestService("orchestrator", buildOrchestrator, {
     env: { SAGA_STEP_TIMEOUT_MS: "3000", SAGA_COMPENSATION_RETRY_MS: "200", SAGA_COMPENSATION_MAX_ATTEMPTS: "2", SAGA_TICK_MS: "50" },
-    watched: ["orders.validated", "payments.requested", "inventory.requested", "orders.completed", "orders.failed", "notifications.email", "orders.audit"],
+    watched: ["orders.validated", "payments.requested", "inventory.requested", "orders.completed", "orders.failed", "orders.cancelled", "notifications.email", "orders.audit"],
     prepare: async (r) => {
       for (const [sku, price] of [["laptop", "99999"], ["mouse", "2500"]] as const) {
         await r.redis.hset(r.keys("product", sku), { name: sku, currency: "USD", price_minor: price });
@@ -147,5 +149,30 @@ describe("orchestrator service", () => {
     expect(republished.envelope.occurredAt.getTime()).toBe(entryCreatedMs(leftBehind));
     await waitFor(async () => (await store.outbox(orderId)).length === 0, { what: "the outbox to empty" });
     expect(await redis.zscore(ctx.r.keys("saga-outbox-since"), orderId)).toBeNull();
+  });
+
+  it("keeps a cancel that arrives before its order, and the order then ends CANCELLED without being charged or reserved", async () => {
+    const orderId = randomUUID();
+    const { redis } = ctx.service.runtime;
+    const store = new SagaStore(redis, ctx.r.keys, ctx.service.runtime.config.redisLifetimes.dedupMs);
+    await ctx.publisher.publish("orders.cancel.requested", OrderCancelRequestedSchema, { ...sampleOf(OrderCancelRequestedSchema, orderId), reason: "before it arrived" }, { orderId });
+    const kept = await waitFor(async () => (await store.load(orderId)).earlyCancel, { what: "the cancel to be kept" });
+    expect(kept.cancel.reason).toBe("before it arrived");
+    // Kept with a lifetime, like a settled saga: an order that never arrives leaves nothing forever.
+    const ttl = await redis.pttl(ctx.r.keys("saga", orderId));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(ctx.service.runtime.config.redisLifetimes.dedupMs);
+
+    await place(orderId);
+    const cancelled = (await ctx.watch.next(orderId, "orders.cancelled")).message as unknown as OrderCancelled;
+    expect(cancelled).toMatchObject({ reason: "before it arrived", refunded: false });
+    await ctx.watch.next(orderId, "notifications.email");
+    await waitFor(async () => (await store.outbox(orderId)).length === 0, { what: "the outbox to empty after the commit" });
+    const after = await store.load(orderId);
+    expect(after.saga?.state).toMatchObject({ status: OrderStatus.CANCELLED, payment: "none", stock: "none" });
+    expect(await redis.hget(ctx.r.keys("saga", orderId), "cancel")).toBeNull();
+    // Nothing was validated, charged or reserved, and no second outcome follows.
+    for (const topic of ["orders.validated", "payments.requested", "inventory.requested", "orders.completed", "orders.failed"]) expect(ctx.watch.of(orderId, topic)).toEqual([]);
+    expect(ctx.watch.of(orderId, "orders.cancelled")).toHaveLength(1);
   });
 });

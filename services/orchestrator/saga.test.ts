@@ -253,6 +253,35 @@ describe("saga: cancel", () => {
     const failed = run([created(), declined]);
     expect(decide(failed.state, cancel, context).effects).toEqual([]);
   });
+
+  describe("before the order arrives", () => {
+    const early = { reason: "changed my mind", requestedBy: "customer" };
+    const cancelFirst: SagaInput = { kind: "cancel-requested", event: create(OrderCancelRequestedSchema, { ...sampleOf(OrderCancelRequestedSchema, orderId), ...early }) };
+
+    it("asks to keep the cancel (nothing is known of the order yet)", () => {
+      expect(decide(undefined, cancelFirst, context)).toEqual({ state: undefined, effects: [], earlyCancel: early });
+    });
+
+    it("the order then ends CANCELLED at once: nothing validated, charged or reserved", () => {
+      const { earlyCancel } = decide(undefined, cancelFirst, context);
+      const input = created();
+      if (input.kind !== "order-created" || earlyCancel === undefined) throw new Error("no early cancel");
+      const { state, effects } = decide(undefined, { ...input, earlyCancel }, context);
+      expect(state).toMatchObject({ status: OrderStatus.CANCELLED, payment: "none", stock: "none" });
+      expect(topics(effects)).toEqual(["orders.cancelled", "notifications.email"]);
+      expect(messagesOn<{ reason: string; refunded: boolean }>(effects, "orders.cancelled")[0]).toMatchObject({ reason: early.reason, refunded: false });
+      expect(emails(effects)).toEqual([EmailTemplate.ORDER_CANCELLED]);
+      expect(state && isSettled(state)).toBe(true);
+    });
+
+    it("wins over a validation failure, and late answers or a redelivered cancel change nothing", () => {
+      const input = created({ items: [{ productId: "no-such-sku", quantity: 1, unitPrice: { currencyCode: "USD", amountMinor: 1n } }] });
+      if (input.kind !== "order-created") throw new Error("not an OrderCreated");
+      const first = decide(undefined, { ...input, earlyCancel: early }, context);
+      expect(terminalTopics(first.effects)).toEqual(["orders.cancelled"]);
+      for (const later of [cancel, { kind: "tick" } as SagaInput]) expect(decide(first.state, later, { ...context, nowMs: context.nowMs + 10 * context.stepTimeoutMs }).effects).toEqual([]);
+    });
+  });
 });
 
 describe("saga: duplicates and compensations", () => {

@@ -8,6 +8,9 @@
  * The saga alone decides when a reservation expires (at its expires_at, if the order has not
  * completed by then: it fails and asks for the release), so completion and expiry are decided in
  * one place, under one compare-and-set, and an order never completes on units back on sale.
+ * A cancel that arrives before its order (the two topics are read independently) is not dropped:
+ * the decision asks to keep it (Decision.earlyCancel), and when orders.created arrives with it the
+ * order ends CANCELLED at once, nothing charged or reserved.
  * Status changes are announced by the lifecycle records (orders.validated, completed, failed,
  * cancelled) alone; orders.audit is for operators' actions.
  */
@@ -77,9 +80,16 @@ export interface SagaState {
   readonly parked: readonly Compensation[];
 }
 
+/** A cancel that came before its order's orders.created: kept until the order arrives, then applied. */
+export interface EarlyCancel {
+  readonly reason: string;
+  readonly requestedBy: string;
+}
+
 /** What moves the saga. */
 export type SagaInput =
-  | { kind: "order-created"; event: OrderCreated }
+  /** `earlyCancel`: a cancel kept for this order before it arrived. */
+  | { kind: "order-created"; event: OrderCreated; earlyCancel?: EarlyCancel }
   | { kind: "payment-completed"; event: PaymentCompleted }
   | { kind: "payment-failed"; event: PaymentFailed }
   | { kind: "payment-refunded"; event: PaymentRefunded }
@@ -131,6 +141,8 @@ export interface Decision {
   /** Undefined when the input does not concern a saga we know (nothing to do). */
   readonly state: SagaState | undefined;
   readonly effects: readonly Effect[];
+  /** A cancel for an order not seen yet: to keep, and to give back with its orders.created. */
+  readonly earlyCancel?: EarlyCancel;
 }
 
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED]);
@@ -299,7 +311,7 @@ class Step {
   }
 }
 
-function start(event: OrderCreated, context: SagaContext): Decision {
+function start(event: OrderCreated, context: SagaContext, earlyCancel: EarlyCancel | undefined): Decision {
   const state: SagaState = {
     orderId: event.orderId,
     customerId: event.customerId,
@@ -324,6 +336,12 @@ function start(event: OrderCreated, context: SagaContext): Decision {
     parked: [],
   };
   const step = new Step(state, context);
+  if (earlyCancel !== undefined) {
+    step.set({ payment: "none", stock: "none", status: OrderStatus.CANCELLED });
+    step.effects.push(cancelled(step.state, earlyCancel.reason, context));
+    step.email(EmailTemplate.ORDER_CANCELLED);
+    return { state: step.state, effects: step.effects };
+  }
   const invalid = validateOrder(event, context);
   if (invalid !== undefined) {
     step.set({ payment: "none", stock: "none" });
@@ -381,9 +399,11 @@ function onTick(step: Step): void {
 /** The saga's next state and effects for one input. */
 export function decide(state: SagaState | undefined, input: SagaInput, context: SagaContext): Decision {
   if (input.kind === "order-created") {
-    return state === undefined ? start(input.event, context) : { state, effects: [] };
+    return state === undefined ? start(input.event, context, input.earlyCancel) : { state, effects: [] };
   }
-  if (state === undefined) return { state, effects: [] };
+  if (state === undefined) {
+    return input.kind === "cancel-requested" ? { state, effects: [], earlyCancel: { reason: input.event.reason, requestedBy: input.event.requestedBy } } : { state, effects: [] };
+  }
   const step = new Step(state, context);
   const isTerminal = terminal.has(state.status);
 

@@ -3,7 +3,10 @@
  *   v          the version, bumped by every decision written (absent = no saga, version "0");
  *   saga       the saga state, the event ids already applied (a redelivery changes nothing) and
  *              the order's trace context, as JSON;
- *   out:{id}   one outbox entry per effect decided and not yet carried out (outbox.ts).
+ *   out:{id}   one outbox entry per effect decided and not yet carried out (outbox.ts);
+ *   cancel     a cancel that came before the order (no `saga` yet), with its event id, as JSON:
+ *              kept under its own version so that the order's first write, which expects no saga,
+ *              conflicts and is handed it back (the saga then starts cancelled); that write drops it.
  * A decision is written by one script call that checks the version it was decided on, stores the
  * state and the new entries and keeps two indexes right (orders by due time; orders with an outbox
  * by the age of its oldest entry, so the timer finds leftovers without visiting every order in
@@ -15,13 +18,15 @@
  * Lifetime: the hash is the orchestrator's dedup record (its `seen` ids answer redeliveries), so
  * while the saga is not settled (saga.ts isSettled) it is kept without expiry, and every write of a
  * settled saga sets it to expire `lifetimeMs` later (REDIS_DEDUP_TTL_MS, longer than any
- * redelivery). The indexes hold only sagas with work to do (which never expire); `parked` keeps
- * what an operator has to resolve until it is resolved.
+ * redelivery). A cancel kept before its order expires `lifetimeMs` after it was kept, like a
+ * settled saga (an order accepted that long ago is long past its orders.created). The indexes
+ * hold only sagas with work to do (which never expire); `parked` keeps what an operator has to
+ * resolve until it is resolved.
  */
 import { RejectedError, TransientError } from "../../lib/errors.ts";
 import type { Keys, Redis } from "../../lib/redis.ts";
 import { entryCreatedMs, type OutboxEntry } from "./outbox.ts";
-import { isSettled, nextDueMs, type Compensation, type SagaState } from "./saga.ts";
+import { isSettled, nextDueMs, type Compensation, type EarlyCancel, type SagaState } from "./saga.ts";
 
 /** A compensation parked for an operator, as stored (hash `parked`, field = id). */
 export interface ParkedRecord {
@@ -40,10 +45,20 @@ export interface StoredSaga {
   readonly trace?: Readonly<Record<string, string>>;
 }
 
-/** A saga as read at one version; version "0" and no saga when the order has none. */
+/** A cancel kept before its order arrived, with the event ids applied so far (its own). */
+export interface StoredEarlyCancel {
+  readonly cancel: EarlyCancel;
+  readonly seen: readonly string[];
+}
+
+/**
+ * A saga as read at one version; version "0" and no saga when the order has none. Without a saga,
+ * `earlyCancel` is the cancel kept for the order, if any.
+ */
 export interface Versioned {
   readonly version: string;
   readonly saga: StoredSaga | undefined;
+  readonly earlyCancel?: StoredEarlyCancel;
 }
 
 export const absent: Versioned = { version: "0", saga: undefined };
@@ -57,13 +72,23 @@ const OUTBOX_FIELD = "out:";
 
 const writeScript = `
 local version = redis.call('HGET', KEYS[1], 'v') or '0'
-if version ~= ARGV[1] then return {0, version, redis.call('HGET', KEYS[1], 'saga')} end
+if version ~= ARGV[1] then return {0, version, redis.call('HGET', KEYS[1], 'saga'), redis.call('HGET', KEYS[1], 'cancel')} end
 local next = tostring(tonumber(version) + 1)
 redis.call('HSET', KEYS[1], 'v', next, 'saga', ARGV[2])
+redis.call('HDEL', KEYS[1], 'cancel')
 for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[4]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[4]) end
 if ARGV[6] == '' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+return {1, next}`;
+
+/** Keeps a cancel for an order with no saga yet, at the next version; hands back what is there on a mismatch. */
+const keepCancelScript = `
+local version = redis.call('HGET', KEYS[1], 'v') or '0'
+if version ~= ARGV[1] then return {0, version, redis.call('HGET', KEYS[1], 'saga'), redis.call('HGET', KEYS[1], 'cancel')} end
+local next = tostring(tonumber(version) + 1)
+redis.call('HSET', KEYS[1], 'v', next, 'cancel', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {1, next}`;
 
 /** Deletes outbox fields; re-indexes the order by its oldest remaining entry (UUIDv7 milliseconds). */
@@ -85,12 +110,15 @@ end
 return removed`;
 
 type SagaRedis = Redis & {
-  sagaWrite(sagaKey: string, dueKey: string, outboxKey: string, version: string, saga: string, due: string, orderId: string, outboxSince: string, expireAfterMs: string, ...entries: string[]): Promise<[number, string, string | null]>;
+  sagaWrite(sagaKey: string, dueKey: string, outboxKey: string, version: string, saga: string, due: string, orderId: string, outboxSince: string, expireAfterMs: string, ...entries: string[]): Promise<[number, string, string | null, string | null]>;
+  sagaKeepCancel(sagaKey: string, version: string, cancel: string, expireAfterMs: string): Promise<[number, string, string | null, string | null]>;
   sagaOutboxRemove(sagaKey: string, outboxKey: string, orderId: string, ...fields: string[]): Promise<string[]>;
 };
 
-function parse(version: string | null, raw: string | null): Versioned {
-  return version === null || raw === null ? absent : { version, saga: JSON.parse(raw) as StoredSaga };
+function parse(version: string | null, raw: string | null, cancel: string | null): Versioned {
+  if (version === null) return absent;
+  if (raw !== null) return { version, saga: JSON.parse(raw) as StoredSaga };
+  return { version, saga: undefined, ...(cancel === null ? {} : { earlyCancel: JSON.parse(cancel) as StoredEarlyCancel }) };
 }
 
 export class SagaStore {
@@ -106,12 +134,13 @@ export class SagaStore {
   ) {
     redis.defineCommand("sagaWrite", { numberOfKeys: 3, lua: writeScript });
     redis.defineCommand("sagaOutboxRemove", { numberOfKeys: 2, lua: removeScript });
+    redis.defineCommand("sagaKeepCancel", { numberOfKeys: 1, lua: keepCancelScript });
     this.#redis = redis as SagaRedis;
   }
 
   async load(orderId: string): Promise<Versioned> {
-    const [version, raw] = await this.#redis.hmget(this.keys("saga", orderId), "v", "saga");
-    return parse(version ?? null, raw ?? null);
+    const [version, raw, cancel] = await this.#redis.hmget(this.keys("saga", orderId), "v", "saga", "cancel");
+    return parse(version ?? null, raw ?? null, cancel ?? null);
   }
 
   /** The saga's outbox, oldest decision first. */
@@ -130,7 +159,7 @@ export class SagaStore {
   async write(orderId: string, version: string, next: StoredSaga, entries: readonly OutboxEntry[]): Promise<WriteResult> {
     const due = nextDueMs(next.state);
     const first = entries[0];
-    const [written, stored, raw] = await this.#redis.sagaWrite(
+    const [written, stored, raw, cancel] = await this.#redis.sagaWrite(
       this.keys("saga", orderId),
       this.keys("saga-due"),
       this.keys("saga-outbox-since"),
@@ -142,7 +171,16 @@ export class SagaStore {
       isSettled(next.state) ? String(this.lifetimeMs) : "",
       ...entries.flatMap((entry) => [OUTBOX_FIELD + entry.id, JSON.stringify(entry)]),
     );
-    return written === 1 ? { written: true, stored: { version: stored, saga: next } } : { written: false, current: parse(stored, raw) };
+    return written === 1 ? { written: true, stored: { version: stored, saga: next } } : { written: false, current: parse(stored, raw, cancel) };
+  }
+
+  /**
+   * Keeps a cancel for an order that has no saga yet, if the record is still at `version`; else
+   * keeps nothing and returns what is there (the order may have arrived meanwhile). One script call.
+   */
+  async keepEarlyCancel(orderId: string, version: string, early: StoredEarlyCancel): Promise<WriteResult> {
+    const [written, stored, raw, cancel] = await this.#redis.sagaKeepCancel(this.keys("saga", orderId), version, JSON.stringify(early), String(this.lifetimeMs));
+    return written === 1 ? { written: true, stored: { version: stored, saga: undefined, earlyCancel: early } } : { written: false, current: parse(stored, raw, cancel) };
   }
 
   /**

@@ -8,6 +8,7 @@ import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf"
 import { timestampFromDate, timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createValidator, violationsToProto } from "@bufbuild/protovalidate";
+import { ExponentialBackoff, handleAll, retry } from "cockatiel";
 import { ViolationsSchema, type Violations } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { type FailureReason, OrderStatus, PaymentMethod } from "../../gen/orderflow/v1/common_pb.ts";
@@ -76,6 +77,9 @@ const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus
  * page ends here, with a token to go on, instead of scanning the whole listing in one request.
  */
 export const MAX_SCANNED_PER_PAGE = 1000;
+
+/** Tries of the accept-time view write: three, 100 ms then 200 ms apart (plus jitter). */
+const acceptedViewRetry = retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) });
 
 /** Validates a request message against its schema's rules; throws InvalidRequestError naming each field. */
 export function assertRequestValid<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): void {
@@ -204,13 +208,15 @@ export function createOrders(deps: OrdersDeps) {
 
   /**
    * Applies the accepted order's orders.created to the read model, with the record's event id and
-   * time, so that its replay (live or in a rebuild) changes nothing. The order is on Kafka already:
-   * if this write fails, the order's lifecycle events still make its view, so it is logged, not thrown.
+   * time, so that its replay (live or in a rebuild) changes nothing. Tried again (a few times, with
+   * backoff) before answering: the owner's GET and cancel find the order by this view, and without
+   * it they answer 404 until the lifecycle events make it. The order is on Kafka already: if every
+   * try fails, those events still make its view, so it is logged, not thrown.
    */
   async function projectAccepted(created: OrderCreated, accepted: { eventId: string; at: Date }): Promise<void> {
     const envelope = { eventId: accepted.eventId, eventType: OrderCreatedSchema.typeName, orderId: created.orderId, occurredAt: accepted.at };
     try {
-      await projection.apply("orders.created", { envelope, message: created });
+      await acceptedViewRetry.execute(() => projection.apply("orders.created", { envelope, message: created }));
     } catch (err) {
       log.warn({ orderId: created.orderId, err: messageOf(err) }, "the accepted order's view was not written; its lifecycle events will make it");
     }

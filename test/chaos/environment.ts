@@ -159,9 +159,18 @@ export class ChaosEnvironment {
     process.kill(this.#brokerPid(node), signal);
   }
 
+  /** Sends `signal` to Redis (SIGSTOP stalls it: connections stay open, nothing is answered). */
+  signalRedis(signal: "SIGSTOP" | "SIGCONT"): void {
+    process.kill(this.#redisPid(), signal);
+  }
+
+  #redisPid(): number {
+    return Number(readFileSync(join(this.options.stateDir, "redis", "redis.pid"), "utf8").trim());
+  }
+
   /** SIGKILLs Redis and starts it again from its append-only file. */
   async restartRedis(): Promise<void> {
-    const pid = Number(readFileSync(join(this.options.stateDir, "redis", "redis.pid"), "utf8").trim());
+    const pid = this.#redisPid();
     process.kill(pid, "SIGKILL");
     await waitFor(() => !alive(pid), { what: "redis to die" });
     await this.#sh("redis.sh", "start");

@@ -6,6 +6,7 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { Redis } from "ioredis";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
@@ -16,9 +17,15 @@ import { SCHEMA_VERSION, envelopeHeaders, newEventId } from "../../lib/codec/env
 import { topicName, type Admin } from "../../lib/kafka/client.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
 import { loadConfig, type Config } from "../../lib/config.ts";
+import { keyspace } from "../../lib/redis.ts";
+import { formatMinor } from "../../services/order/money.ts";
+import { StockStore } from "../../services/inventory/stock.ts";
+import { orderBody, testCards } from "../../services/cli/samples.ts";
+import { bearer } from "../../services/cli/tokens.ts";
 import { processName, serviceNames, type RunningSystem } from "../harness/processes.ts";
 import { waitFor } from "../harness/wait.ts";
 import type { ChaosEnvironment } from "./environment.ts";
+import type { OrderLoad } from "./load.ts";
 
 /** What a fault works with. */
 export interface FaultContext {
@@ -39,6 +46,10 @@ export interface FaultContext {
   note(event: string, detail?: Record<string, unknown>): void;
   /** Poison records sent, by key, with the topic they were sent to. */
   readonly poison: Map<string, string>;
+  /** The run's order load: a fault's own orders go through it, so they are accounted for like the rest. */
+  readonly load: OrderLoad;
+  /** What a fault found broken beyond the checker's rules (each fails the run). */
+  readonly problems: string[];
 }
 
 export interface Fault {
@@ -178,6 +189,106 @@ export const redisRestart: Fault = {
   },
 };
 
+/**
+ * Redis stalled, not gone: SIGSTOPped for longer than the services' command timeout, connections
+ * open and unanswered, then SIGCONTed. Every command in flight times out (REDIS_COMMAND_TIMEOUT_MS)
+ * and is handled as an outage — consumers wait it out, the order API answers 503 or fails open —
+ * and nothing may hang on the stalled connection once Redis answers again.
+ */
+export const redisStall: Fault = {
+  name: "redis-sigstop",
+  description: "SIGSTOP Redis for longer than REDIS_COMMAND_TIMEOUT_MS (commands in flight time out), then SIGCONT",
+  async run(ctx) {
+    const commandTimeoutMs = loadConfig("chaos", ctx.serviceSettings).redisCommandTimeoutMs;
+    ctx.note("stall redis", { commandTimeoutMs });
+    ctx.env.signalRedis("SIGSTOP");
+    try {
+      await hold(commandTimeoutMs + 3000);
+    } finally {
+      ctx.env.signalRedis("SIGCONT");
+    }
+    ctx.note("redis answers again");
+  },
+};
+
+/** A reservation's lifetime for the TTL fault, and the gateway's latency: about as long, so some orders outlive it. */
+const SHORT_RESERVATION_TTL_MS = 1200;
+const SLOW_GATEWAY_MS = 1000;
+
+/**
+ * Reservations expiring under load: every inventory instance restarted with a short
+ * RESERVATION_TTL_MS and every payment instance with a gateway latency about as long, for a while,
+ * then both restarted as they were. Orders whose charge comes after their reservation's expiry
+ * fail (TIMEOUT) with the reservation released and the charge refunded; the others complete. The
+ * checker's no-oversell rule judges it: completed ⇒ committed, failed ⇒ released.
+ */
+export const reservationTtl: Fault = {
+  name: "reservation-ttl",
+  description: `RESERVATION_TTL_MS=${SHORT_RESERVATION_TTL_MS} on inventory and GATEWAY_LATENCY_MS=${SLOW_GATEWAY_MS} on payment for a while: some reservations expire before their charge`,
+  async run(ctx) {
+    const settings = { inventory: { RESERVATION_TTL_MS: String(SHORT_RESERVATION_TTL_MS) }, payment: { GATEWAY_LATENCY_MS: String(SLOW_GATEWAY_MS) } } as const;
+    const restartAll = async (extra: (service: keyof typeof settings) => Record<string, string> | undefined) => {
+      for (const service of ["inventory", "payment"] as const) {
+        for (let i = 0; i < ctx.instances; i += 1) {
+          const name = processName(service, i);
+          await ctx.system.stopService(name);
+          await ctx.system.startService(name, extra(service));
+        }
+      }
+    };
+    await restartAll((service) => settings[service]);
+    ctx.note("short reservations, slow gateway", settings);
+    await hold(15_000);
+    await restartAll(() => undefined);
+    ctx.note("usual reservations and gateway");
+  },
+};
+
+/** SKUs the oversized-order fault seeds with no stock, and the lines of each crafted order (PlaceOrderRequest allows 100). */
+const SHORT_SKUS = Array.from({ length: 100 }, (_, i) => `chaos_short_${String(i).padStart(3, "0")}`);
+const SHORT_SKU_PRICE_MINOR = 100n;
+
+/**
+ * Crafted oversized orders through the API: 100 lines of SKUs with no stock (the shortage detail,
+ * some 3,000 characters, is longer than OrderFailed.detail's 1,000) and 100 lines of unknown
+ * SKUs. Each must end FAILED — cut detail, no abort loop, no poisoned outbox — while the load flows.
+ */
+export const oversizedOrder: Fault = {
+  name: "oversized-order",
+  description: "orders of 100 lines of out-of-stock SKUs (shortage detail > OrderFailed's 1000 chars) and of 100 unknown SKUs: each ends FAILED, nothing wedged",
+  async run(ctx) {
+    const redis = new Redis(ctx.env.redisUrl);
+    try {
+      await new StockStore(redis, keyspace(ctx.config.redisKeyPrefix)).seedCatalog(SHORT_SKUS.map((sku) => ({ sku, name: sku, currency: "USD", priceMinor: SHORT_SKU_PRICE_MINOR, stock: 0 })));
+    } finally {
+      redis.disconnect();
+    }
+    const customerId = "chaos-crafted";
+    const crafted = [
+      ...[0, 1, 2].map(() => SHORT_SKUS.map((sku) => ({ product_id: sku, quantity: 1, price: formatMinor(SHORT_SKU_PRICE_MINOR, "USD") }))),
+      SHORT_SKUS.map((_, i) => ({ product_id: `chaos_unknown_${i}`, quantity: 1, price: "1.00" })),
+    ];
+    const api = ctx.system.apiUrls[0] ?? "";
+    const placed: string[] = [];
+    for (const items of crafted) {
+      const orderId = await ctx.load.place(api, orderBody({ customerId, email: "crafted@example.com", items, card: testCards.success }), false);
+      if (orderId === undefined) ctx.problems.push("oversized-order: a crafted order was not accepted");
+      else placed.push(orderId);
+    }
+    ctx.note("crafted orders placed", { orders: placed.length, lines: SHORT_SKUS.length });
+    const auth = bearer(await ctx.system.credentials.forCustomer(customerId));
+    for (const orderId of placed) {
+      const status = await waitFor(async () => {
+        const response = await fetch(`${api}/orders/${orderId}`, { headers: auth }).catch(() => undefined);
+        const order = response?.ok === true ? ((await response.json()) as { status: string }) : undefined;
+        return order !== undefined && ["COMPLETED", "FAILED", "CANCELLED"].includes(order.status) ? order.status : undefined;
+      }, { timeoutMs: 120_000, intervalMs: 500, what: `crafted order ${orderId} to end` }).catch(() => "no outcome");
+      if (status !== "FAILED") ctx.problems.push(`oversized-order: crafted order ${orderId} ended ${status}, not FAILED`);
+    }
+    ctx.note("crafted orders ended");
+  },
+};
+
 /** Instances added and removed in quick succession, so the group rebalances again and again. */
 export const rebalanceStorm: Fault = {
   name: "rebalance-storm",
@@ -267,6 +378,9 @@ export const allFaults: readonly Fault[] = [
   produceTimeout,
   networkFaults,
   redisRestart,
+  redisStall,
+  reservationTtl,
+  oversizedOrder,
   rebalanceStorm,
   slowHandler,
   poisonRecords,

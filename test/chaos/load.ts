@@ -3,7 +3,8 @@
  * over every order instance, with a seeded mix of cards (good, declined, no funds, flaky), basket
  * sizes, a scarce SKU (shortages and refunds) and a few cancellations. A request that fails or
  * answers 503 is retried with the same Idempotency-Key, as a real client would, so an order is
- * either accepted once or never — what was accepted is what the checker must account for.
+ * either accepted once or never — what was accepted is what the checker must account for, and so
+ * is every cancel answered 202.
  */
 import { randomUUID } from "node:crypto";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
@@ -56,6 +57,8 @@ export interface LoadCounts {
   /** Orders given up after every retry failed (never accepted, so not owed an outcome). */
   readonly abandoned: number;
   readonly cancelRequests: number;
+  /** Cancels the API answered 202: each must take effect (the checker's cancel rule). */
+  readonly cancelsAccepted: number;
   /** Orders the API refused (4xx other than 409): the load's mistake, so a failed run. */
   readonly refused: readonly string[];
 }
@@ -64,6 +67,8 @@ const MAX_TRIES = 20;
 
 export class OrderLoad {
   readonly accepted = new Map<string, number>();
+  /** Order ids whose cancel was answered 202. */
+  readonly cancelsAccepted = new Set<string>();
   #retried = 0;
   #abandoned = 0;
   #cancels = 0;
@@ -79,8 +84,11 @@ export class OrderLoad {
     return sampleOrder(mix, (min, max) => uniformInt(this.options.rng, min, max));
   }
 
-  /** Places one order, retrying with its key until accepted or MAX_TRIES is reached. */
-  async #place(api: string, body: OrderBody, cancel: boolean): Promise<void> {
+  /**
+   * Places one order, retrying with its key until accepted or MAX_TRIES is reached; an accepted
+   * order is counted with the load's (a fault's crafted order too). Resolves to its id if accepted.
+   */
+  async place(api: string, body: OrderBody, cancel: boolean): Promise<string | undefined> {
     const key = randomUUID();
     for (let attempt = 1; attempt <= MAX_TRIES; attempt += 1) {
       try {
@@ -96,14 +104,16 @@ export class OrderLoad {
           this.accepted.set(orderId, Date.now());
           if (cancel) {
             this.#cancels += 1;
-            await fetch(`${api}/orders/${orderId}/cancel`, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: "{}", signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+            // Only a 202 is a promise; a cancel not answered (or refused) owes nothing and is not retried.
+            const answer = await fetch(`${api}/orders/${orderId}/cancel`, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: "{}", signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+            if (answer?.status === 202) this.cancelsAccepted.add(orderId);
           }
-          return;
+          return orderId;
         }
         // 409: the same key is still being handled (an earlier try of ours); any other 4xx is our bug.
         if (response.status !== 409 && response.status < 500) {
           this.#refused.push(`${response.status}: ${await response.text()}`);
-          return;
+          return undefined;
         }
       } catch {
         // No answer (a timeout, a refused connection while the instance restarts): try again.
@@ -112,6 +122,7 @@ export class OrderLoad {
       await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt))); // client backoff between retries
     }
     this.#abandoned += 1;
+    return undefined;
   }
 
   /** Starts placing orders at the configured rate until stop(). */
@@ -123,7 +134,7 @@ export class OrderLoad {
       for (; this.#sent < due; this.#sent += 1) {
         const api = apiUrls[this.#sent % apiUrls.length];
         const cancel = uniformInt(this.options.rng, 1, 100) <= cancelPercent;
-        const placing = this.#place(api, this.#body(), cancel).finally(() => this.#inFlight.delete(placing));
+        const placing = this.place(api, this.#body(), cancel).then(() => undefined).finally(() => this.#inFlight.delete(placing));
         this.#inFlight.add(placing);
       }
     }, 20);
@@ -136,6 +147,6 @@ export class OrderLoad {
   }
 
   counts(): LoadCounts {
-    return { accepted: this.accepted.size, retried: this.#retried, abandoned: this.#abandoned, cancelRequests: this.#cancels, refused: [...this.#refused] };
+    return { accepted: this.accepted.size, retried: this.#retried, abandoned: this.#abandoned, cancelRequests: this.#cancels, cancelsAccepted: this.cancelsAccepted.size, refused: [...this.#refused] };
   }
 }

@@ -22,7 +22,7 @@ export function renderMarkdown(scenarios: readonly ScenarioReport[]): string {
       `|---|---|---|`,
       ...s.faults.map((f) => `| ${f.name} | ${f.description} | ${seconds(f.recoveryMs)} |`),
       ``,
-      `Orders accepted ${inv.accepted} (client retries ${s.load.retried}, given up ${s.load.abandoned}, cancel requests ${s.load.cancelRequests}): completed ${inv.outcomes.completed}, failed ${inv.outcomes.failed}, cancelled ${inv.outcomes.cancelled}, refunded after completion ${inv.outcomes.refundedAfterCompletion}.`,
+      `Orders accepted ${inv.accepted} (client retries ${s.load.retried}, given up ${s.load.abandoned}, cancel requests ${s.load.cancelRequests}, answered 202 ${s.load.cancelsAccepted}): completed ${inv.outcomes.completed}, failed ${inv.outcomes.failed}, cancelled ${inv.outcomes.cancelled}, refunded after completion ${inv.outcomes.refundedAfterCompletion}.`,
       `Charges ${inv.charges} and refunds ${inv.refunds} in the processor's books; emails delivered ${inv.emails} (the same message resent after a crash: ${inv.resends}); poison records sent ${s.poison.sent}, missing from their DLQ ${s.poison.missingFromDlq.length}, good records dead-lettered ${s.poison.goodRecordsDeadLettered}.`,
       ``,
       `| invariant | violations |`,

@@ -147,7 +147,8 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
       const rng = xoroshiro128plus(options.seed);
       const load = new OrderLoad({ apiUrls: system.apiUrls, credentials: system.credentials, ratePerSecond: options.ratePerSecond, rng });
       const poison = new Map<string, string>();
-      const ctx: FaultContext = { env, system, rng, admin, publisher, config, instances: options.instances, envOf, serviceSettings, note, poison };
+      const problems: string[] = [];
+      const ctx: FaultContext = { env, system, rng, admin, publisher, config, instances: options.instances, envOf, serviceSettings, note, poison, load, problems };
       const faults: FaultResult[] = [];
       try {
         load.start();
@@ -195,8 +196,13 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
         return requested.size;
       };
       await waitFor(async () => (await emailsOwed()) <= 0, { timeoutMs: 300_000, intervalMs: 2000, what: "every requested email to arrive" }).catch(() => undefined);
-      note("quiet", { pending: (await pendingOf(redis, ids)).length, emailsOwed: await emailsOwed() });
-      const invariants = await checkInvariants({ config, log, kafka, json: true }, { timeoutMs: 300_000, mailsink: system.mailUrl, accepted: ids });
+      // A release or commit goes out with the outcome and lands a moment later: quiet also means no
+      // reservation still held (one held now is judged by the no-oversell rule).
+      const stock = new StockStore(redis, keyspace(config.redisKeyPrefix));
+      const held = async () => [...(await stock.reservationStates()).values()].filter((state) => state === "reserved").length;
+      await waitFor(async () => (await held()) === 0, { timeoutMs: 120_000, intervalMs: 1000, what: "every reservation to be committed or released" }).catch(() => undefined);
+      note("quiet", { pending: (await pendingOf(redis, ids)).length, emailsOwed: await emailsOwed(), reservationsHeld: await held() });
+      const invariants = await checkInvariants({ config, log, kafka, json: true }, { timeoutMs: 300_000, mailsink: system.mailUrl, accepted: ids, cancelsAccepted: [...load.cancelsAccepted] });
       note("checked", { ok: invariants.ok });
       const dlqKeys = new Map<string, string[]>();
       let goodRecordsDeadLettered = 0;
@@ -215,6 +221,7 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
         ...(goodRecordsDeadLettered > 0 ? [`${goodRecordsDeadLettered} good records dead-lettered`] : []),
         ...faults.filter((f) => f.recoveryMs === undefined).map((f) => `${f.name} did not recover`),
         ...system.crashes.map((crash) => `a process crashed: ${crash}`),
+        ...problems,
       ];
       return {
         name: options.name,

@@ -334,7 +334,7 @@ describe("invariants after everything above", () => {
       const result = await check();
       return result.report.ok ? result : undefined;
     }, { timeoutMs: 30_000, intervalMs: 1000, what: "the invariants to hold" }).catch(async () => check());
-    expect(report.violations).toEqual({ lost: [], twoOutcomes: [], duplicateCharges: [], unrefundedCharges: [], duplicateEmails: [], missingEmails: [], stock: [], ordersPerKey: [], acceptedNotCreated: [], createdNotAccepted: [] });
+    expect(report.violations).toEqual({ lost: [], twoOutcomes: [], duplicateCharges: [], unrefundedCharges: [], duplicateEmails: [], missingEmails: [], stock: [], ordersPerKey: [], acceptedNotCreated: [], createdNotAccepted: [], completedNotCommitted: [], reservationNotReleased: [], cancelIgnored: [] });
     expect(code).toBe(0);
     expect(report.accepted).toBeGreaterThanOrEqual(20);
     expect(report.charges).toBeGreaterThan(0);
