@@ -27,7 +27,7 @@ async function registeredSeries(): Promise<{ metrics: Set<string>; series: Map<s
   createInventoryMetrics(registry);
   createOrchestratorMetrics(registry);
   createNotificationMetrics(registry);
-  observeBreaker(createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 1, timeoutMs: 10, breakerThreshold: 1, breakerHalfOpenAfterMs: 10 }), registry);
+  observeBreaker(createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 1, timeoutMs: 10, breakerWindow: 1, breakerHalfOpenAfterMs: 10 }), registry);
   const metrics = new Set<string>();
   const series = new Map<string, string>();
   for (const { name, type } of await registry.getMetricsAsJSON()) {

@@ -12,7 +12,7 @@ const value = async (registry: Registry, name: string, labels: Record<string, st
 
 describe("payment breaker observability", () => {
   it("shows the breaker's state as gauge and readiness, and counts its transitions", async () => {
-    const policy = createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 1, timeoutMs: 100, breakerThreshold: 2, breakerHalfOpenAfterMs: 50 });
+    const policy = createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 1, timeoutMs: 100, breakerWindow: 2, breakerHalfOpenAfterMs: 50 });
     const registry = new Registry();
     observeBreaker(policy, registry);
     const check = gatewayCheck(policy);

@@ -4,7 +4,7 @@ import { CardDeclinedError, GatewayUnavailableError, InsufficientFundsError, Inv
 import { BreakerOpenError, createGatewayPolicy } from "./resilience.ts";
 import { SimulatedGateway, luhnValid } from "./simulated-gateway.ts";
 
-const policyOptions = { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 50, breakerThreshold: 100, breakerHalfOpenAfterMs: 50 };
+const policyOptions = { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 50, breakerWindow: 100, breakerHalfOpenAfterMs: 50 };
 
 describe("simulated gateway", () => {
   const gateway = new SimulatedGateway();
@@ -62,7 +62,7 @@ describe("gateway policy", () => {
   });
 
   it("opens the breaker after repeated failures, fails fast with a retriable error, and half-opens later", async () => {
-    const policy = createGatewayPolicy({ ...policyOptions, maxAttempts: 1, breakerThreshold: 2 });
+    const policy = createGatewayPolicy({ ...policyOptions, maxAttempts: 1, breakerWindow: 2 });
     const states: string[] = [];
     policy.onStateChange((s) => states.push(s));
     for (let i = 0; i < 2; i += 1) await expect(policy.execute(() => Promise.reject(new GatewayUnavailableError("down")))).rejects.toBeInstanceOf(GatewayUnavailableError);
@@ -75,5 +75,21 @@ describe("gateway policy", () => {
     await waitFor(async () => (await policy.execute(() => Promise.resolve("again")).catch(() => undefined)) === "again", { what: "the breaker to half-open" });
     expect(policy.breakerState()).toBe("closed");
     expect(states).toContain("open");
+  });
+
+  it("stays closed through bursts of card-specific failures among successes, and opens when most calls fail", async () => {
+    const policy = createGatewayPolicy({ ...policyOptions, maxAttempts: 1, breakerWindow: 40, breakerHalfOpenAfterMs: 60_000 });
+    const failing = () => policy.execute(() => Promise.reject(new GatewayUnavailableError("processor error, try again"))).catch(() => undefined);
+    const working = () => policy.execute(() => Promise.resolve("ok"));
+    // Ten failures in a row (three flaky cards, four attempts each, arriving together) within a
+    // healthy stream: 10% of the calls. A run of ten consecutive failures used to open it.
+    for (let round = 0; round < 5; round += 1) {
+      for (let i = 0; i < 10; i += 1) await failing();
+      for (let i = 0; i < 90; i += 1) await working();
+    }
+    expect(policy.breakerState()).toBe("closed");
+    // A processor that is down: every call fails.
+    for (let i = 0; i < 40; i += 1) await failing();
+    expect(policy.breakerState()).toBe("open");
   });
 });

@@ -22,7 +22,7 @@ let r: TestRedis;
 let gateway: SimulatedGateway;
 let processor: PaymentProcessor;
 
-const policy = () => createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 1000, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 });
+const policy = () => createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 1000, breakerWindow: 50, breakerHalfOpenAfterMs: 1000 });
 
 let ledger: RedisLedger;
 const recordLifetimeMs = DEFAULT_DEDUP_LIFETIME_MS;
@@ -108,7 +108,7 @@ describe("payment processor", () => {
     const orderId = randomUUID();
     const token = await tokenFor("4242424242424242");
     const slow = new SimulatedGateway({ ledger, latencyMs: 200 });
-    const impatient = new PaymentProcessor({ gateway: slow, policy: createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, recordLifetimeMs, log });
+    const impatient = new PaymentProcessor({ gateway: slow, policy: createGatewayPolicy({ maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerWindow: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, recordLifetimeMs, log });
     await expect(impatient.charge({ orderId, token, amountMinor: 300n, currency: "USD" })).rejects.toBeInstanceOf(TransientError);
     expect(await r.redis.hgetall(r.keys("payment", orderId))).toEqual({});
     expect(await r.redis.exists(r.keys("payment", orderId, "claim"))).toBe(0);
@@ -134,7 +134,7 @@ describe("payment processor", () => {
         return inner.charge(request);
       },
     };
-    const unlucky = new PaymentProcessor({ gateway: firstSlowThenFlaky, policy: createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerThreshold: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, recordLifetimeMs, log });
+    const unlucky = new PaymentProcessor({ gateway: firstSlowThenFlaky, policy: createGatewayPolicy({ maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 2, timeoutMs: 20, breakerWindow: 50, breakerHalfOpenAfterMs: 1000 }), redis: r.redis, keys: r.keys, recordLifetimeMs, log });
     await expect(unlucky.charge({ orderId, token, amountMinor: 700n, currency: "USD" })).rejects.toBeInstanceOf(TransientError);
     expect(await r.redis.hgetall(r.keys("payment", orderId))).toEqual({});
     const [booked] = await waitFor(async () => ((await chargesOf(orderId)).length === 1 ? chargesOf(orderId) : undefined), { what: "the timed-out call to book its charge" });

@@ -1,12 +1,16 @@
 /**
  * Resilience around the gateway with cockatiel: retries with exponential backoff and jitter for
  * transient failures only, a circuit breaker that stops calling a failing processor, and a timeout
- * per call. An open breaker surfaces as BreakerOpenError, which is retriable: the payment command
+ * per call. The breaker opens on the share of failed calls among the last `breakerWindow` calls
+ * (more than `breakerFailureRatio`), not on a run of consecutive failures: with hundreds of charges
+ * in flight, a few cards that fail transiently (the flaky test card, 3% of the fault suite's load,
+ * four attempts each) made runs of ten consecutive failures often enough to keep a healthy processor
+ * switched off for minutes, the half-open trial itself often drawn from those cards. An open breaker surfaces as BreakerOpenError, which is retriable: the payment command
  * waits and is delivered again, so an outage delays orders instead of failing them.
  */
 import {
   CircuitState,
-  ConsecutiveBreaker,
+  CountBreaker,
   ExponentialBackoff,
   TimeoutStrategy,
   circuitBreaker,
@@ -24,7 +28,10 @@ export interface GatewayPolicyOptions {
   readonly initialDelayMs: number;
   readonly maxDelayMs: number;
   readonly timeoutMs: number;
-  readonly breakerThreshold: number;
+  /** Calls the breaker judges over (and the fewest before it may open). */
+  readonly breakerWindow: number;
+  /** Share of failed calls in the window above which it opens (0.5 when not given). */
+  readonly breakerFailureRatio?: number;
   readonly breakerHalfOpenAfterMs: number;
 }
 
@@ -40,7 +47,7 @@ const transient = (err: Error) => err instanceof TaskCancelledError || (isRetria
 export function createGatewayPolicy(options: GatewayPolicyOptions) {
   const breaker = circuitBreaker(handleWhen(transient), {
     halfOpenAfter: options.breakerHalfOpenAfterMs,
-    breaker: new ConsecutiveBreaker(options.breakerThreshold),
+    breaker: new CountBreaker({ threshold: options.breakerFailureRatio ?? 0.5, size: options.breakerWindow }),
   });
   const policy = wrap(
     retry(handleWhen(transient), {

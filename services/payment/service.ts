@@ -25,7 +25,8 @@ export function buildPayment(env: Env) {
       initialDelayMs: integer(env, "GATEWAY_RETRY_INITIAL_MS", 50, 1),
       maxDelayMs: integer(env, "GATEWAY_RETRY_MAX_MS", 1000, 1),
       timeoutMs: integer(env, "GATEWAY_TIMEOUT_MS", 5000, 1),
-      breakerThreshold: integer(env, "GATEWAY_BREAKER_THRESHOLD", 10, 1),
+      breakerWindow: integer(env, "GATEWAY_BREAKER_WINDOW", 40, 1),
+      breakerFailureRatio: integer(env, "GATEWAY_BREAKER_FAILURE_PERCENT", 50, 1) / 100,
       breakerHalfOpenAfterMs: integer(env, "GATEWAY_BREAKER_HALF_OPEN_MS", 10_000, 1),
     });
     const processor = new PaymentProcessor({ gateway, policy, redis: runtime.redis, keys: runtime.keys, recordLifetimeMs: runtime.config.redisLifetimes.dedupMs, log: runtime.log, dedup: !unsafeDedupOff(env) });

@@ -56,7 +56,7 @@ beforeAll(async () => {
     GATEWAY_RETRY_INITIAL_MS: "1",
     GATEWAY_RETRY_MAX_MS: "5",
     // Three transient failures in a row open the breaker, and it stays open for the rest of the file.
-    GATEWAY_BREAKER_THRESHOLD: "3",
+    GATEWAY_BREAKER_WINDOW: "3",
     GATEWAY_BREAKER_HALF_OPEN_MS: "600000",
     SAGA_TICK_MS: "100",
   });
