@@ -15,6 +15,7 @@ import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { EmailRequestedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
 import { loadConfig } from "../../lib/config.ts";
+import { messageOf } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createKafka, topicName } from "../../lib/kafka/client.ts";
 import { createPublisher } from "../../lib/kafka/publisher.ts";
@@ -182,7 +183,11 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
         note("load stopped", { ...load.counts() });
       }
       const ids = [...load.accepted.keys()];
-      await waitFor(async () => (await pendingOf(redis, ids)).length === 0, { timeoutMs: 300_000, intervalMs: 500, what: "every accepted order to reach an outcome" }).catch(() => undefined);
+      // A quiet step whose time runs out is a failure of the run (named in its verdict), not a
+      // reason to judge a system that is still busy.
+      const notQuiet: string[] = [];
+      const untilQuiet = (wait: Promise<unknown>) => wait.catch((err: unknown) => void notQuiet.push(`not quiet: ${messageOf(err)}`));
+      await untilQuiet(waitFor(async () => (await pendingOf(redis, ids)).length === 0, { timeoutMs: 300_000, intervalMs: 500, what: "every accepted order to reach an outcome" }));
       // Emails go out after the outcome: quiet also means every requested notification arrived (or 5
       // minutes passed). A notification may be requested more than once (an outbox carried out again).
       const emailsOwed = async () => {
@@ -195,12 +200,12 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
         for (const mail of messages) requested.delete(mail.notificationId ?? "");
         return requested.size;
       };
-      await waitFor(async () => (await emailsOwed()) <= 0, { timeoutMs: 300_000, intervalMs: 2000, what: "every requested email to arrive" }).catch(() => undefined);
+      await untilQuiet(waitFor(async () => (await emailsOwed()) <= 0, { timeoutMs: 300_000, intervalMs: 2000, what: "every requested email to arrive" }));
       // A release or commit goes out with the outcome and lands a moment later: quiet also means no
       // reservation still held (one held now is judged by the no-oversell rule).
       const stock = new StockStore(redis, keyspace(config.redisKeyPrefix));
       const held = async () => [...(await stock.reservationStates()).values()].filter((state) => state === "reserved").length;
-      await waitFor(async () => (await held()) === 0, { timeoutMs: 120_000, intervalMs: 1000, what: "every reservation to be committed or released" }).catch(() => undefined);
+      await untilQuiet(waitFor(async () => (await held()) === 0, { timeoutMs: 120_000, intervalMs: 1000, what: "every reservation to be committed or released" }));
       note("quiet", { pending: (await pendingOf(redis, ids)).length, emailsOwed: await emailsOwed(), reservationsHeld: await held() });
       const invariants = await checkInvariants({ config, log, kafka, json: true }, { timeoutMs: 300_000, mailsink: system.mailUrl, accepted: ids, cancelsAccepted: [...load.cancelsAccepted] });
       note("checked", { ok: invariants.ok });
@@ -221,6 +226,7 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
         ...(goodRecordsDeadLettered > 0 ? [`${goodRecordsDeadLettered} good records dead-lettered`] : []),
         ...faults.filter((f) => f.recoveryMs === undefined).map((f) => `${f.name} did not recover`),
         ...system.crashes.map((crash) => `a process crashed: ${crash}`),
+        ...notQuiet,
         ...problems,
       ];
       return {
