@@ -58,7 +58,11 @@ describe("topic catalog", () => {
     const desired = desiredTopics(catalog, replication.local, prefix);
     const first = await applyTopics(t.admin, desired);
     expect(first.created.length).toBe(catalog.length);
-    const actual = await describeTopics(t.admin, desired.map((d) => d.name));
+    // A topic just created may be missing from the metadata the client has for a moment (seen in CI).
+    const actual = await waitFor(async () => {
+      const described = await describeTopics(t.admin, desired.map((d) => d.name));
+      return described.length === desired.length ? described : undefined;
+    }, { what: "metadata of every topic just created" });
     for (const want of desired) {
       const have = actual.find((a) => a.name === want.name);
       expect(have, want.name).toEqual({ name: want.name, partitions: want.partitions, replicationFactor: 1 });
