@@ -133,9 +133,6 @@ interface Redone {
   readonly handlerFailed: boolean;
 }
 
-/** How long a rewind's seek may take before the client reports it failed (it is then tried again). */
-const SEEK_TIMEOUT_MS = 2000;
-
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const keyOfPartition = (topic: string, partition: number) => `${topic}/${partition}`;
 const keyOfRecord = (topic: string, partition: number, offset: number) => `${topic}/${partition}@${offset}`;
@@ -158,8 +155,6 @@ export class ConsumerRunner implements TransactionMember {
    * it arrives — the first of the stream read again from the rewind's position.
    */
   readonly #staleFrom = new Map<string, number>();
-  /** Rewind seeks the client refused, by partition: tried again before the next fetch. */
-  readonly #pendingSeeks = new Map<string, TopicPartitionOffset>();
   /** Records that doomed a transaction and are read again, by keyOfRecord; forgotten once finished or revoked. */
   readonly #redone = new Map<string, Redone>();
   #generation = 0;
@@ -320,11 +315,6 @@ export class ConsumerRunner implements TransactionMember {
       try {
         await this.#scheduler.room(config.consumer.concurrency * 4);
         const generation = this.#generation;
-        for (const [key, position] of [...this.#pendingSeeks]) {
-          this.#pendingSeeks.delete(key);
-          // Revoked meanwhile: its next owner reads from the last committed offset.
-          if (this.#progress.has(key)) this.#seek(key, position);
-        }
         const fetched = await consumeBatch(consumer, fetchMax);
         this.#caughtUp = fetched.length < fetchMax;
         if (fetched.length === 0) {
@@ -499,26 +489,13 @@ export class ConsumerRunner implements TransactionMember {
     progress.first = undefined;
     // What was in hand is read again, except records waiting (which go on, and are not taken in twice).
     progress.inHand = new Set(progress.parked);
-    this.#seek(key, position);
-  }
-
-  /**
-   * Moves the partition's read position; a seek the client refuses now (the broker away after a
-   * failed commit) is tried again before each fetch until it is done or the partition is revoked —
-   * until then the partition's records are dropped as stale, so it must not be given up.
-   */
-  #seek(key: string, position: TopicPartitionOffset): void {
-    const retry = (err: unknown) => {
-      this.#options.log.warn({ ...position, err: messageOf(err) }, "rewind seek refused; trying again before the next fetch");
-      this.#pendingSeeks.set(key, position);
-    };
     try {
-      // With a timeout the client reports whether the seek took place (with none it may fail silently).
-      this.#consumer?.seek(position, SEEK_TIMEOUT_MS, (err) => {
-        if (err) retry(err);
+      this.#consumer?.seek(position, 0, (err) => {
+        if (err) this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
       });
     } catch (err) {
-      retry(err);
+      // Not ours any more (revoked): its next owner reads from the last committed offset.
+      this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");
     }
   }
 
