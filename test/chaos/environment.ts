@@ -29,8 +29,12 @@ export interface EnvironmentOptions {
   readonly redisFsync?: "always" | "everysec";
 }
 
-/** Ports of the suite, away from the usual 9092/6379 and the test broker. */
-const PORTS = { kafkaOffset: 1000, redis: 6479, toxiproxyApi: 18474, kafkaListen: 31100, kafkaProxy: 31200, redisProxy: 31300 } as const;
+/**
+ * Ports of the suite, away from the usual 9092/6379 and the test broker. CHAOS_PORT_SHIFT (a
+ * multiple of 10) moves all of them, so that two checkouts can run the suite side by side.
+ */
+const shift = Number(process.env["CHAOS_PORT_SHIFT"] ?? 0);
+const PORTS = { kafkaOffset: 1000 + shift, redis: 6479 + shift, toxiproxyApi: 18474 + shift, kafkaListen: 31100 + shift, kafkaProxy: 31200 + shift, redisProxy: 31300 + shift } as const;
 
 const listenerName = (service: string) => `SVC_${service.toUpperCase()}`;
 
