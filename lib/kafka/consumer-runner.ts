@@ -133,6 +133,9 @@ interface Redone {
   readonly handlerFailed: boolean;
 }
 
+/** How long a rewound partition may go without its first record read again before it seeks once more. */
+const STALE_SEEK_AGAIN_MS = 3000;
+
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const keyOfPartition = (topic: string, partition: number) => `${topic}/${partition}`;
 const keyOfRecord = (topic: string, partition: number, offset: number) => `${topic}/${partition}@${offset}`;
@@ -152,9 +155,10 @@ export class ConsumerRunner implements TransactionMember {
   /**
    * Per partition rewound by an abort, the offset its old stream had reached: records at or past it
    * were fetched before the seek (a fetch may straddle it) and are dropped, until a record before
-   * it arrives — the first of the stream read again from the rewind's position.
+   * it arrives — the first of the stream read again from the rewind's position. `seekAtMs`: when
+   * the seek was last asked for (see #seekAgainIfStale).
    */
-  readonly #staleFrom = new Map<string, number>();
+  readonly #staleFrom = new Map<string, { readonly from: number; seekAtMs: number }>();
   /** Records that doomed a transaction and are read again, by keyOfRecord; forgotten once finished or revoked. */
   readonly #redone = new Map<string, Redone>();
   #generation = 0;
@@ -318,6 +322,7 @@ export class ConsumerRunner implements TransactionMember {
         const fetched = await consumeBatch(consumer, fetchMax);
         this.#caughtUp = fetched.length < fetchMax;
         if (fetched.length === 0) {
+          this.#seekAgainIfStale();
           this.#tx?.memberIdle();
           continue;
         }
@@ -332,13 +337,14 @@ export class ConsumerRunner implements TransactionMember {
         for (const message of fetched) {
           const key = keyOfPartition(message.topic, message.partition);
           if ((this.#revokedAt.get(key) ?? -1) > generation) continue;
-          const staleFrom = this.#staleFrom.get(key);
-          if (staleFrom !== undefined) {
-            if (message.offset >= staleFrom) continue;
+          const stale = this.#staleFrom.get(key);
+          if (stale !== undefined) {
+            if (message.offset >= stale.from) continue;
             this.#staleFrom.delete(key);
           }
           this.#takeIn(message);
         }
+        this.#seekAgainIfStale();
       } catch (err) {
         if (!this.#running) return;
         log.warn({ group: this.#options.groupId, err: messageOf(err) }, "fetch failed; trying again");
@@ -367,11 +373,13 @@ export class ConsumerRunner implements TransactionMember {
     const key = keyOfPartition(topic, partition);
     let progress = this.#progress.get(key);
     if (progress === undefined) {
-      progress = { topic, partition, first: undefined, next: offset + 1, inHand: new Set(), parked: new Set(), resumed: new Map(), stored: -1 };
+      progress = { topic, partition, first: undefined, next: offset, inHand: new Set(), parked: new Set(), resumed: new Map(), stored: -1 };
       this.#progress.set(key, progress);
     }
     // Read again by a rewind while it is still in hand (waiting out an outage, or handed back): it goes on once.
     if (progress.inHand.has(offset)) return;
+    // Taken in already (a stream from before a repeated seek): never twice.
+    if (offset < progress.next) return;
     if (this.#tx !== undefined) progress.first ??= offset;
     progress.next = offset + 1;
     progress.inHand.add(offset);
@@ -484,11 +492,40 @@ export class ConsumerRunner implements TransactionMember {
   #rewindPartition(key: string, progress: PartitionProgress): void {
     if (progress.first === undefined) return;
     const position = { topic: progress.topic, partition: progress.partition, offset: progress.first };
-    this.#staleFrom.set(key, progress.next);
+    this.#staleFrom.set(key, { from: progress.next, seekAtMs: Date.now() });
     progress.next = progress.first;
     progress.first = undefined;
     // What was in hand is read again, except records waiting (which go on, and are not taken in twice).
     progress.inHand = new Set(progress.parked);
+    this.#seek(position);
+  }
+
+  /**
+   * A rewound partition whose first record read again has not come for STALE_SEEK_AGAIN_MS asks for
+   * its seek once more. A seek asked for while the broker is away can be lost in the client (it
+   * answers at once and does not report it): the partition then went on fetching its old stream,
+   * every record of it dropped as stale, for good — a partition stuck with its lag while the rest of
+   * the group moved on. Seeking again is safe: the client drops what it fetched before a seek, and
+   * nothing is taken in twice (#takeIn).
+   */
+  #seekAgainIfStale(): void {
+    const now = Date.now();
+    for (const [key, stale] of this.#staleFrom) {
+      if (now - stale.seekAtMs < STALE_SEEK_AGAIN_MS) continue;
+      const progress = this.#progress.get(key);
+      if (progress === undefined) {
+        this.#staleFrom.delete(key);
+        continue;
+      }
+      stale.seekAtMs = now;
+      const position = { topic: progress.topic, partition: progress.partition, offset: progress.next };
+      this.#options.log.warn({ group: this.#options.groupId, ...position }, "rewound partition still reading its old stream; seeking again");
+      this.#seek(position);
+    }
+  }
+
+  /** Asks the client to read a partition from `position` (without waiting: a wait holds one of its few worker threads). */
+  #seek(position: TopicPartitionOffset): void {
     try {
       this.#consumer?.seek(position, 0, (err) => {
         if (err) this.#options.log.info({ ...position, err: messageOf(err) }, "rewind skipped");

@@ -8,6 +8,7 @@
  */
 import { isMessage } from "@bufbuild/protobuf";
 import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -135,6 +136,63 @@ describe("the process transaction", () => {
       expect(gaps[0]).toBeGreaterThanOrEqual(50);
       expect(gaps[1]).toBeGreaterThanOrEqual(100);
     } finally {
+      await runner.stop();
+      await tx.close();
+    }
+  });
+
+  it("reads a rewound partition again when the client lost the rewind's seek, taking no record in twice", async () => {
+    const [input, output] = [t.topic("tx.lostseek.in"), t.topic("tx.lostseek.out")];
+    await createTopics(t.admin, [input, `${input}.dlq`, output], 1);
+    const orderIds = Array.from({ length: 20 }, () => randomUUID());
+    const failOnce = orderIds[12] as string;
+    let failed = false;
+    const handled = new Map<string, number>();
+    // The client answers the first seek on this topic at once and does nothing, as it may while the
+    // broker is away: the partition goes on with its old stream (here: nothing more to fetch).
+    type Seek = (position: { topic: string }, timeout: number, done?: (err: null) => void) => unknown;
+    const consumerType = (createRequire(import.meta.url)("@confluentinc/kafka-javascript") as { KafkaConsumer: { prototype: { seek: Seek } } }).KafkaConsumer;
+    const seek = consumerType.prototype.seek;
+    let seeksLost = 0;
+    consumerType.prototype.seek = function (this: unknown, position, timeout, done) {
+      if (position.topic === input && seeksLost === 0) {
+        seeksLost += 1;
+        done?.(null);
+        return this;
+      }
+      return seek.call(this, position, timeout, done);
+    };
+    const tx = transaction(undefined, { commitIntervalMs: 200, idleCommitMs: 200, maxRecords: 100 });
+    const groupId = `g-${randomUUID()}`;
+    const runner = testRunner(t, publisher, {
+      groupId,
+      topic: input,
+      valueTypes: [OrderCreatedSchema],
+      transaction: tx,
+      handler: async (created, context) => {
+        const { orderId } = created.envelope;
+        handled.set(orderId, (handled.get(orderId) ?? 0) + 1);
+        await context.out.publish("tx.lostseek.out", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
+        if (orderId === failOnce && !failed) {
+          failed = true;
+          throw new RejectedError("fails after producing, once");
+        }
+      },
+    });
+    // Written before the runner starts: one fetch takes them all, so the aborted transaction holds several.
+    for (const orderId of orderIds) await publisher.send(input, record(orderId));
+    await runner.start();
+    try {
+      await waitFor(async () => (await committedOffset(groupId, input)) === orderIds.length, { timeoutMs: 30_000, what: "the partition's offset to be committed to its end" });
+      const outputs = (await readRecords(t, output, orderIds.length)).map((r) => headerValue(r.headers, Headers.orderId));
+      expect(failed).toBe(true);
+      expect(seeksLost).toBe(1);
+      expect(outputs.toSorted()).toEqual(orderIds.toSorted());
+      // The records of the aborted transaction were handled again (once more each), the others once.
+      expect(handled.get(failOnce)).toBe(2);
+      expect(Math.max(...handled.values())).toBe(2);
+    } finally {
+      consumerType.prototype.seek = seek;
       await runner.stop();
       await tx.close();
     }
