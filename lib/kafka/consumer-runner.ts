@@ -11,10 +11,10 @@
  *   and lets those in hand finish, so every position it sends covers only finished records. A failed
  *   attempt that already produced, or a DLQ that refuses, dooms the transaction: it is aborted,
  *   every partition rewinds to its first record in it, and handlers — idempotent by business key —
- *   redo the same outputs with no second effect. Each redo of a record waits longer (exponential
- *   backoff, without holding up the commits); a record whose handler fails after producing
- *   CONSUMER_MAX_ATTEMPTS times is dead-lettered, so one bad record cannot keep aborting the
- *   process's transaction. A record that meets an outage (Redis or a peer unreachable, a breaker
+ *   redo the same outputs with no second effect. Each redo of a record that doomed it (or was
+ *   dead-lettered in it) waits longer (exponential backoff, without holding up the commits); a
+ *   record whose handler fails after producing CONSUMER_MAX_ATTEMPTS times is dead-lettered, so one
+ *   bad record cannot keep aborting the process's transaction. A record that meets an outage (Redis or a peer unreachable, a breaker
  *   open) waits it out the same way (#waitOutOutage).
  * - at-least-once (projections, which produce nothing): a partition's offset is stored once every
  *   record before it was handled or dead-lettered; an outage is waited out in place.
@@ -161,6 +161,12 @@ export class ConsumerRunner implements TransactionMember {
   readonly #staleFrom = new Map<string, { readonly from: number; seekAtMs: number }>();
   /** Records that doomed a transaction and are read again, by keyOfRecord; forgotten once finished or revoked. */
   readonly #redone = new Map<string, Redone>();
+  /**
+   * Records dead-lettered in the open transaction, by keyOfRecord. When it aborts, each is redone
+   * like a record that doomed it (#rewind): a DLQ that refuses writes fails the commit, and without
+   * this its records would abort every transaction they join, at once and for as long as it refuses.
+   */
+  readonly #deadLettered = new Set<string>();
   #generation = 0;
   #consumer: NativeConsumer | undefined;
   #assigned = 0;
@@ -396,8 +402,9 @@ export class ConsumerRunner implements TransactionMember {
   /** `again`: a resumed record handed back after an abort; it waits for the next transaction first. */
   async #handleOne(message: Message, recordKey: string, progress: PartitionProgress, again = false): Promise<void> {
     try {
-      await this.#handleRecord(message, recordKey, progress, again);
-      this.#redone.delete(keyOfRecord(message.topic, message.partition, message.offset));
+      const outcome = await this.#handleRecord(message, recordKey, progress, again);
+      // A dead letter inside a transaction is done only once that commits (committed()).
+      if (this.#tx === undefined || outcome !== "dead-lettered") this.#redone.delete(keyOfRecord(message.topic, message.partition, message.offset));
       progress.inHand.delete(message.offset);
       if (this.#tx === undefined) this.#storePosition(progress);
     } catch (err) {
@@ -460,7 +467,9 @@ export class ConsumerRunner implements TransactionMember {
   positions(): TopicPartitionOffset[] {
     const positions: TopicPartitionOffset[] = [];
     for (const progress of this.#progress.values()) {
-      if (progress.first === undefined) continue;
+      // A record that waited (parked) and went on in this transaction moves its partition's
+      // position too, even when nothing else of that partition was taken in since the last commit.
+      if (progress.first === undefined && progress.resumed.size === 0) continue;
       // Only records waiting out an outage can still be in hand at a commit: the position stays at the first.
       const offset = progress.inHand.size > 0 ? Math.min(...progress.inHand) : progress.next;
       positions.push({ topic: progress.topic, partition: progress.partition, offset });
@@ -469,6 +478,8 @@ export class ConsumerRunner implements TransactionMember {
   }
 
   committed(): void {
+    for (const recordId of this.#deadLettered) this.#redone.delete(recordId);
+    this.#deadLettered.clear();
     for (const progress of this.#progress.values()) {
       progress.first = undefined;
       progress.resumed.clear();
@@ -476,6 +487,13 @@ export class ConsumerRunner implements TransactionMember {
   }
 
   rewind(): void {
+    if (this.#deadLettered.size > 0) this.#tx?.renewProducer();
+    for (const recordId of this.#deadLettered) {
+      const redone = this.#redone.get(recordId);
+      const cause = new Error("the transaction holding its dead letter was aborted (the DLQ may refuse writes)");
+      this.#redone.set(recordId, { count: (redone?.count ?? 0) + 1, cause, handlerFailed: redone?.handlerFailed ?? false });
+    }
+    this.#deadLettered.clear();
     for (const [key, progress] of this.#progress) {
       const again = [...progress.resumed.values()];
       progress.resumed.clear();
@@ -647,13 +665,20 @@ export class ConsumerRunner implements TransactionMember {
         [OrderflowAttributes.dlqTopic]: dlqTopicOf(topic),
         [MessagingAttributes.errorType]: errorClassOf(error),
       });
-      try {
-        await deadLetter(out, record, { error, attempts, firstSeen, service: config.service });
-      } catch (dlqError) {
-        // The DLQ cannot take it either: the record is read again.
-        if (tx === undefined) throw dlqError;
-        redo("the DLQ refused the record", dlqError, false);
+      // Inside a transaction the DLQ's answer comes with the commit (#deadLettered); outside one a
+      // DLQ that refuses is waited out in place (the partition's position stays at the record).
+      for (;;) {
+        try {
+          await deadLetter(out, record, { error, attempts, firstSeen, service: config.service });
+          break;
+        } catch (dlqError) {
+          if (tx !== undefined) redo("the DLQ refused the record", dlqError, false);
+          if (!this.#running) throw new Abandoned("stopping");
+          log.warn({ ...where, err: messageOf(dlqError) }, "the DLQ refused the record; trying again");
+          await delay(config.consumer.retryMaxDelayMs);
+        }
       }
+      if (tx !== undefined) this.#deadLettered.add(recordId);
       tx?.handled(this.#options.groupId);
       this.#watchdog.progressed();
       onOutcome?.("dead-lettered", record, error);

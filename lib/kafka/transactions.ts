@@ -118,6 +118,8 @@ export class ProcessTransaction {
   #timer: NodeJS.Timeout | undefined;
   #timerDue = 0;
   #closed = false;
+  /** Set by renewProducer(): the next begin() connects a new producer. */
+  #renew = false;
   /** Outputs of the records being handled go here while a transaction is open. */
   readonly sink: Sink;
 
@@ -177,10 +179,27 @@ export class ProcessTransaction {
     return this.#connecting;
   }
 
+  /**
+   * The next transaction starts on a new producer (a new epoch). A member asks for it after an abort
+   * whose transaction carried a record the broker may have refused (a dead letter): refused records
+   * use up the client's idempotence sequence numbers for their partition, and the client then fails
+   * later writes there (OUT_OF_ORDER_SEQUENCE_NUMBER, "requires epoch bump") instead of recovering.
+   */
+  renewProducer(): void {
+    this.#renew = true;
+  }
+
   /** Opens a transaction unless one is open (or opening); a member calls it before it hands records to handlers. */
   async begin(): Promise<void> {
     await this.closed();
     if (this.#open) return;
+    if (this.#renew && this.#producer !== undefined) {
+      const old = this.#producer;
+      this.#producer = undefined;
+      // The new producer's start fences this one; it holds nothing open, so it goes in the background.
+      void disconnect(old, () => this.#options.log.warn("a renewed transactional producer did not disconnect in time"));
+    }
+    this.#renew = false;
     this.#beginning ??= (async () => {
       const producer = await this.#connected();
       await transactions.begin(producer);
@@ -275,13 +294,11 @@ export class ProcessTransaction {
       if (doomed !== undefined) throw doomed instanceof Error ? doomed : new Error(messageOf(doomed));
       for (const member of members) {
         const positions = member.positions();
-        if (positions.length > 0 && member.consumer !== undefined) {
-          await transactions.sendOffsets(producer, positions, member.consumer, CALL_TIMEOUT_MS);
-        }
+        if (positions.length > 0 && member.consumer !== undefined) await this.#sendOffsetsRetrying(producer, positions, member.consumer);
       }
       await this.#commitRetrying(producer);
     } catch (error) {
-      await this.#abandon(error);
+      await this.#abandon(error, doomed !== undefined);
       for (const member of members) member.rewind();
       this.#options.observer?.aborted?.(error);
       return;
@@ -292,6 +309,22 @@ export class ProcessTransaction {
     this.#options.observer?.committed?.((performance.now() - started) / 1000, records);
     // All at once: they concern different records (Redis pipelines them).
     await Promise.all(effects.map((effect) => effect().catch((err: unknown) => this.#options.log.warn({ err: messageOf(err) }, "after-commit step failed"))));
+  }
+
+  /**
+   * Sends a member's positions; tried again when the client says so — right after an abort the
+   * coordinator may still be writing its markers and answers "concurrent transactions" for a moment.
+   */
+  async #sendOffsetsRetrying(producer: NativeProducer, positions: TopicPartitionOffset[], consumer: NativeConsumer): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await transactions.sendOffsets(producer, positions, consumer, CALL_TIMEOUT_MS);
+        return;
+      } catch (err) {
+        if (classifyKafkaError(err) !== "retriable" || attempt >= COMMIT_ATTEMPTS) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
   }
 
   async #commitRetrying(producer: NativeProducer): Promise<void> {
@@ -310,7 +343,7 @@ export class ProcessTransaction {
    * Gives up the open transaction: aborts it, or — when the error was fatal or the abort itself
    * fails — drops the producer, so that the next begin() connects a new one (which aborts it).
    */
-  async #abandon(cause: unknown): Promise<void> {
+  async #abandon(cause: unknown, doomedByUs = false): Promise<void> {
     const producer = this.#producer;
     this.#reset();
     if (producer === undefined) return;
@@ -318,8 +351,10 @@ export class ProcessTransaction {
     this.#options.log.warn({ err: messageOf(cause), fatal }, "transaction failed; aborting");
     if (!fatal) {
       // An abort while the client is still adding the transaction's partitions is refused by the
-      // broker as a fatal state error (seen): what was produced is sent first, then aborted.
-      await transactions.flush(producer, CALL_TIMEOUT_MS).catch(() => undefined);
+      // broker as a fatal state error (seen): what was produced is sent first, then aborted. Only
+      // when we doomed a healthy transaction: after the client's own error (a record the broker
+      // refused) it sends nothing more, and a flush would only wait out its whole timeout.
+      if (doomedByUs) await transactions.flush(producer, CALL_TIMEOUT_MS).catch(() => undefined);
       for (let attempt = 1; attempt <= ABORT_ATTEMPTS; attempt += 1) {
         try {
           await transactions.abort(producer, CALL_TIMEOUT_MS);

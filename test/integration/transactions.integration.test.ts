@@ -9,7 +9,7 @@
 import { isMessage } from "@bufbuild/protobuf";
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OrderCreatedSchema, OrderValidatedSchema } from "../../gen/orderflow/v1/events_pb.ts";
@@ -23,6 +23,7 @@ import { connectConsumer, disconnect } from "../../lib/kafka/native.ts";
 import { readToEnd } from "../../lib/kafka/read-to-end.ts";
 import { createTopics, openTestKafka, readRecords, testRunner, type TestKafka } from "../harness/kafka.ts";
 import { sampleOf } from "../harness/samples.ts";
+import { alterTopicConfigs } from "../harness/topic-config.ts";
 import { waitFor } from "../harness/wait.ts";
 
 let t: TestKafka;
@@ -193,6 +194,54 @@ describe("the process transaction", () => {
       expect(Math.max(...handled.values())).toBe(2);
     } finally {
       consumerType.prototype.seek = seek;
+      await runner.stop();
+      await tx.close();
+    }
+  });
+
+  it("a DLQ that refuses writes holds back only its poison record: the others commit meanwhile, and once it takes writes the record lands there once", async () => {
+    const [input, output] = [t.topic("tx.dlqrefuses.in"), t.topic("tx.dlqrefuses.out")];
+    const dlq = `${input}.dlq`;
+    await createTopics(t.admin, [input, dlq, output], 1);
+    // Every dead letter (its record and the DLQ headers) is larger than that, so the broker refuses
+    // each; a transaction marker (about 80 bytes) still fits, so aborts can complete.
+    await alterTopicConfigs(t.config.kafka.brokers, [dlq], { add: { "max.message.bytes": "128" } });
+    const orderIds = Array.from({ length: 30 }, () => randomUUID());
+    let aborts = 0;
+    const tx = new ProcessTransaction({ config: t.config, log: t.log, transactionalId: `tx-${randomUUID()}`, settings, observer: { aborted: () => (aborts += 1) } });
+    const groupId = `g-${randomUUID()}`;
+    const runner = testRunner(t, publisher, {
+      groupId,
+      config: { ...t.config, consumer: { ...t.config.consumer, retryInitialDelayMs: 200, retryMaxDelayMs: 1000 } },
+      topic: input,
+      valueTypes: [OrderCreatedSchema],
+      transaction: tx,
+      handler: async (created, context) => {
+        const { orderId } = created.envelope;
+        await context.out.publish("tx.dlqrefuses.out", OrderValidatedSchema, sampleOf(OrderValidatedSchema, orderId), { orderId });
+      },
+    });
+    await runner.start();
+    try {
+      for (const [i, orderId] of orderIds.entries()) {
+        if (i === 5) await publisher.send(input, { key: "poison", value: randomBytes(64), headers: { "event-type": "orderflow.v1.OrderCreated" } });
+        await publisher.send(input, record(orderId));
+      }
+      // Every good record commits its output while the poison record waits for the DLQ.
+      const outputs = (await readRecords(t, output, orderIds.length)).map((r) => headerValue(r.headers, Headers.orderId));
+      expect(outputs.toSorted()).toEqual(orderIds.toSorted());
+      // Its redos wait longer and longer: a handful of aborts, not one per fetch.
+      const abortsWhileRefused = aborts;
+      expect(abortsWhileRefused).toBeGreaterThan(0);
+      expect(abortsWhileRefused).toBeLessThan(15);
+      // The group's position stays at the poison record (offset 5) until it is dead-lettered.
+      expect(await committedOffset(groupId, input)).toBe(5);
+      await alterTopicConfigs(t.config.kafka.brokers, [dlq], { remove: ["max.message.bytes"] });
+      await waitFor(async () => (await committedOffset(groupId, input)) === orderIds.length + 1, { what: "the offset to pass the poison record" });
+      const deadLetters: string[] = [];
+      await readToEnd(t.config, t.admin, [dlq], (message) => void deadLetters.push(message.key?.toString() ?? ""));
+      expect(deadLetters).toEqual(["poison"]);
+    } finally {
       await runner.stop();
       await tx.close();
     }
