@@ -303,10 +303,15 @@ export function createAdmin(deps: AdminDeps) {
       return paused;
     },
 
-    /** Drops the order read model and rebuilds it from the log (the same function as `orderflow orders rebuild`). */
+    /**
+     * Rebuilds the order read model from the log into a new generation and swaps it in, keeping
+     * orders the log no longer has (the same function as `orderflow orders rebuild`); refused
+     * (FailedPrecondition) while another rebuild runs.
+     */
     async rebuildProjection(actor: string): Promise<{ eventsApplied: bigint; orders: bigint }> {
       const result = await withKafkaAdmin((admin) => rebuildProjection({ admin, config, projection }, readTimeoutMs));
-      await audit({ actor, action: "projection_rebuilt", target: "order read model", detail: `${result.orders} order(s) from ${result.eventsApplied} event(s)` });
+      const detail = `${result.orders} order(s) from ${result.eventsApplied} event(s); ${result.carriedOver} order(s) kept events the log no longer has`;
+      await audit({ actor, action: "projection_rebuilt", target: "order read model", detail });
       log.info({ ...result, actor }, "order read model rebuilt");
       return { eventsApplied: BigInt(result.eventsApplied), orders: BigInt(result.orders) };
     },

@@ -1,7 +1,7 @@
 /**
  * `orderflow orders place|get|watch|rebuild` — place an order through the order API, read it with
- * its history, follow it to its end over the OrderService WatchOrder stream, and drop and rebuild
- * the order read model from the log.
+ * its history, follow it to its end over the OrderService WatchOrder stream, and rebuild the order
+ * read model from the log into a new generation that is swapped in (services/order/rebuild.ts).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { Command, Option } from "commander";
@@ -165,7 +165,7 @@ export function ordersCommand(context: ContextFactory): Command {
 
   orders
     .command("rebuild")
-    .description("drop the order read model and replay it from the log (the live projection keeps running)")
+    .description("rebuild the order read model from the log into a new generation and swap it in; orders the log no longer has are kept, readers are served throughout")
     .action(async () => {
       const ctx = context();
       const redis = createRedis(ctx.config, ctx.log);
@@ -173,7 +173,7 @@ export function ordersCommand(context: ContextFactory): Command {
       await admin.connect();
       try {
         const result = await rebuildProjection({ admin, config: ctx.config, projection: new OrderProjection(redis, keyspace(ctx.config.redisKeyPrefix), {}, ctx.config.redisLifetimes.readModelMs) });
-        output(ctx, result, [`rebuilt ${result.orders} order(s) from ${result.eventsApplied} event(s)`]);
+        output(ctx, result, [`rebuilt ${result.orders} order(s) from ${result.eventsApplied} event(s); ${result.carriedOver} order(s) kept events the log no longer has`]);
       } finally {
         await admin.disconnect();
         redis.disconnect();

@@ -23,6 +23,8 @@ import { waitFor } from "../../test/harness/wait.ts";
 import { freePort } from "../../test/harness/processes.ts";
 import { testAuth } from "../../test/harness/auth.ts";
 import { bearer } from "../cli/tokens.ts";
+import type { Keys } from "../../lib/redis.ts";
+import { liveKeys } from "./generations.ts";
 import { OrderProjection } from "./projection.ts";
 import { buildOrder } from "./service.ts";
 import { placeOrderRequestOf } from "./http.ts";
@@ -275,12 +277,14 @@ describe("reading orders", () => {
     const status = async (orderId: string) => ((await (await fetch(`${base}/orders/${orderId}`, { headers: asC1 })).json()) as { status?: string }).status;
     await waitFor(async () => (await status(completed)) === "COMPLETED" && (await status(validated)) === "VALIDATED", { what: "COMPLETED and VALIDATED" });
     const live = new OrderProjection(service.runtime.redis, service.runtime.keys);
-    const stateOf = async (projection: OrderProjection, keys: (...parts: string[]) => string, redis: typeof r.redis) =>
-      Promise.all([completed, validated].map(async (orderId) => ({
+    const stateOf = async (projection: OrderProjection, keys: Keys, redis: typeof r.redis) => {
+      const live = await liveKeys(redis, keys);
+      return Promise.all([completed, validated].map(async (orderId) => ({
         view: await projection.view(orderId),
         history: await projection.history(orderId),
-        listedAt: await redis.zscore(keys("orders", "customer", "c-1"), orderId),
+        listedAt: await redis.zscore(live("orders", "customer", "c-1"), orderId),
       })));
+    };
     const before = await stateOf(live, service.runtime.keys, service.runtime.redis);
     expect(before.map((o) => o.history.length)).toEqual([3, 2]);
 

@@ -24,6 +24,7 @@ import { desiredTopics, applyTopics } from "../../lib/kafka/topics.ts";
 import { checkInvariants } from "../../services/cli/check.ts";
 import type { InvariantReport } from "../../services/cli/invariants.ts";
 import { StockStore } from "../../services/inventory/stock.ts";
+import { liveKeys } from "../../services/order/generations.ts";
 import { keyspace } from "../../lib/redis.ts";
 import { startSystem } from "../harness/processes.ts";
 import { waitFor } from "../harness/wait.ts";
@@ -95,10 +96,12 @@ const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus
 /** The orders among `ids` without an outcome in the read model yet. */
 async function pendingOf(redis: Redis, ids: readonly string[]): Promise<string[]> {
   const pending: string[] = [];
+  // The read model's live generation (a rebuild may have swapped one in).
+  const readModel = await liveKeys(redis, keyspace("of"));
   for (let i = 0; i < ids.length; i += 500) {
     const chunk = ids.slice(i, i + 500);
     const pipeline = redis.pipeline();
-    for (const id of chunk) pipeline.hget(`of:order:${id}`, "status");
+    for (const id of chunk) pipeline.hget(readModel("order", id), "status");
     const results = (await pipeline.exec()) ?? [];
     results.forEach(([, status], j) => {
       if (!terminal.has(String(status))) pending.push(chunk[j]);

@@ -95,7 +95,7 @@ describe("orderflow topics", () => {
       expect(await run("topics", "apply")).toBe(0);
       output = [];
       expect(await run("--json", "orders", "rebuild")).toBe(0);
-      expect(JSON.parse(output.join(""))).toEqual({ eventsApplied: 0, orders: 0 });
+      expect(JSON.parse(output.join(""))).toEqual({ eventsApplied: 0, orders: 0, carriedOver: 0 });
     } finally {
       await r.close();
     }
