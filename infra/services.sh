@@ -54,7 +54,6 @@ launch() {
 
 start() {
   local line name entry port extra token auth deadline
-  local -A restarted=()
   token="$(admin_token)"
   auth="$(order_auth_env)"
   for line in "${services[@]}"; do
@@ -67,16 +66,6 @@ start() {
     read -r name entry port _ <<<"$line"
     until curl -fs -o /dev/null "$(ready_url "$name" "$port")"; do
       if ! alive "$name"; then
-        # A process that dies while starting gets one more start: the admin process has been seen
-        # to crash inside the Kafka client on its very first start against a broker that is still
-        # loading its coordinators (with TRACING=1); the second start works. The log keeps both.
-        if [[ -z ${restarted[$name]:-} ]]; then
-          restarted[$name]=1
-          echo "services: $name exited while starting; starting it once more (log: $state/logs/$name.log)" >&2
-          read -r _ entry port extra <<<"$line"
-          launch "$name" "$entry" "$port" "$extra" "$token" "$auth"
-          continue
-        fi
         echo "services: $name exited; last lines of $state/logs/$name.log:" >&2
         tail -n 30 "$state/logs/$name.log" >&2
         exit 1

@@ -2,9 +2,9 @@
  * What the dashboard reads from the broker itself: consumer lag per group and partition (committed
  * offset against the high watermark) and how many records each dead-letter topic holds (high minus
  * low watermark). Requests go strictly one after another, over an admin client the caller opens for
- * one round only, and only after a bootstrap broker accepted a TCP connection: librdkafka's admin
- * client can abort the process when requests are in flight across a broker restart, so no admin
- * request waits on a broker that is away, and no client outlives its round.
+ * one round only (openRoundAdmin), and only after a bootstrap broker accepted a TCP connection:
+ * librdkafka's admin client can abort the process when requests are in flight across a broker
+ * restart, so no admin request waits on a broker that is away, and no client outlives its round.
  *
  * On a topic written in transactions, the last record of a partition is followed by a commit
  * marker that takes an offset but is never delivered, so a group that read everything commits one
@@ -14,7 +14,8 @@
  */
 import { connect } from "node:net";
 import { catalog, DLQ_SUFFIX } from "../../../infra/topics.ts";
-import type { Admin } from "../../../lib/kafka/client.ts";
+import type { Config } from "../../../lib/config.ts";
+import { createConsumer, type Admin, type Kafka } from "../../../lib/kafka/client.ts";
 import type { Gap } from "./markers.ts";
 
 /** The dashboard's own consumer group (under the topic prefix, like every group). */
@@ -132,6 +133,50 @@ export class BrokerView {
     const marks = await this.admin.fetchTopicOffsets(`${this.prefix}${topic}`);
     return new Map(marks.map((mark) => [mark.partition, { low: Number(mark.low), high: Number(mark.high) }]));
   }
+}
+
+/**
+ * The group id of the consumer that round admin clients are made from; it never subscribes, joins
+ * a group or commits (under the topic prefix, like every group).
+ */
+export const ROUND_ADMIN_GROUP = "admin-dashboard-offsets";
+
+/** An admin client for one round of requests, and how to close it. */
+export interface RoundAdmin {
+  readonly admin: Admin;
+  close(): Promise<void>;
+}
+
+/**
+ * An admin client made from a consumer that has a group id (a dependent admin client), never from
+ * `kafka.admin()`. In librdkafka 2.15.1 a committed-offsets request (fetchOffsets) answered with
+ * NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE tells the client's own consumer-group handle to look
+ * its coordinator up again; a plain admin client has no such handle (a NULL pointer) and the process
+ * dies of SIGSEGV on librdkafka's thread. Brokers answer that way while their group coordinators
+ * load: a freshly formatted broker (`make up` after a wipe), a restart, a coordinator moving to
+ * another cluster node. Over a consumer's handle the same answer rejects the request instead, and
+ * the round's figures go stale until the next round. Both clients are closed by `close`.
+ */
+export async function openRoundAdmin(kafka: Kafka, config: Config): Promise<RoundAdmin> {
+  const holder = createConsumer(kafka, config, `${config.topicPrefix}${ROUND_ADMIN_GROUP}`, { "enable.auto.commit": false });
+  await holder.connect();
+  const admin = holder.dependentAdmin();
+  try {
+    await admin.connect();
+  } catch (err) {
+    await holder.disconnect();
+    throw err;
+  }
+  return {
+    admin,
+    async close() {
+      try {
+        await admin.disconnect();
+      } finally {
+        await holder.disconnect();
+      }
+    },
+  };
 }
 
 /** Whether any bootstrap broker ("host:port,host:port") accepts a TCP connection within `timeoutMs`. */

@@ -19,7 +19,8 @@ import { Feed } from "./feed.ts";
  */
 function fakeRuntime(brokers = "127.0.0.1:1") {
   const failing = { broker: true, redis: true };
-  const clients = { opened: 0, closed: 0 };
+  /** Admin clients, and the consumers they are made from (broker.ts: openRoundAdmin). */
+  const clients = { opened: 0, closed: 0, holdersOpened: 0, holdersClosed: 0 };
   const declared: { group: string; topics: readonly string[]; handler: RecordHandler }[] = [];
   const fail = (what: keyof typeof failing) => (failing[what] ? Promise.reject(new Error(`${what} down`)) : undefined);
   const admin = {
@@ -34,6 +35,17 @@ function fakeRuntime(brokers = "127.0.0.1:1") {
     fetchOffsets: () => fail("broker") ?? Promise.resolve([]),
     fetchTopicOffsets: () => fail("broker") ?? Promise.resolve([{ partition: 0, offset: "0", low: "0", high: "0" }]),
   };
+  const holder = {
+    connect: () => {
+      clients.holdersOpened += 1;
+      return Promise.resolve();
+    },
+    disconnect: () => {
+      clients.holdersClosed += 1;
+      return Promise.resolve();
+    },
+    dependentAdmin: () => admin,
+  };
   const redis = {
     defineCommand: () => undefined,
     zrevrange: () => fail("redis") ?? Promise.resolve([]),
@@ -44,7 +56,8 @@ function fakeRuntime(brokers = "127.0.0.1:1") {
   const runtime = {
     config: loadConfig("admin", { TOPIC_PREFIX: "p.", KAFKA_BROKERS: brokers }),
     log: createLogger("admin", "silent"),
-    kafka: { admin: () => admin },
+    // No admin(): a plain admin client crashes the process on a NOT_COORDINATOR answer (broker.ts).
+    kafka: { consumer: () => holder },
     redis,
     keys: keyspace("t"),
     consume: (options: { group: string; topics: readonly string[]; handler: RecordHandler }) => {
@@ -101,9 +114,11 @@ describe("feed", () => {
       await feed.stop();
       await new Promise<void>((resolve) => broker.server.close(() => resolve()));
     }
-    // One admin client per round, each closed at its end.
+    // One admin client per round, made from a consumer of its own; both closed at its end.
     expect(clients.opened).toBeGreaterThan(2);
     expect(clients.closed).toBe(clients.opened);
+    expect(clients.holdersOpened).toBe(clients.opened);
+    expect(clients.holdersClosed).toBe(clients.holdersOpened);
   });
 
   it("opens no admin client while no broker accepts connections", async () => {
@@ -118,6 +133,7 @@ describe("feed", () => {
       await feed.stop();
     }
     expect(clients.opened).toBe(0);
+    expect(clients.holdersOpened).toBe(0);
   });
 });
 

@@ -12,7 +12,7 @@ import { messageOf } from "../../../lib/errors.ts";
 import type { Runtime } from "../../../lib/service.ts";
 import { OrderProjection } from "../../order/projection.ts";
 import { SagaStore } from "../../orchestrator/store.ts";
-import { BrokerView, brokerReachable, DASHBOARD_GROUP, watchedGroups, type DlqCount, type PartitionLag } from "./broker.ts";
+import { BrokerView, brokerReachable, DASHBOARD_GROUP, openRoundAdmin, watchedGroups, type DlqCount, type PartitionLag, type RoundAdmin } from "./broker.ts";
 import { MarkerProbe } from "./markers.ts";
 import { breakerOf, probe, type BreakerState, type ServiceHealth, type WatchedService } from "./health.ts";
 import { buildSnapshot, latestOrderOf, timelineOf, type LatestOrder, type Snapshot, type StaleSection, type Timeline } from "./snapshot.ts";
@@ -137,14 +137,11 @@ export class Feed {
    */
   async #brokerRound(): Promise<void> {
     const { config, kafka, log } = this.#runtime;
-    const admin = kafka.admin();
-    const broker = new BrokerView(admin, config.topicPrefix, this.#markers);
     let reachable: Promise<boolean> | undefined;
-    let connected: Promise<void> | undefined;
+    let opened: Promise<RoundAdmin> | undefined;
     const open = async () => {
       if (!(await (reachable ??= brokerReachable(config.kafka.brokers, this.#options.healthTimeoutMs)))) throw new Error("no bootstrap broker accepts connections");
-      await (connected ??= admin.connect());
-      return broker;
+      return new BrokerView((await (opened ??= openRoundAdmin(kafka, config))).admin, config.topicPrefix, this.#markers);
     };
     await this.#section("lag", async () => {
       this.#lag = await (await open()).lag();
@@ -152,8 +149,8 @@ export class Feed {
     await this.#section("dlq", async () => {
       this.#dlq = await (await open()).dlq();
     });
-    await connected?.then(
-      () => admin.disconnect().catch((err: unknown) => log.warn({ err: messageOf(err) }, "dashboard admin client did not disconnect cleanly")),
+    await opened?.then(
+      (round) => round.close().catch((err: unknown) => log.warn({ err: messageOf(err) }, "dashboard admin client did not disconnect cleanly")),
       () => undefined,
     );
   }
