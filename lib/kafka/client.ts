@@ -80,3 +80,41 @@ export function createConsumer(
 export function topicName(config: Pick<Config, "topicPrefix">, base: string): string {
   return `${config.topicPrefix}${base}`;
 }
+
+/** An admin client that may read committed offsets, and the consumer it is made from. */
+export interface GroupAdmin {
+  readonly admin: Admin;
+  close(): Promise<void>;
+}
+
+/**
+ * An admin client made from a consumer that has a group id (`holderGroup`; it never joins or
+ * commits), for reading committed offsets (fetchOffsets) — never `kafka.admin()` for that. In
+ * librdkafka 2.15.1 a committed-offsets request answered with NOT_COORDINATOR or
+ * COORDINATOR_NOT_AVAILABLE tells the client's own consumer-group handle to look its coordinator up
+ * again; a plain admin client has no such handle (a NULL pointer) and the process dies of SIGSEGV
+ * on librdkafka's thread. Brokers answer that way while their group coordinators load: a freshly
+ * formatted broker, a restart, a coordinator moving to another node. Over a consumer's handle the
+ * same answer rejects the request instead. `close` closes both clients.
+ */
+export async function openGroupAdmin(kafka: Kafka, config: Config, holderGroup: string): Promise<GroupAdmin> {
+  const holder = createConsumer(kafka, config, holderGroup, { "enable.auto.commit": false });
+  await holder.connect();
+  const admin = holder.dependentAdmin();
+  try {
+    await admin.connect();
+  } catch (err) {
+    await holder.disconnect();
+    throw err;
+  }
+  return {
+    admin,
+    async close() {
+      try {
+        await admin.disconnect();
+      } finally {
+        await holder.disconnect();
+      }
+    },
+  };
+}

@@ -25,9 +25,9 @@ type Lifetime = "permanent" | "dedup" | "read model" | "short";
 const documented: readonly [RegExp, Lifetime][] = [
   [/^(product:[^:]+|products|stock:[^:]+|catalog:version)$/, "permanent"],
   [/^(saga-due|saga-outbox-since|parked|control:paused|idem-secret)$/, "permanent"],
-  [/^(saga:[^:]+:flushing|payment:[^:]+:claim|idem:.+|ratelimit:place-order:.+|email-rate:.+)$/, "short"],
+  [/^(saga:[^:]+:flushing|payment:[^:]+:claim|idem:.+|ratelimit:place-order:.+|email-rate:.+|readmodel:rebuild)$/, "short"],
   [/^(saga:[^:]+|payment:[^:]+|reservation:[^:]+|email:.+|gateway:key:.+|gateway:entries|admin:replayed)$/, "dedup"],
-  [/^(order:[^:]+|order:[^:]+:events|order:[^:]+:seen|orders|orders:customer:.+)$/, "read model"],
+  [/^((gen\d+:)?(order:[^:]+|order:[^:]+:events|order:[^:]+:seen|orders|orders:customer:.+)|readmodel:live)$/, "read model"],
 ];
 
 let t: TestKafka;

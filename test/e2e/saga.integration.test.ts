@@ -209,7 +209,7 @@ describe("exactly one effect", () => {
     // The orchestrator has consumed both copies once its committed position passed the last one.
     const last = deliveries.at(-1)!;
     await waitFor(async () => {
-      const [committed] = await t.admin.fetchOffsets({ groupId: topicName(t.config, "orchestrator"), topics: [t.topic("orders.created")] });
+      const [committed] = await t.fetchOffsets({ groupId: topicName(t.config, "orchestrator"), topics: [t.topic("orders.created")] });
       const position = committed?.partitions.find((p) => p.partition === last.partition)?.offset ?? "-1";
       return BigInt(position) > BigInt(last.offset);
     }, { what: "the orchestrator to consume both copies" });

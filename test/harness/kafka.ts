@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { inject } from "vitest";
 import { loadConfig, type Config } from "../../lib/config.ts";
 import { createLogger, type Logger } from "../../lib/log.ts";
-import { createConsumer, createKafka, type Admin, type Kafka } from "../../lib/kafka/client.ts";
+import { createConsumer, createKafka, openGroupAdmin, type Admin, type GroupAdmin, type Kafka } from "../../lib/kafka/client.ts";
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { RawHeaders } from "../../lib/codec/envelope.ts";
 import { ConsumerRunner, type ConsumerRunnerOptions } from "../../lib/kafka/consumer-runner.ts";
@@ -38,6 +38,8 @@ export interface TestKafka {
   readonly admin: Admin;
   /** The prefixed name of a base topic. */
   topic(base: string): string;
+  /** Committed offsets of a group, over an admin client that may ask (lib/kafka/client.ts: openGroupAdmin). */
+  fetchOffsets(options: { groupId: string; topics?: string[] }): ReturnType<Admin["fetchOffsets"]>;
   close(): Promise<void>;
 }
 
@@ -48,13 +50,18 @@ export async function openTestKafka(service = "test", env: Record<string, string
   const kafka = createKafka(config, log);
   const admin = kafka.admin();
   await admin.connect();
+  let offsets: Promise<GroupAdmin> | undefined;
   return {
     config,
     log,
     kafka,
     admin,
     topic: (base) => `${config.topicPrefix}${base}`,
-    close: () => admin.disconnect(),
+    fetchOffsets: async (options) => (await (offsets ??= openGroupAdmin(kafka, config, `${config.topicPrefix}test-offsets`))).admin.fetchOffsets(options),
+    close: async () => {
+      await admin.disconnect();
+      await (await offsets)?.close();
+    },
   };
 }
 
@@ -77,7 +84,7 @@ export interface ConsumedRecord {
 }
 
 /** Reads `topic` from the beginning with a fresh group until `count` records arrived. */
-export async function readRecords(t: TestKafka, topic: string, count: number, timeoutMs = 30_000): Promise<ConsumedRecord[]> {
+export async function readRecords(t: Pick<TestKafka, "kafka" | "config">, topic: string, count: number, timeoutMs = 30_000): Promise<ConsumedRecord[]> {
   const records: ConsumedRecord[] = [];
   const consumer = createConsumer(t.kafka, t.config, `reader-${randomUUID()}`);
   await consumer.connect();

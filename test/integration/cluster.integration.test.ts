@@ -86,7 +86,7 @@ describe.runIf(inject("localKafka"))("3-node cluster", () => {
 
     expect(acked.size + failed.length).toBe(2000);
     expect(acked.size).toBeGreaterThan(1500);
-    const records = await readRecords({ config, log, kafka, admin, topic: (b) => b, close: () => Promise.resolve() }, topic, acked.size, 60_000);
+    const records = await readRecords({ config, kafka }, topic, acked.size, 60_000);
     const read = new Set(records.map((r) => r.value?.toString()));
     const lost = [...acked].filter((id) => !read.has(id));
     expect(lost).toEqual([]);

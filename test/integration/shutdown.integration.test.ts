@@ -48,7 +48,7 @@ describe("SIGTERM", () => {
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
       expect(stdout).toContain(`finished ${orderId}`);
-      const [committed] = await t.admin.fetchOffsets({ groupId, topics: [topic] });
+      const [committed] = await t.fetchOffsets({ groupId, topics: [topic] });
       expect(committed?.partitions.find((p) => p.partition === 0)?.offset).toBe("1");
     } finally {
       child.kill("SIGKILL");

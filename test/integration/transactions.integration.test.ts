@@ -50,7 +50,7 @@ function transaction(id = `tx-${randomUUID()}`, overrides: Partial<TransactionSe
 }
 
 async function committedOffset(groupId: string, topic: string): Promise<number> {
-  const [entry] = await t.admin.fetchOffsets({ groupId, topics: [topic] });
+  const [entry] = await t.fetchOffsets({ groupId, topics: [topic] });
   return (entry?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
 }
 

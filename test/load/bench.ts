@@ -30,7 +30,7 @@ import { headerValue, Headers } from "../../lib/codec/envelope.ts";
 import { loadConfig, withoutSecrets, type Config } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { keyspace } from "../../lib/redis.ts";
-import { createKafka, type Admin } from "../../lib/kafka/client.ts";
+import { createKafka, openGroupAdmin, type Admin } from "../../lib/kafka/client.ts";
 import { createPublisher, type Publisher } from "../../lib/kafka/publisher.ts";
 import { tailTopics } from "../../lib/kafka/tail.ts";
 import { applyTopics, desiredTopics } from "../../lib/kafka/topics.ts";
@@ -330,8 +330,9 @@ async function main(): Promise<void> {
   const serviceEnv = { KAFKA_BROKERS: environment.brokers, REDIS_URL: environment.redisUrl, REDIS_KEY_PREFIX: "of", LOG_LEVEL: "warn", HOME: process.env["HOME"] ?? "" };
   const config = loadConfig("bench", serviceEnv);
   const kafka = createKafka(config, createLogger("bench", "warn"));
-  const admin = kafka.admin();
-  await admin.connect();
+  // Reads committed offsets (record operations, the backlog relay): over a group admin (client.ts says why).
+  const offsetsAdmin = await openGroupAdmin(kafka, config, "bench-offsets");
+  const admin = offsetsAdmin.admin;
   const redis = new Redis(environment.redisUrl);
   const pidIn = (file: string) => Number(readFileSync(join(stateDir, file), "utf8").trim());
   // The load generator (this process: HTTP client or producer, the tail of the end topics) shares the two cores too.
@@ -379,7 +380,7 @@ async function main(): Promise<void> {
     say(`report: ${base}.md (the run took ${Math.round(result.durationS / 60)} min)`);
   } finally {
     redis.disconnect();
-    await admin.disconnect();
+    await offsetsAdmin.close();
     await environment.close();
   }
 }

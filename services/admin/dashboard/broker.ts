@@ -15,7 +15,7 @@
 import { connect } from "node:net";
 import { catalog, DLQ_SUFFIX } from "../../../infra/topics.ts";
 import type { Config } from "../../../lib/config.ts";
-import { createConsumer, type Admin, type Kafka } from "../../../lib/kafka/client.ts";
+import { openGroupAdmin, type Admin, type GroupAdmin, type Kafka } from "../../../lib/kafka/client.ts";
 import type { Gap } from "./markers.ts";
 
 /** The dashboard's own consumer group (under the topic prefix, like every group). */
@@ -141,44 +141,14 @@ export class BrokerView {
  */
 export const ROUND_ADMIN_GROUP = "admin-dashboard-offsets";
 
+export type RoundAdmin = GroupAdmin;
+
+/** The admin client of one dashboard round (lib/kafka/client.ts: openGroupAdmin says why not `kafka.admin()`). */
+export function openRoundAdmin(kafka: Kafka, config: Config): Promise<RoundAdmin> {
+  return openGroupAdmin(kafka, config, `${config.topicPrefix}${ROUND_ADMIN_GROUP}`);
+}
+
 /** An admin client for one round of requests, and how to close it. */
-export interface RoundAdmin {
-  readonly admin: Admin;
-  close(): Promise<void>;
-}
-
-/**
- * An admin client made from a consumer that has a group id (a dependent admin client), never from
- * `kafka.admin()`. In librdkafka 2.15.1 a committed-offsets request (fetchOffsets) answered with
- * NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE tells the client's own consumer-group handle to look
- * its coordinator up again; a plain admin client has no such handle (a NULL pointer) and the process
- * dies of SIGSEGV on librdkafka's thread. Brokers answer that way while their group coordinators
- * load: a freshly formatted broker (`make up` after a wipe), a restart, a coordinator moving to
- * another cluster node. Over a consumer's handle the same answer rejects the request instead, and
- * the round's figures go stale until the next round. Both clients are closed by `close`.
- */
-export async function openRoundAdmin(kafka: Kafka, config: Config): Promise<RoundAdmin> {
-  const holder = createConsumer(kafka, config, `${config.topicPrefix}${ROUND_ADMIN_GROUP}`, { "enable.auto.commit": false });
-  await holder.connect();
-  const admin = holder.dependentAdmin();
-  try {
-    await admin.connect();
-  } catch (err) {
-    await holder.disconnect();
-    throw err;
-  }
-  return {
-    admin,
-    async close() {
-      try {
-        await admin.disconnect();
-      } finally {
-        await holder.disconnect();
-      }
-    },
-  };
-}
-
 /** Whether any bootstrap broker ("host:port,host:port") accepts a TCP connection within `timeoutMs`. */
 export async function brokerReachable(brokers: string, timeoutMs: number): Promise<boolean> {
   const attempts = brokers.split(",").map((broker) => {
