@@ -52,6 +52,10 @@ function fakeRuntime(brokers = "127.0.0.1:1") {
     hgetall: () => fail("redis") ?? Promise.resolve({}),
     zrange: () => fail("redis") ?? Promise.resolve([]),
     get: () => fail("redis") ?? Promise.resolve(null),
+    // The order read model's scripts (projection.ts): an empty model.
+    liveOrderIds: () => fail("redis") ?? Promise.resolve([]),
+    liveOrderView: () => fail("redis") ?? Promise.resolve([]),
+    liveOrderHistory: () => fail("redis") ?? Promise.resolve([]),
   };
   const runtime = {
     config: loadConfig("admin", { TOPIC_PREFIX: "p.", KAFKA_BROKERS: brokers }),
