@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { brokerKill, killServices, oversizedOrder, poisonRecords, redisRestart, redisStall, topicReplay } from "./faults.ts";
 import { hostileRequests } from "./hostile.ts";
+import { writeReport } from "./report.ts";
 import { runScenario } from "./suite.ts";
 
 const progress = process.env["TEST_LOG_LEVEL"] === undefined ? {} : { progress: (line: string) => process.stdout.write(`${line}\n`) };
@@ -36,6 +37,8 @@ describe("fault injection (CI slice)", () => {
       stateDir: join(process.cwd(), ".run", "chaos-slice"),
       ...progress,
     });
+    // The whole report (counts by status, first failures) beside the logs, for a failed run.
+    writeReport(join(process.cwd(), ".run", "ci-slice-report"), [report]);
     expect(report.verdict.reasons).toEqual([]);
     expect(report.invariants.accepted).toBeGreaterThanOrEqual(2000);
     const { poison, requests } = report.hostileInput;
@@ -60,6 +63,7 @@ describe("fault injection (CI slice)", () => {
       stateDir: join(process.cwd(), ".run", "chaos-negative"),
       ...progress,
     });
+    writeReport(join(process.cwd(), ".run", "negative-control-report"), [report]);
     expect(report.config.serviceEnv).toEqual({ payment: brokenBuild, notification: brokenBuild });
     expect(report.verdict.ok).toBe(false);
     expect(report.verdict.reasons.some((reason) => /^duplicate(Charges|Emails): [1-9]/.test(reason))).toBe(true);
