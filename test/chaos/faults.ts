@@ -10,6 +10,7 @@ import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
 import { createKafka, createProducer, topicName, type Admin } from "../../lib/kafka/client.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
 import { loadConfig, type Config } from "../../lib/config.ts";
+import { messageOf } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log.ts";
 import { keyspace } from "../../lib/redis.ts";
 import { formatMinor } from "../../services/order/money.ts";
@@ -359,19 +360,48 @@ export function poisonRecords(perTopic: number): Fault {
 }
 
 /** Deletes a service's consumer group while its instances are down: they replay the topic from the start. */
+/** Groups each replayed service consumes with (lib/service.ts names them by topicName). */
+const replayedGroups = { payment: ["payment"], inventory: ["inventory", "inventory-actions"], notification: ["notification"] } as const;
+
+/** Positions a replayed service must have committed before its reset, so that the replay hands back records it handled. */
+const REPLAY_MIN_POSITIONS = 20;
+
+/** Positions `groupId` has committed past the start of its topics: what a reset to the beginning reads again. */
+async function committedPositions(ctx: FaultContext, groupId: string): Promise<number> {
+  let positions = 0;
+  for (const { topic, partitions } of await ctx.admin.fetchOffsets({ groupId })) {
+    const low = new Map((await ctx.admin.fetchTopicOffsets(topic)).map((mark) => [mark.partition, Number(mark.low)]));
+    for (const { partition, offset } of partitions) positions += Math.max(0, Number(offset) - (low.get(partition) ?? 0));
+  }
+  return positions;
+}
+
+/**
+ * Stops every instance of payment, inventory and notification in turn, deletes its groups (their
+ * next start reads every topic from the beginning) and starts them: every command and email
+ * request comes again, and outcomes, charges and emails must not change. A service is reset only
+ * once it has committed at least REPLAY_MIN_POSITIONS positions: on a loaded machine the fault can
+ * begin before the saga reached payment, and a reset then replays nothing and proves nothing. A
+ * service that never gets there is a problem of the run.
+ */
 export const topicReplay: Fault = {
   name: "replay",
-  description: "stop every payment and inventory instance, delete their groups (back to the beginning), start them: outcomes must not change",
+  description: "stop every payment, inventory and notification instance, delete their groups (back to the beginning), start them: outcomes, charges and emails must not change",
   async run(ctx) {
-    for (const service of ["payment", "inventory"] as const) {
+    for (const [service, groups] of Object.entries(replayedGroups)) {
+      const groupIds = groups.map((g) => topicName(ctx.config, g));
+      const handled = async () => (await Promise.all(groupIds.map((g) => committedPositions(ctx, g)))).reduce((a, b) => a + b, 0);
+      await waitFor(async () => (await handled()) >= REPLAY_MIN_POSITIONS, { timeoutMs: 120_000, intervalMs: 500, what: `the ${service} groups to commit ${REPLAY_MIN_POSITIONS} positions` }).catch((err: unknown) => {
+        ctx.problems.push(`replay: ${messageOf(err)}; a reset now replays little or nothing`);
+      });
       const names = Array.from({ length: ctx.instances }, (_, i) => processName(service, i));
       for (const name of names) await ctx.system.stopService(name);
-      const groups = service === "inventory" ? ["inventory", "inventory-actions"] : ["payment"];
+      const positions = await handled();
       await waitFor(async () => {
-        await ctx.admin.deleteGroups(groups.map((g) => topicName(ctx.config, g)));
+        await ctx.admin.deleteGroups(groupIds);
         return true;
       }, { timeoutMs: 60_000, intervalMs: 1000, what: `the ${service} groups to be deletable` });
-      ctx.note("groups reset to the beginning", { groups });
+      ctx.note("groups reset to the beginning", { groups, positionsReplayed: positions });
       for (const name of names) await ctx.system.startService(name);
     }
   },
