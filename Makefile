@@ -43,7 +43,7 @@ status: ## what is running
 test: setup ## the whole suite (unit + integration on the real broker and Redis) with coverage
 	@npx vitest run --coverage
 
-chaos: setup ## the whole fault-injection suite (every fault, 20,000+ orders at 20/s; ~40 min); report in docs/reports/chaos.md
+chaos: setup ## the whole fault-injection suite (every fault, 20,000+ orders at 20/s, 1,000 poison records per topic, 10,000 hostile requests; ~40 min); report in docs/reports/chaos.md
 	@npx tsx test/chaos/main.ts $(CHAOS_ARGS)
 
 bench: setup ## the saga against the bare pipeline (three ramps, 100 orders/s for 60 s), a backlog relay against Kafka Streams, CPU, memory, record operations, broker request rates, profiles (~30 min; needs a JDK and Maven); report in bench/results/

@@ -6,17 +6,17 @@
  * first bytes and hands it to the HTTP/2 server when they are the HTTP/2 preface, to the HTTP/1.1
  * server (browsers, Connect and gRPC-Web) otherwise. Every RPC, over either, is checked on its
  * headers before connect's adapter reads its body: the bearer token first (a wrong one is refused
- * with nothing read, let alone decompressed), then the declared size; the adapter bounds the
- * message on the wire and after decompression (readMaxBytes).
+ * with nothing read, let alone decompressed), then the declared size, the compression and the
+ * deadline (lib/rpc-guard.ts); the adapter bounds the message on the wire and after
+ * decompression (readMaxBytes), and answers a request it cannot read as the client's mistake.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
-import { declaredSizeRefusal, writeRpcError } from "../../lib/rpc-guard.ts";
+import { headerRefusal, rpcAdapter, writeRpcError } from "../../lib/rpc-guard.ts";
 import { tokenRefusal } from "./auth.ts";
 import type { Dashboard } from "./dashboard/dashboard.ts";
 
@@ -48,9 +48,9 @@ export interface AdminServer {
 /** Starts the admin server; resolves once it listens. */
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { dashboard, log } = options;
-  const adapter = connectNodeAdapter({ routes: options.routes, interceptors: options.interceptors, readMaxBytes: options.readMaxBytes });
+  const adapter = rpcAdapter({ routes: options.routes, interceptors: options.interceptors, readMaxBytes: options.readMaxBytes }, log);
   const connect = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
-    const refusal = tokenRefusal(options.token, req.headers.authorization) ?? declaredSizeRefusal(req, options.readMaxBytes);
+    const refusal = tokenRefusal(options.token, req.headers.authorization) ?? headerRefusal(req, options.readMaxBytes);
     if (refusal === undefined) adapter(req, res);
     else writeRpcError(req, res, refusal);
   };

@@ -14,13 +14,12 @@ import type { AddressInfo } from "node:net";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createContextKey, createContextValues, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { FailureReason, OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
 import { OrderService, PlaceOrderRequestSchema, type Order, type Product } from "../../gen/orderflow/v1/order_service_pb.ts";
 import type { RpcLimits } from "../../lib/config.ts";
 import { messageOf } from "../../lib/errors.ts";
 import type { Logger } from "../../lib/log.ts";
-import { declaredSizeRefusal, procedureOf, writeRpcError } from "../../lib/rpc-guard.ts";
+import { headerRefusal, procedureOf, rpcAdapter, writeRpcError } from "../../lib/rpc-guard.ts";
 import { traceRequest } from "../../lib/tracing.ts";
 import { scopedOrders, type ScopedOrders } from "./access.ts";
 import type { Authenticator, Caller } from "./auth.ts";
@@ -268,12 +267,13 @@ const publicMethods: ReadonlySet<string> = new Set([OrderService.method.listProd
 
 /**
  * Checks a Connect, gRPC or gRPC-Web request before connect's adapter reads a byte of its body: a
- * body declared larger than the limit is refused, and every OrderService method but the catalog's
- * needs a valid token. Resolves with the caller, if there is one, for the handlers.
+ * body declared larger than the limit, a compression the server does not have and a deadline too
+ * short to meet are refused, and every OrderService method but the catalog's needs a valid token.
+ * Resolves with the caller, if there is one, for the handlers.
  */
 async function admitRpc(authenticator: Authenticator, readMaxBytes: number, req: IncomingMessage): Promise<Caller | undefined> {
-  const tooLarge = declaredSizeRefusal(req, readMaxBytes);
-  if (tooLarge !== undefined) throw tooLarge;
+  const refusal = headerRefusal(req, readMaxBytes);
+  if (refusal !== undefined) throw refusal;
   const procedure = procedureOf(req);
   if (procedure?.service !== OrderService.typeName || publicMethods.has(procedure.method)) return undefined;
   return authenticator.authenticate(req.headers.authorization);
@@ -345,12 +345,15 @@ export async function startApiServer(orders: Orders, guard: ApiGuard, log: Logge
   const { readMaxBytes } = guard.limits;
   /** Callers admitted at the HTTP level, handed to connect's handlers as context values. */
   const callers = new WeakMap<object, Caller>();
-  const connect = connectNodeAdapter({
-    routes: orderRoutes(deps),
-    readMaxBytes,
-    interceptors: [validateRequests],
-    contextValues: (req) => createContextValues().set(callerKey, callers.get(req)),
-  });
+  const connect = rpcAdapter(
+    {
+      routes: orderRoutes(deps),
+      readMaxBytes,
+      interceptors: [validateRequests],
+      contextValues: (req) => createContextValues().set(callerKey, callers.get(req)),
+    },
+    log,
+  );
   const rpc = async (req: IncomingMessage, res: ServerResponse) => {
     let caller: Caller | undefined;
     try {

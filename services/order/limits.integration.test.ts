@@ -3,10 +3,13 @@
  * Connect endpoint refused (ResourceExhausted) without inflating them, a body declared too large
  * refused (413) and an unauthenticated call refused (401) before the body is read, every RPC's
  * request validated (a huge page size, malformed ids: InvalidArgument naming the field), a
- * ListOrders page that looks at a bounded number of orders, and WatchOrder streams capped per
- * caller and per process and ended after their lifetime.
+ * ListOrders page that looks at a bounded number of orders, WatchOrder streams capped per
+ * caller and per process and ended after their lifetime, and a request that connect cannot read
+ * (an unknown compression, a deadline too short, a body that does not inflate or parse, a stream
+ * without its message) answered as the client's mistake (4xx) with the reason, never 5xx.
  */
 import { randomUUID } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -151,6 +154,91 @@ describe("validation on every RPC", () => {
     }
     const tooLong = await codeOf(client.cancelOrder({ orderId: "7b0c3f9e-3c1a-4d55-9a57-4a4c05f0c3b1", reason: "x".repeat(501) }));
     expect(tooLong).toBe(Code.InvalidArgument);
+  });
+});
+
+describe("requests connect cannot read: the client's mistake, with the reason", () => {
+  const rpc = (method: string) => `${base}/orderflow.v1.OrderService/${method}`;
+  const unary = { "content-type": "application/proto", "connect-protocol-version": "1" };
+  const stream = { "content-type": "application/connect+json", "connect-protocol-version": "1" };
+  const watchOf = (orderId: string) => Buffer.from(JSON.stringify({ order_id: orderId }));
+  /** A Connect stream envelope: flags, the declared length, the payload. */
+  const envelope = (flags: number, payload: Buffer, declared = payload.length) => {
+    const head = Buffer.alloc(5);
+    head.writeUInt8(flags, 0);
+    head.writeUInt32BE(declared, 1);
+    return Buffer.concat([head, payload]);
+  };
+
+  /** The HTTP status and error code of an answer; for a stream answered 200, the code its end-stream message carries. */
+  async function answer(url: string, init: RequestInit): Promise<{ status: number; code: string; message: string }> {
+    const res = await fetch(url, init);
+    const body = Buffer.from(await res.arrayBuffer());
+    if (res.status === 200 && !String(res.headers.get("content-type")).startsWith("application/connect+")) return { status: 200, code: "ok", message: "" };
+    if (res.status !== 200) {
+      const error = JSON.parse(body.toString("utf8") || "{}") as { code?: string; message?: string };
+      return { status: res.status, code: error.code ?? "", message: error.message ?? "" };
+    }
+    let end: { error?: { code?: string; message?: string } } = {};
+    for (let at = 0; at + 5 <= body.length; at += 5 + body.readUInt32BE(at + 1)) {
+      if ((body.readUInt8(at) & 0b10) !== 0) end = JSON.parse(body.subarray(at + 5, at + 5 + body.readUInt32BE(at + 1)).toString("utf8")) as typeof end;
+    }
+    return { status: 200, code: end.error?.code ?? "ok", message: end.error?.message ?? "" };
+  }
+
+  it("refuses a compression the server does not have with 415, naming the supported ones, whichever way the request names it", async () => {
+    const auth = await as("m-1");
+    const cases: [string, RequestInit][] = [
+      ["GET, empty compression", { method: "GET" }],
+      ["unary, Content-Encoding snappy", { method: "POST", headers: { ...unary, ...auth, "content-encoding": "snappy" }, body: Buffer.alloc(0) }],
+      ["stream, Connect-Content-Encoding snappy", { method: "POST", headers: { ...stream, ...auth, "connect-content-encoding": "snappy" }, body: envelope(0, watchOf(randomUUID())) }],
+    ];
+    const urls = [`${rpc("ListProducts")}?connect=v1&encoding=json&compression=&message=%7B%7D`, rpc("ListOrders"), rpc("WatchOrder")];
+    for (const [i, [what, init]] of cases.entries()) {
+      const res = await fetch(urls[i] ?? "", init);
+      const error = (await res.json()) as { code: string; message: string };
+      expect({ what, status: res.status, code: error.code }).toEqual({ what, status: 415, code: "unimplemented" });
+      expect(error.message, what).toMatch(/supported are gzip,br/);
+      expect(res.headers.get("accept-encoding"), what).toBe("gzip,br");
+    }
+  });
+
+  it("refuses a deadline shorter than the server accepts with 400", async () => {
+    for (const timeout of ["0", "1", "99"]) {
+      const result = await answer(rpc("ListProducts"), { method: "POST", headers: { ...unary, "connect-timeout-ms": timeout }, body: Buffer.alloc(0) });
+      expect({ timeout, status: result.status, code: result.code }).toEqual({ timeout, status: 400, code: "invalid_argument" });
+      expect(result.message).toMatch(/connect-timeout-ms/);
+    }
+    expect(await answer(rpc("ListProducts"), { method: "POST", headers: { ...unary, "connect-timeout-ms": "100" }, body: Buffer.alloc(0) })).toMatchObject({ status: 200 });
+  });
+
+  it("answers a unary request that does not inflate, decode or parse with 400 InvalidArgument and the reason", async () => {
+    const auth = await as("m-1");
+    const cases: [string, string, RequestInit, RegExp][] = [
+      ["protobuf that is not", rpc("GetOrder"), { method: "POST", headers: { ...unary, ...auth }, body: Buffer.from([0x0a, 0xff, 0xff, 0xff]) }, /parse binary/],
+      ["gzip cut short", rpc("GetOrder"), { method: "POST", headers: { ...unary, ...auth, "content-encoding": "gzip" }, body: gzipSync(Buffer.alloc(4096, 1)).subarray(0, 20) }, /decompression failed/],
+      ["GET message that is not base64", `${rpc("GetProduct")}?connect=v1&encoding=proto&base64=1&message=%21%21%21`, { method: "GET" }, /base64/],
+    ];
+    for (const [what, url, init, reason] of cases) {
+      const result = await answer(url, init);
+      expect({ what, status: result.status, code: result.code }).toEqual({ what, status: 400, code: "invalid_argument" });
+      expect(result.message, what).toMatch(reason);
+    }
+  });
+
+  it("ends a WatchOrder stream whose request is missing, cut or doubled with InvalidArgument", async () => {
+    const auth = await as("m-1");
+    const message = watchOf(randomUUID());
+    const cases: [string, Buffer][] = [
+      ["no message", Buffer.alloc(0)],
+      ["an envelope longer than the body", envelope(0, message, message.length + 100)],
+      ["two messages", Buffer.concat([envelope(0, message), envelope(0, message)])],
+      ["a compressed flag without a compression", envelope(1, message)],
+    ];
+    for (const [what, body] of cases) {
+      const result = await answer(rpc("WatchOrder"), { method: "POST", headers: { ...stream, ...auth }, body });
+      expect({ what, status: result.status, code: result.code }).toEqual({ what, status: 200, code: "invalid_argument" });
+    }
   });
 });
 

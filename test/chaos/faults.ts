@@ -4,19 +4,14 @@
  * did on the timeline. Choices (which instance, which partition) come from the seeded generator,
  * so a run can be repeated.
  */
-import { randomBytes, randomUUID } from "node:crypto";
-import { create, toBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
-import { sagaTopics, topicSpec, unconsumedTopics } from "../../infra/topics.ts";
-import { OrderCancelRequestedSchema } from "../../gen/orderflow/v1/events_pb.ts";
-import { MAX_VALUE_BYTES, encodeRecord } from "../../lib/codec/codec.ts";
-import { SCHEMA_VERSION, envelopeHeaders, newEventId } from "../../lib/codec/envelope.ts";
-import { topicName, type Admin } from "../../lib/kafka/client.ts";
+import { createKafka, createProducer, topicName, type Admin } from "../../lib/kafka/client.ts";
 import type { Publisher } from "../../lib/kafka/publisher.ts";
 import { loadConfig, type Config } from "../../lib/config.ts";
+import { messageOf } from "../../lib/errors.ts";
+import { createLogger } from "../../lib/log.ts";
 import { keyspace } from "../../lib/redis.ts";
 import { formatMinor } from "../../services/order/money.ts";
 import { StockStore } from "../../services/inventory/stock.ts";
@@ -25,7 +20,9 @@ import { bearer } from "../../services/cli/tokens.ts";
 import { processName, serviceNames, type RunningSystem } from "../harness/processes.ts";
 import { waitFor } from "../harness/wait.ts";
 import type { ChaosEnvironment } from "./environment.ts";
+import { hostileRequests, type RequestTally } from "./hostile.ts";
 import type { OrderLoad } from "./load.ts";
+import { consumedTopics, generatePoison } from "./poison.ts";
 
 /** What a fault works with. */
 export interface FaultContext {
@@ -44,8 +41,10 @@ export interface FaultContext {
   readonly serviceSettings: Readonly<Record<string, string>>;
   /** Adds an entry to the timeline. */
   note(event: string, detail?: Record<string, unknown>): void;
-  /** Poison records sent, by key, with the topic they were sent to. */
+  /** Poison records sent, by poison id (poison.ts), with the topic they were sent to. */
   readonly poison: Map<string, string>;
+  /** The answers to the hostile requests. */
+  readonly requests: RequestTally;
   /** The run's order load: a fault's own orders go through it, so they are accounted for like the rest. */
   readonly load: OrderLoad;
   /** What a fault found broken beyond the checker's rules (each fails the run). */
@@ -324,48 +323,85 @@ export const slowHandler: Fault = {
   },
 };
 
-/** One poison record of each kind on every consumed topic. */
-export const poisonRecords: Fault = {
-  name: "poison",
-  description: "random bytes, valid protobuf of the wrong type, a valid type failing validation, an oversized value — on every consumed topic",
-  async run(ctx) {
-    const consumed = sagaTopics.map((s) => s.name).filter((name) => !unconsumedTopics.has(name));
-    for (const base of consumed) {
-      const topic = topicName(ctx.config, base);
-      const schema = topicSpec(base).valueTypes[0];
-      if (schema === undefined) continue;
-      const headersOf = (typeName: string, orderId: string) =>
-        envelopeHeaders({ eventId: newEventId(), eventType: typeName, contentType: "application/x-protobuf", schemaVersion: SCHEMA_VERSION, orderId, producer: "chaos", occurredAt: new Date() });
-      const send = async (kind: string, value: Buffer, headers: Record<string, string>) => {
-        const key = `poison-${kind}-${randomUUID()}`;
-        ctx.poison.set(key, topic);
-        await ctx.publisher.send(topic, { key, value, headers });
-      };
-      const orderId = randomUUID();
-      await send("bytes", randomBytes(64), headersOf(schema.typeName, orderId));
-      const wrong = encodeRecord(OrderCancelRequestedSchema, { orderId, requestedBy: "chaos", reason: "wrong type", requestedAt: timestampNow() }, { key: orderId, orderId, producer: "chaos", encoding: "binary" });
-      await send("wrong-type", wrong.value, base === "orders.cancel.requested" ? headersOf("orderflow.v1.OrderCreated", orderId) : wrong.headers);
-      await send("invalid", Buffer.from(toBinary(schema, create(schema, { orderId: "not-a-uuid" }))), headersOf(schema.typeName, orderId));
-      await send("oversized", randomBytes(MAX_VALUE_BYTES + 100), headersOf(schema.typeName, orderId));
-    }
-    ctx.note("poison sent", { records: ctx.poison.size });
-  },
-};
+/** Records produced per request while the poison fault sends (about 1 MB each at most, under the producer's batch limits). */
+const POISON_BATCH = 50;
+
+/**
+ * `perTopic` generated poison records (poison.ts, seeded from the run's generator) on every
+ * consumed topic, produced straight to the broker with their own keys (or none) and headers.
+ * Each must end in its topic's DLQ.
+ */
+export function poisonRecords(perTopic: number): Fault {
+  return {
+    name: "poison",
+    description: `${perTopic} generated poison records per consumed topic: random bytes, another type, invalid fields, truncated or corrupted protobuf, missing or unknown headers, bad JSON, no value, oversized; some keyless`,
+    async run(ctx) {
+      const seed = uniformInt(ctx.rng, 0, 0x7fffffff);
+      const producer = createProducer(createKafka(ctx.config, createLogger("chaos-poison", "fatal")), ctx.config);
+      await producer.connect();
+      try {
+        const sent: Record<string, number> = {};
+        for (const base of consumedTopics) {
+          const topic = topicName(ctx.config, base);
+          const records = generatePoison(base, perTopic, seed);
+          for (let i = 0; i < records.length; i += POISON_BATCH) {
+            const batch = records.slice(i, i + POISON_BATCH);
+            for (const record of batch) ctx.poison.set(record.id, topic);
+            await producer.send({ topic, messages: batch.map(({ key, value, headers }) => ({ key, value, headers })) });
+          }
+          sent[base] = records.length;
+        }
+        ctx.note("poison sent", { seed, perTopic, topics: Object.keys(sent).length, records: ctx.poison.size });
+      } finally {
+        await producer.disconnect();
+      }
+    },
+  };
+}
 
 /** Deletes a service's consumer group while its instances are down: they replay the topic from the start. */
+/** Groups each replayed service consumes with (lib/service.ts names them by topicName). */
+const replayedGroups = { payment: ["payment"], inventory: ["inventory", "inventory-actions"], notification: ["notification"] } as const;
+
+/** Positions a replayed service must have committed before its reset, so that the replay hands back records it handled. */
+const REPLAY_MIN_POSITIONS = 20;
+
+/** Positions `groupId` has committed past the start of its topics: what a reset to the beginning reads again. */
+async function committedPositions(ctx: FaultContext, groupId: string): Promise<number> {
+  let positions = 0;
+  for (const { topic, partitions } of await ctx.admin.fetchOffsets({ groupId })) {
+    const low = new Map((await ctx.admin.fetchTopicOffsets(topic)).map((mark) => [mark.partition, Number(mark.low)]));
+    for (const { partition, offset } of partitions) positions += Math.max(0, Number(offset) - (low.get(partition) ?? 0));
+  }
+  return positions;
+}
+
+/**
+ * Stops every instance of payment, inventory and notification in turn, deletes its groups (their
+ * next start reads every topic from the beginning) and starts them: every command and email
+ * request comes again, and outcomes, charges and emails must not change. A service is reset only
+ * once it has committed at least REPLAY_MIN_POSITIONS positions: on a loaded machine the fault can
+ * begin before the saga reached payment, and a reset then replays nothing and proves nothing. A
+ * service that never gets there is a problem of the run.
+ */
 export const topicReplay: Fault = {
   name: "replay",
-  description: "stop every payment and inventory instance, delete their groups (back to the beginning), start them: outcomes must not change",
+  description: "stop every payment, inventory and notification instance, delete their groups (back to the beginning), start them: outcomes, charges and emails must not change",
   async run(ctx) {
-    for (const service of ["payment", "inventory"] as const) {
+    for (const [service, groups] of Object.entries(replayedGroups)) {
+      const groupIds = groups.map((g) => topicName(ctx.config, g));
+      const handled = async () => (await Promise.all(groupIds.map((g) => committedPositions(ctx, g)))).reduce((a, b) => a + b, 0);
+      await waitFor(async () => (await handled()) >= REPLAY_MIN_POSITIONS, { timeoutMs: 120_000, intervalMs: 500, what: `the ${service} groups to commit ${REPLAY_MIN_POSITIONS} positions` }).catch((err: unknown) => {
+        ctx.problems.push(`replay: ${messageOf(err)}; a reset now replays little or nothing`);
+      });
       const names = Array.from({ length: ctx.instances }, (_, i) => processName(service, i));
       for (const name of names) await ctx.system.stopService(name);
-      const groups = service === "inventory" ? ["inventory", "inventory-actions"] : ["payment"];
+      const positions = await handled();
       await waitFor(async () => {
-        await ctx.admin.deleteGroups(groups.map((g) => topicName(ctx.config, g)));
+        await ctx.admin.deleteGroups(groupIds);
         return true;
       }, { timeoutMs: 60_000, intervalMs: 1000, what: `the ${service} groups to be deletable` });
-      ctx.note("groups reset to the beginning", { groups });
+      ctx.note("groups reset to the beginning", { groups, positionsReplayed: positions });
       for (const name of names) await ctx.system.startService(name);
     }
   },
@@ -383,10 +419,8 @@ export const allFaults: readonly Fault[] = [
   oversizedOrder,
   rebalanceStorm,
   slowHandler,
-  poisonRecords,
+  poisonRecords(1000),
+  hostileRequests(10_000),
   topicReplay,
   leaderKill,
 ];
-
-/** True for the key of a record the poison fault sent. */
-export const isPoisonKey = (key: string | null | undefined) => key?.startsWith("poison-") === true;

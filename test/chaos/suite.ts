@@ -26,11 +26,13 @@ import type { InvariantReport } from "../../services/cli/invariants.ts";
 import { StockStore } from "../../services/inventory/stock.ts";
 import { liveKeys } from "../../services/order/generations.ts";
 import { keyspace } from "../../lib/redis.ts";
-import { startSystem } from "../harness/processes.ts";
+import { startSystem, type serviceNames } from "../harness/processes.ts";
 import { waitFor } from "../harness/wait.ts";
 import { ChaosEnvironment, type Topology } from "./environment.ts";
-import { isPoisonKey, type Fault, type FaultContext } from "./faults.ts";
+import type { Fault, FaultContext } from "./faults.ts";
+import { RequestTally, type RequestCounts } from "./hostile.ts";
 import { OrderLoad, loadCatalog, type LoadCounts } from "./load.ts";
+import { poisonIdOf } from "./poison.ts";
 
 export interface SuiteOptions {
   readonly name: string;
@@ -43,6 +45,11 @@ export interface SuiteOptions {
   readonly proxied: boolean;
   readonly faults: readonly Fault[];
   readonly stateDir: string;
+  /**
+   * Extra environment for every instance of the named services, on top of the common settings and
+   * kept across the restarts faults make (for example a deliberately broken build for a negative control).
+   */
+  readonly serviceEnv?: Readonly<Partial<Record<ServiceName, Readonly<Record<string, string>>>>>;
   /** Progress lines (the timeline as it happens). */
   readonly progress?: (line: string) => void;
 }
@@ -73,6 +80,8 @@ export interface ScenarioReport {
     readonly targetOrders: number;
     /** Environment of every service beyond addresses; defaults (README) apply to the rest. */
     readonly serviceSettings: Readonly<Record<string, string>>;
+    /** Extra environment of named services (SuiteOptions.serviceEnv). */
+    readonly serviceEnv: Readonly<Partial<Record<ServiceName, Readonly<Record<string, string>>>>>;
   };
   readonly versions: Readonly<Record<string, string>>;
   readonly durationMs: number;
@@ -80,7 +89,18 @@ export interface ScenarioReport {
   readonly faults: readonly FaultResult[];
   readonly load: LoadCounts;
   readonly invariants: InvariantReport;
-  readonly poison: { readonly sent: number; readonly missingFromDlq: readonly string[]; readonly goodRecordsDeadLettered: number };
+  /** What the hostile-input faults sent and what became of it. */
+  readonly hostileInput: {
+    readonly poison: {
+      readonly sent: number;
+      /** Per consumed topic (catalog name): records sent and, of those, not found in its DLQ. */
+      readonly perTopic: Readonly<Record<string, { readonly sent: number; readonly missingFromDlq: number }>>;
+      /** Poison ids not found in their topic's DLQ. */
+      readonly missingFromDlq: readonly string[];
+      readonly goodRecordsDeadLettered: number;
+    };
+    readonly requests: RequestCounts;
+  };
   readonly verdict: { readonly ok: boolean; readonly reasons: readonly string[] };
 }
 
@@ -90,6 +110,8 @@ const serviceSettings: Readonly<Record<string, string>> = {
   KAFKA_CONSUMER_SESSION_TIMEOUT_MS: "6000",
   TX_TIMEOUT_MS: "10000",
 };
+
+type ServiceName = (typeof serviceNames)[number];
 
 const terminal = new Set([OrderStatus.COMPLETED, OrderStatus.FAILED, OrderStatus.CANCELLED].map(String));
 
@@ -144,15 +166,17 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
     await applyTopics(admin, desiredTopics(catalog, replication[config.topicProfile]));
     await new StockStore(redis, keyspace(config.redisKeyPrefix)).seedCatalog(loadCatalog);
     const common = { ...serviceSettings, TOPIC_PROFILE: config.topicProfile, HOME: process.env["HOME"] ?? "" };
-    const envOf = (service: string) => env.addressesOf(service);
+    const serviceEnv = options.serviceEnv ?? {};
+    const envOf = (service: string) => ({ ...serviceEnv[service as ServiceName], ...env.addressesOf(service) });
     const system = await startSystem({ ...common, KAFKA_BROKERS: env.brokers, REDIS_URL: env.redisUrl }, { instances: options.instances, envOf, logDir });
     note("system up", { processes: system.processes.length });
     try {
       const rng = xoroshiro128plus(options.seed);
       const load = new OrderLoad({ apiUrls: system.apiUrls, credentials: system.credentials, ratePerSecond: options.ratePerSecond, rng });
       const poison = new Map<string, string>();
+      const requests = new RequestTally();
       const problems: string[] = [];
-      const ctx: FaultContext = { env, system, rng, admin, publisher, config, instances: options.instances, envOf, serviceSettings, note, poison, load, problems };
+      const ctx: FaultContext = { env, system, rng, admin, publisher, config, instances: options.instances, envOf, serviceSettings, note, poison, requests, load, problems };
       const faults: FaultResult[] = [];
       try {
         load.start();
@@ -212,14 +236,23 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
       note("quiet", { pending: (await pendingOf(redis, ids)).length, emailsOwed: await emailsOwed(), reservationsHeld: await held() });
       const invariants = await checkInvariants({ config, log, kafka, json: true }, { timeoutMs: 300_000, mailsink: system.mailUrl, accepted: ids, cancelsAccepted: [...load.cancelsAccepted] });
       note("checked", { ok: invariants.ok });
-      const dlqKeys = new Map<string, string[]>();
+      const deadLettered = new Map<string, string[]>();
       let goodRecordsDeadLettered = 0;
       await readToEnd(config, admin, sagaTopics.map((s) => topicName(config, `${s.name}${DLQ_SUFFIX}`)), (record) => {
-        const key = record.key?.toString("utf8") ?? "";
-        if (!isPoisonKey(key)) goodRecordsDeadLettered += 1;
-        dlqKeys.set(key, [...(dlqKeys.get(key) ?? []), record.topic]);
+        const id = poisonIdOf(record);
+        if (id === undefined) goodRecordsDeadLettered += 1;
+        else deadLettered.set(id, [...(deadLettered.get(id) ?? []), record.topic]);
       });
-      const missingFromDlq = [...poison].filter(([key, topic]) => !(dlqKeys.get(key) ?? []).includes(`${topic}${DLQ_SUFFIX}`)).map(([key]) => key);
+      const missingFromDlq = [...poison].filter(([id, topic]) => !(deadLettered.get(id) ?? []).includes(`${topic}${DLQ_SUFFIX}`)).map(([id]) => id);
+      const perTopic: Record<string, { sent: number; missingFromDlq: number }> = {};
+      const missing = new Set(missingFromDlq);
+      for (const [id, topic] of poison) {
+        const base = topic.slice(config.topicPrefix.length);
+        const counts = (perTopic[base] ??= { sent: 0, missingFromDlq: 0 });
+        counts.sent += 1;
+        if (missing.has(id)) counts.missingFromDlq += 1;
+      }
+      const requestCounts = requests.counts();
       const loadCounts = load.counts();
       const reasons = [
         ...Object.entries(invariants.violations).filter(([, ids]) => ids.length > 0).map(([rule, ids]) => `${rule}: ${ids.length}`),
@@ -227,6 +260,8 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
       ...(loadCounts.refused.length > 0 ? [`${loadCounts.refused.length} orders refused, first: ${loadCounts.refused[0]}`] : []),
         ...(missingFromDlq.length > 0 ? [`${missingFromDlq.length} poison records missing from their DLQ`] : []),
         ...(goodRecordsDeadLettered > 0 ? [`${goodRecordsDeadLettered} good records dead-lettered`] : []),
+        ...(requestCounts.byClass["5xx"] > 0 ? [`${requestCounts.byClass["5xx"]} hostile requests answered 5xx, first: ${requestCounts.failures.find((f) => !f.startsWith("no answer")) ?? ""}`] : []),
+        ...(requestCounts.transportErrors > 0 ? [`${requestCounts.transportErrors} hostile requests without an answer, first: ${requestCounts.failures.find((f) => f.startsWith("no answer")) ?? ""}`] : []),
         ...faults.filter((f) => f.recoveryMs === undefined).map((f) => `${f.name} did not recover`),
         ...system.crashes.map((crash) => `a process crashed: ${crash}`),
         ...notQuiet,
@@ -235,14 +270,14 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
       return {
         name: options.name,
         seed: options.seed,
-        config: { ratePerSecond: options.ratePerSecond, instances: options.instances, topology: options.topology, proxied: options.proxied, targetOrders: options.orders, serviceSettings },
+        config: { ratePerSecond: options.ratePerSecond, instances: options.instances, topology: options.topology, proxied: options.proxied, targetOrders: options.orders, serviceSettings, serviceEnv },
         versions: versions(),
         durationMs: Date.now() - started,
         timeline,
         faults,
         load: loadCounts,
         invariants,
-        poison: { sent: poison.size, missingFromDlq, goodRecordsDeadLettered },
+        hostileInput: { poison: { sent: poison.size, perTopic, missingFromDlq, goodRecordsDeadLettered }, requests: requestCounts },
         verdict: { ok: reasons.length === 0, reasons },
       };
     } finally {
