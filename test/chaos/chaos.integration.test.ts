@@ -3,7 +3,8 @@
  * processes, their own broker and Redis), while every service is SIGKILLed at a random moment and
  * restarted, the broker is SIGKILLed and restarted, Redis is killed and restarted and its script
  * cache flushed, Redis is stalled (SIGSTOP) past the command timeout, generated poison records land
- * on every consumed topic, generated hostile requests hit the order API and crafted orders of 100
+ * on every consumed topic, three DLQs refuse writes for a while as more poison arrives, generated
+ * hostile requests hit the order API and crafted orders of 100
  * out-of-stock or unknown lines arrive. Then the invariant checker must find nothing: no lost
  * order, no second outcome, charge or email, stock conserved, no oversell, every accepted cancel in
  * effect, every poison record in its DLQ, no hostile request answered 5xx or left unanswered.
@@ -17,6 +18,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { brokerKill, killServices, oversizedOrder, poisonRecords, redisRestart, redisStall, topicReplay } from "./faults.ts";
+import { dlqRefusal } from "./dlq-refusal.ts";
 import { hostileRequests } from "./hostile.ts";
 import { writeReport } from "./report.ts";
 import { runScenario } from "./suite.ts";
@@ -34,7 +36,7 @@ describe("fault injection (CI slice)", () => {
       instances: 1,
       topology: "single",
       proxied: false,
-      faults: [killServices, redisRestart, redisStall, poisonRecords(25), hostileRequests(1000), oversizedOrder, brokerKill],
+      faults: [killServices, redisRestart, redisStall, poisonRecords(25), dlqRefusal, hostileRequests(1000), oversizedOrder, brokerKill],
       stateDir: join(process.cwd(), ".run", "chaos-slice"),
       ...progress,
     });
@@ -43,10 +45,11 @@ describe("fault injection (CI slice)", () => {
     expect(report.verdict.reasons).toEqual([]);
     expect(report.invariants.accepted).toBeGreaterThanOrEqual(2000);
     const { poison, requests } = report.hostileInput;
-    expect(Object.values(poison.perTopic).map((t) => t.sent)).toEqual(Array.from({ length: 15 }, () => 25));
+    // 25 generated on every consumed topic, and 3 more on each of the topics whose DLQ refused writes.
+    expect(Object.values(poison.perTopic).map((t) => t.sent).toSorted()).toEqual([...Array.from({ length: 12 }, () => 25), 28, 28, 28]);
     expect(requests.sent + requests.notSent).toBe(1000);
     expect(requests.byClass["4xx"]).toBeGreaterThan(requests.sent / 2);
-    expect(report.faults.map((f) => f.name)).toEqual(["service-sigkill", "redis-restart", "redis-sigstop", "poison", "hostile-requests", "oversized-order", "broker-sigkill"]);
+    expect(report.faults.map((f) => f.name)).toEqual(["service-sigkill", "redis-restart", "redis-sigstop", "poison", "dlq-refuses-writes", "hostile-requests", "oversized-order", "broker-sigkill"]);
   }, 900_000);
 
   it("fails (negative control) with duplicate charges and emails when payment and notification run without dedup and their topics are replayed", async () => {

@@ -19,6 +19,7 @@ import { orderBody, testCards } from "../../services/cli/samples.ts";
 import { bearer } from "../../services/cli/tokens.ts";
 import { processName, serviceNames, type RunningSystem } from "../harness/processes.ts";
 import { waitFor } from "../harness/wait.ts";
+import { dlqRefusal } from "./dlq-refusal.ts";
 import type { ChaosEnvironment } from "./environment.ts";
 import { hostileRequests, type RequestTally } from "./hostile.ts";
 import type { OrderLoad } from "./load.ts";
@@ -420,6 +421,7 @@ export const allFaults: readonly Fault[] = [
   rebalanceStorm,
   slowHandler,
   poisonRecords(1000),
+  dlqRefusal,
   hostileRequests(10_000),
   topicReplay,
   leaderKill,
