@@ -379,13 +379,11 @@ export class ConsumerRunner implements TransactionMember {
     const key = keyOfPartition(topic, partition);
     let progress = this.#progress.get(key);
     if (progress === undefined) {
-      progress = { topic, partition, first: undefined, next: offset, inHand: new Set(), parked: new Set(), resumed: new Map(), stored: -1 };
+      progress = { topic, partition, first: undefined, next: offset + 1, inHand: new Set(), parked: new Set(), resumed: new Map(), stored: -1 };
       this.#progress.set(key, progress);
     }
     // Read again by a rewind while it is still in hand (waiting out an outage, or handed back): it goes on once.
     if (progress.inHand.has(offset)) return;
-    // Taken in already (a stream from before a repeated seek): never twice.
-    if (offset < progress.next) return;
     if (this.#tx !== undefined) progress.first ??= offset;
     progress.next = offset + 1;
     progress.inHand.add(offset);
@@ -523,8 +521,9 @@ export class ConsumerRunner implements TransactionMember {
    * its seek once more. A seek asked for while the broker is away can be lost in the client (it
    * answers at once and does not report it): the partition then went on fetching its old stream,
    * every record of it dropped as stale, for good — a partition stuck with its lag while the rest of
-   * the group moved on. Seeking again is safe: the client drops what it fetched before a seek, and
-   * nothing is taken in twice (#takeIn).
+   * the group moved on. Seeking again takes nothing in twice: it happens only while no record of
+   * the stream read again has arrived (checked after each fetch is handed out), and the client
+   * drops what it fetched before a seek.
    */
   #seekAgainIfStale(): void {
     const now = Date.now();

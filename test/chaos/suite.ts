@@ -8,11 +8,12 @@
  */
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { isMessage, type DescMessage } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import { DLQ_SUFFIX, catalog, replication, sagaTopics } from "../../infra/topics.ts";
 import { OrderStatus } from "../../gen/orderflow/v1/common_pb.ts";
-import { EmailRequestedSchema } from "../../gen/orderflow/v1/events_pb.ts";
+import { EmailRequestedSchema, OrderCancelledSchema, OrderCompletedSchema, PaymentAction, PaymentCompletedSchema, PaymentFailedSchema, PaymentRefundedSchema, PaymentRequestedSchema } from "../../gen/orderflow/v1/events_pb.ts";
 import { decodeUnlessPoison } from "../../lib/codec/codec.ts";
 import { loadConfig } from "../../lib/config.ts";
 import { messageOf } from "../../lib/errors.ts";
@@ -228,12 +229,50 @@ export async function runScenario(options: SuiteOptions): Promise<ScenarioReport
         return requested.size;
       };
       await untilQuiet(waitFor(async () => (await emailsOwed()) <= 0, { timeoutMs: 300_000, intervalMs: 2000, what: "every requested email to arrive" }));
+      // An order can end (its reservation expired) while payment still tries its charge behind an
+      // open breaker; a charge taken then is refunded a moment later. Quiet also means every charge
+      // and refund asked for was answered, and every charge of an order that did not keep it refunded.
+      const paymentsOwed = async () => {
+        const asked = { charge: new Set<string>(), refund: new Set<string>() };
+        const answered = { charge: new Set<string>(), refund: new Set<string>() };
+        const charged = new Set<string>();
+        const kept = new Set<string>();
+        const unkept = new Set<string>();
+        const schemaOf: Record<string, DescMessage> = {
+          "payments.requested": PaymentRequestedSchema,
+          "payments.completed": PaymentCompletedSchema,
+          "payments.failed": PaymentFailedSchema,
+          "payments.refunded": PaymentRefundedSchema,
+          "orders.completed": OrderCompletedSchema,
+          "orders.cancelled": OrderCancelledSchema,
+        };
+        await readToEnd(config, admin, Object.keys(schemaOf).map((base) => topicName(config, base)), (record) => {
+          const base = record.topic.slice(config.topicPrefix.length);
+          const schema = schemaOf[base];
+          const decoded = schema === undefined ? undefined : decodeUnlessPoison(record, [schema]);
+          if (decoded === undefined) return;
+          const orderId = decoded.envelope.orderId;
+          if (isMessage(decoded.message, PaymentRequestedSchema)) (decoded.message.action === PaymentAction.CHARGE ? asked.charge : asked.refund).add(orderId);
+          else if (base === "payments.completed") {
+            charged.add(orderId);
+            answered.charge.add(orderId);
+          } else if (base === "payments.failed") answered.charge.add(orderId);
+          else if (base === "payments.refunded") answered.refund.add(orderId);
+          else if (base === "orders.completed") kept.add(orderId);
+          else unkept.add(orderId);
+        });
+        const owed = [...asked.charge].filter((id) => !answered.charge.has(id));
+        owed.push(...[...asked.refund].filter((id) => !answered.refund.has(id)));
+        owed.push(...[...charged].filter((id) => (!kept.has(id) || unkept.has(id)) && !answered.refund.has(id)));
+        return new Set(owed).size;
+      };
+      await untilQuiet(waitFor(async () => (await paymentsOwed()) === 0, { timeoutMs: 300_000, intervalMs: 2000, what: "every charge and refund asked for to be answered" }));
       // A release or commit goes out with the outcome and lands a moment later: quiet also means no
       // reservation still held (one held now is judged by the no-oversell rule).
       const stock = new StockStore(redis, keyspace(config.redisKeyPrefix));
       const held = async () => [...(await stock.reservationStates()).values()].filter((state) => state === "reserved").length;
       await untilQuiet(waitFor(async () => (await held()) === 0, { timeoutMs: 120_000, intervalMs: 1000, what: "every reservation to be committed or released" }));
-      note("quiet", { pending: (await pendingOf(redis, ids)).length, emailsOwed: await emailsOwed(), reservationsHeld: await held() });
+      note("quiet", { pending: (await pendingOf(redis, ids)).length, emailsOwed: await emailsOwed(), paymentsOwed: await paymentsOwed(), reservationsHeld: await held() });
       const invariants = await checkInvariants({ config, log, kafka, json: true }, { timeoutMs: 300_000, mailsink: system.mailUrl, accepted: ids, cancelsAccepted: [...load.cancelsAccepted] });
       note("checked", { ok: invariants.ok });
       const deadLettered = new Map<string, string[]>();
